@@ -1,0 +1,64 @@
+"""The HTTP client behind `orchestra apply` and `orchestra run`: ORCHESTRA_URL, ORCHESTRA_USER
+and ORCHESTRA_TOKEN, and API errors turned into one-line OrchestraErrors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from orchestra.errors import OrchestraError
+
+API = "/api/v1"
+
+
+class Client:
+    def __init__(self, url: str | None = None, user: str | None = None, token: str | None = None):
+        self.url = (url or os.environ.get("ORCHESTRA_URL") or "http://127.0.0.1:8080").rstrip("/")
+        user = user if user is not None else os.environ.get("ORCHESTRA_USER")
+        token = token if token is not None else os.environ.get("ORCHESTRA_TOKEN")
+        if not token:
+            raise OrchestraError("set ORCHESTRA_TOKEN (and ORCHESTRA_USER) to a token of yours")
+        auth: httpx.Auth | None = httpx.BasicAuth(user, token) if user else None
+        headers = {} if user else {"Authorization": f"Bearer {token}"}
+        self.http = httpx.Client(
+            base_url=self.url + API, auth=auth, headers=headers, timeout=httpx.Timeout(30.0)
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self._errors():
+            response = self.http.request(method, path, **kwargs)
+        _check(response)
+        return response.json() if response.content else None
+
+    @contextmanager
+    def stream(self, path: str, params: dict[str, Any]) -> Iterator[httpx.Response]:
+        with self._errors():
+            with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _check(response)
+                yield response
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise OrchestraError(f"cannot reach {self.url}: {exc}") from None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text[:200]
+    raise OrchestraError(f"{response.status_code}: {detail}")

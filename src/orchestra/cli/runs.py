@@ -1,0 +1,138 @@
+"""`orchestra run trigger|list|show|log|cancel|abort`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from orchestra.cli.http import Client
+from orchestra.errors import InvalidInput
+
+app = typer.Typer(help="Trigger and follow runs.", no_args_is_help=True)
+
+
+def _parameters(values: list[str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--parameter takes KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
+
+
+def _show(run: dict[str, Any]) -> None:
+    typer.echo(json.dumps(run, indent=2, ensure_ascii=False))
+
+
+def _follow(client: Client, project: str, run: str) -> int:
+    """Stream the log to stdout until the run ends; 0 if it succeeded, 1 if not."""
+    out = sys.stdout.buffer
+    with client.stream(f"/projects/{project}/runs/{run}/log", {"follow": "true"}) as response:
+        for chunk in response.iter_bytes():
+            out.write(chunk)
+            out.flush()
+    final = client.request("GET", f"/projects/{project}/runs/{run}")
+    reason = f" ({final['reason']})" if final.get("reason") else ""
+    typer.echo(f"run {run} {final['status']}{reason}", err=True)
+    return 0 if final["status"] == "succeeded" else 1
+
+
+@app.command("trigger")
+def trigger(
+    project: str,
+    job: str,
+    parameter: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeat")] = None,
+    follow: Annotated[bool, typer.Option(help="stream the log; exit 0 only on success")] = False,
+) -> None:
+    """Trigger a run of a job."""
+    client = Client()
+    try:
+        run = client.request(
+            "POST",
+            f"/projects/{project}/jobs/{job}/trigger",
+            json={"parameters": _parameters(parameter)},
+        )
+        if not follow:
+            typer.echo(run["identifier"])
+            return
+        typer.echo(f"run {run['identifier']} triggered", err=True)
+        code = _follow(client, project, run["identifier"])
+    finally:
+        client.close()
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_runs(
+    project: str,
+    job: Annotated[str | None, typer.Option(help="only this job's runs")] = None,
+    status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
+    worker: Annotated[str | None, typer.Option(help="only runs on this worker")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+) -> None:
+    """List runs, newest first."""
+    client = Client()
+    params = {"job": job, "status": status, "worker": worker, "limit": limit}
+    try:
+        page = client.request(
+            "GET", f"/projects/{project}/runs", params={k: v for k, v in params.items() if v}
+        )
+    finally:
+        client.close()
+    for run in page["items"]:
+        typer.echo(f"{run['identifier']}  {run['job']:<20} {run['status']:<10} {run['creation_date']}")
+
+
+@app.command("show")
+def show(project: str, run: str) -> None:
+    """Show a run as JSON."""
+    client = Client()
+    try:
+        _show(client.request("GET", f"/projects/{project}/runs/{run}"))
+    finally:
+        client.close()
+
+
+@app.command("log")
+def log(
+    project: str,
+    run: str,
+    follow: Annotated[bool, typer.Option(help="keep streaming until the run ends")] = False,
+) -> None:
+    """Print a run's log."""
+    client = Client()
+    try:
+        if follow:
+            raise typer.Exit(_follow(client, project, run))
+        with client.stream(f"/projects/{project}/runs/{run}/log", {}) as response:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    finally:
+        client.close()
+
+
+@app.command("cancel")
+def cancel(project: str, run: str) -> None:
+    """Cancel a pending run."""
+    client = Client()
+    try:
+        result = client.request("POST", f"/projects/{project}/runs/{run}/cancel")
+    finally:
+        client.close()
+    typer.echo(f"run {result['identifier']} {result['status']}")
+
+
+@app.command("abort")
+def abort(project: str, run: str) -> None:
+    """Abort a running run."""
+    client = Client()
+    try:
+        result = client.request("POST", f"/projects/{project}/runs/{run}/abort")
+    finally:
+        client.close()
+    typer.echo(f"run {result['identifier']}: abort requested")

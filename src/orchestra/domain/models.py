@@ -1,0 +1,183 @@
+"""The seed's entities as frozen dataclasses, named and shaped as the seed says."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from orchestra.domain.parameters import Parameter
+from orchestra.domain.statuses import RunStatus, StepStatus
+
+
+@dataclass(frozen=True)
+class Project:
+    identifier: str
+    display_name: str
+    services: dict[str, Any]
+    is_enabled: bool
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Project:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    command: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "command": list(self.command)}
+
+
+@dataclass(frozen=True)
+class Job:
+    project: str
+    identifier: str
+    display_name: str
+    description: str
+    workspace: str
+    steps: list[Step]
+    parameters: list[Parameter]
+    properties: dict[str, Any]
+    is_enabled: bool
+    lease: float | None
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        data = {f: row[f] for f in cls.__dataclass_fields__}
+        data["steps"] = [Step(name=s["name"], command=list(s["command"])) for s in row["steps"]]
+        data["parameters"] = [
+            Parameter(
+                key=p["key"],
+                description=p.get("description", ""),
+                default=p.get("default"),
+                choices=tuple(p["choices"]) if p.get("choices") is not None else None,
+                secret=bool(p.get("secret", False)),
+            )
+            for p in row["parameters"]
+        ]
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunStep:
+    index: int
+    name: str
+    command: list[str]
+    status: StepStatus
+    exit_code: int | None = None
+    start_date: datetime | None = None
+    completion_date: datetime | None = None
+    log_size: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunStep:
+        data = {f: row[f] for f in cls.__dataclass_fields__}
+        data["status"] = StepStatus(row["status"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Run:
+    identifier: str
+    project: str
+    job: str
+    parameters: dict[str, str]
+    source: dict[str, Any]
+    worker: str | None
+    status: RunStatus
+    workspace: str
+    start_date: datetime | None
+    completion_date: datetime | None
+    should_cancel: bool
+    should_abort: bool
+    reason: str | None
+    lease: float | None
+    event_sequence: int
+    log_size: int
+    creation_date: datetime
+    update_date: datetime
+    steps: list[RunStep] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], steps: list[RunStep] | None = None) -> Run:
+        data = {f: row[f] for f in cls.__dataclass_fields__ if f != "steps"}
+        data["status"] = RunStatus(row["status"])
+        return cls(**data, steps=steps or [])
+
+
+@dataclass(frozen=True)
+class Schedule:
+    project: str
+    identifier: str
+    display_name: str
+    job: str
+    parameters: dict[str, str]
+    expression: str
+    time_zone: str
+    is_enabled: bool
+    last_run: str | None
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Schedule:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class User:
+    identifier: str
+    display_name: str
+    roles: list[str]
+    is_enabled: bool
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> User:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token-type User Authentication, as shown to people: never its secret or hash."""
+
+    identifier: str
+    user: str
+    description: str
+    expiration_date: datetime | None
+    last_used_date: datetime | None
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Token:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Worker:
+    identifier: str
+    owner: str
+    version: str
+    display_name: str
+    properties: dict[str, Any]
+    is_enabled: bool
+    is_active: bool
+    should_disconnect: bool
+    executors: int
+    last_seen_date: datetime | None
+    creation_date: datetime
+    update_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Worker:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})

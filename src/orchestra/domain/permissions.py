@@ -1,0 +1,79 @@
+"""Roles and what each may do. Everything not granted here is denied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from orchestra.errors import Forbidden, InvalidInput, Unauthenticated
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    AUDITOR = "auditor"
+    OPERATOR = "operator"
+    WORKER = "worker"
+    ADMINISTRATOR = "administrator"
+
+
+class Action(StrEnum):
+    PUBLIC = "public"  # health, login, static files: anyone, even anonymous
+    SELF = "self"  # the caller's own profile, password and tokens: any logged-in user
+    PROJECT_READ = "project.read"
+    PROJECT_WRITE = "project.write"
+    RUN_READ = "run.read"
+    RUN_TRIGGER = "run.trigger"
+    RUN_CONTROL = "run.control"  # cancel, abort
+    WORKER_READ = "worker.read"
+    WORKER_WRITE = "worker.write"  # enable, disable, rename, disconnect
+    WORKER_DELETE = "worker.delete"
+    WORKER_CONNECT = "worker.connect"
+    USER_READ = "user.read"
+    USER_WRITE = "user.write"
+    ADMIN = "admin"
+
+
+_READ = {Action.PROJECT_READ, Action.RUN_READ, Action.WORKER_READ}
+
+GRANTS: dict[Role, frozenset[Action]] = {
+    Role.VIEWER: frozenset(_READ),
+    Role.AUDITOR: frozenset(_READ | {Action.USER_READ}),
+    Role.OPERATOR: frozenset(
+        _READ | {Action.PROJECT_WRITE, Action.RUN_TRIGGER, Action.RUN_CONTROL, Action.WORKER_WRITE}
+    ),
+    Role.WORKER: frozenset({Action.WORKER_CONNECT, Action.RUN_TRIGGER, Action.RUN_READ}),
+    Role.ADMINISTRATOR: frozenset(Action),
+}
+
+
+def check_roles(roles: Iterable[object]) -> list[str]:
+    valid = {r.value for r in Role}
+    result: list[str] = []
+    for role in roles:
+        if role not in valid:
+            raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(sorted(valid))})")
+        assert isinstance(role, str)
+        if role not in result:
+            result.append(role)
+    return result
+
+
+def allowed(roles: Iterable[str] | None, action: Action) -> bool:
+    """May a caller with these roles (None: anonymous) do `action`?"""
+    if action is Action.PUBLIC:
+        return True
+    if roles is None:
+        return False
+    if action is Action.SELF:
+        return True
+    valid = {r.value for r in Role}
+    return any(action in GRANTS[Role(r)] for r in roles if r in valid)
+
+
+def require(roles: Iterable[str] | None, action: Action) -> None:
+    """Raise Unauthenticated (anonymous) or Forbidden unless `action` is granted."""
+    if allowed(roles, action):
+        return
+    if roles is None:
+        raise Unauthenticated()
+    raise Forbidden(f"this needs the permission {action.value}")

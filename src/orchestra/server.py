@@ -1,0 +1,120 @@
+"""The composition root of `orchestra server`: database, services, web application, master
+loops (role all or master) and local worker processes (--workers N)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from orchestra.errors import InvalidInput
+from orchestra.services.container import Services
+from orchestra.settings import Settings
+from orchestra.storage.migrate import upgrade
+from orchestra.web.app import create_app
+
+log = logging.getLogger(__name__)
+LOCAL_WORKER_USER = "local-worker"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_app(services: Services) -> FastAPI:
+    from orchestra.master.runtime import master_parts
+
+    startup, shutdown, routers = master_parts(services) if services.settings.runs_master else ([], [], [])
+    if services.settings.serves_api:
+        from orchestra.web.site.pages import site_router
+
+        routers = [*routers, site_router()]
+    return create_app(services, on_startup=startup, on_shutdown=shutdown, routers=routers)
+
+
+def serve(settings: Settings, local_workers: int = 0) -> None:
+    """Migrate, then serve until SIGINT or SIGTERM."""
+    upgrade(settings.resolved_database_url)
+    if settings.role != "all" and settings.resolved_database_url.startswith("sqlite"):
+        raise InvalidInput(
+            "SQLite is single-instance: run --role all, or use PostgreSQL to split roles"
+        )
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    if not settings.public_url:
+        from dataclasses import replace
+
+        settings = replace(settings, public_url=url)
+    services = Services.build(settings)
+    app = build_app(services)
+    config = uvicorn.Config(
+        app, log_config=None, lifespan="on", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    print(f"Orchestra {settings.role} listening on {url}", flush=True)  # noqa: T201
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        if local_workers:
+            workers = asyncio.run(_start_local_workers(services, url, local_workers))
+        asyncio.run(_serve(server, sock))
+    finally:
+        _stop(workers)
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    await server.serve(sockets=[sock])
+
+
+async def _start_local_workers(services: Services, url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    """Start `count` workers as child processes, with a fresh token of the local worker user."""
+    from orchestra.errors import Conflict
+
+    try:
+        await services.users.create_user(LOCAL_WORKER_USER, display_name="Local workers", roles=["worker"])
+    except Conflict:
+        pass
+    _token, secret = await services.users.create_token(LOCAL_WORKER_USER, "local workers", None)
+    await services.db.dispose()
+    data_dir = Path(services.settings.data_dir).resolve()
+    processes = []
+    for index in range(1, count + 1):
+        env = {**os.environ, "ORCHESTRA_TOKEN": secret}
+        command = [
+            sys.executable, "-m", "orchestra", "worker",
+            "--url", url, "--user", LOCAL_WORKER_USER,
+            "--identifier", f"local-{index}",
+            "--data-dir", str(data_dir / "workers" / f"local-{index}"),
+        ]
+        processes.append(subprocess.Popen(command, env=env))
+    return processes
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,84 @@
+"""Apply a configuration document: create or update its projects, jobs and schedules in one
+transaction. Idempotent: applying the same document twice changes nothing the second time.
+Things absent from the document are left alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.domain.documents import parse_document
+from orchestra.domain.models import Job
+from orchestra.domain.parameters import resolve_parameters
+from orchestra.errors import InvalidInput
+from orchestra.services.events import Events
+from orchestra.storage import records
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import project as project_table
+from orchestra.storage.schema import schedule as schedule_table
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    identifier: str
+    action: str  # created, updated or unchanged
+
+
+class ApplyService:
+    def __init__(self, db: Database, events: Events) -> None:
+        self.db = db
+        self.events = events
+
+    async def apply(self, document: object) -> list[Change]:
+        projects = parse_document(document)
+        changes: list[Change] = []
+        async with self.db.transaction() as conn:
+            for project in projects:
+                jobs = project.pop("jobs")
+                schedules = project.pop("schedules")
+                identifier = project["identifier"]
+                keys = {"identifier": identifier}
+                changes.append(await _put(conn, project_table, keys, project, "project", identifier))
+                for job in jobs:
+                    keys = {"project": identifier, "identifier": job["identifier"]}
+                    name = f"{identifier}/{job['identifier']}"
+                    changes.append(await _put(conn, job_table, keys, {**job, **keys}, "job", name))
+                for schedule in schedules:
+                    keys = {"project": identifier, "identifier": schedule["identifier"]}
+                    job_row = await records.fetch_one(
+                        conn, job_table, {"project": identifier, "identifier": schedule["job"]}
+                    )
+                    assert job_row is not None  # parse_document checked the job is defined
+                    try:
+                        resolve_parameters(Job.from_row(job_row).parameters, schedule["parameters"])
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"schedule {schedule['identifier']!r}: {exc}") from None
+                    name = f"{identifier}/{schedule['identifier']}"
+                    values = {**schedule, **keys}
+                    changes.append(await _put(conn, schedule_table, keys, values, "schedule", name))
+        self.events.publish("dispatch")
+        return changes
+
+
+async def _put(
+    conn: AsyncConnection,
+    table: sa.Table,
+    keys: Mapping[str, Any],
+    values: Mapping[str, Any],
+    kind: str,
+    name: str,
+) -> Change:
+    current = await records.fetch_one(conn, table, keys, for_update=True)
+    if current is None:
+        await records.insert(conn, table, values)
+        return Change(kind, name, "created")
+    if all(current[k] == v for k, v in values.items()):
+        return Change(kind, name, "unchanged")
+    await records.update(conn, table, keys, values)
+    return Change(kind, name, "updated")

@@ -1,0 +1,199 @@
+"""Runs from the users' side: trigger, list, show, cancel, abort, and read or follow logs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import Clock
+from orchestra.domain.identifiers import check_identifier
+from orchestra.domain.models import Job, Run
+from orchestra.domain.parameters import resolve_parameters
+from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.errors import Conflict, InvalidInput, NotFound
+from orchestra.services.events import Events
+from orchestra.storage import records
+from orchestra.storage import runs as run_storage
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import project as project_table
+
+FOLLOW_POLL_SECONDS = 1.0
+
+
+class RunService:
+    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+
+    async def trigger(
+        self, project: str, job: str, parameters: object, source: Mapping[str, Any]
+    ) -> Run:
+        """Create a pending run holding its own copy of the job's steps, in one transaction."""
+        async with self.db.transaction() as conn:
+            run = await self.trigger_in(conn, project, job, parameters, source)
+        self.events.publish("dispatch")
+        return run
+
+    async def trigger_in(
+        self,
+        conn: AsyncConnection,
+        project: str,
+        job: str,
+        parameters: object,
+        source: Mapping[str, Any],
+    ) -> Run:
+        if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+            raise NotFound(f"no project {project!r}")
+        row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
+        if row is None:
+            raise NotFound(f"no job {job!r} in project {project!r}")
+        definition = Job.from_row(row)
+        values = resolve_parameters(definition.parameters, parameters)
+        identifier = str(uuid.uuid4())
+        await run_storage.insert_run(
+            conn,
+            {
+                "identifier": identifier,
+                "project": project,
+                "job": job,
+                "parameters": values,
+                "source": dict(source),
+                "worker": None,
+                "status": RunStatus.PENDING.value,
+                "workspace": definition.workspace,
+                "should_cancel": False,
+                "should_abort": False,
+                "lease": definition.lease,
+                "event_sequence": 0,
+                "log_size": 0,
+            },
+            [s.to_dict() for s in definition.steps],
+        )
+        run = await run_storage.get_run(conn, identifier)
+        assert run is not None
+        return run
+
+    async def list_runs(
+        self,
+        project: str,
+        *,
+        job: str | None = None,
+        status: str | None = None,
+        worker: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[Run], str | None]:
+        if status is not None and status not in RunStatus.__members__.values():
+            raise InvalidInput(f"unknown status {status!r}")
+        for value, what in ((job, "job"), (worker, "worker")):
+            if value is not None:
+                check_identifier(value, what)
+        async with self.db.read() as conn:
+            if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+                raise NotFound(f"no project {project!r}")
+            filters = {"project": project, "job": job, "status": status, "worker": worker}
+            return await run_storage.page_runs(conn, filters, cursor, limit)
+
+    async def get_run(self, project: str, identifier: str) -> Run:
+        async with self.db.read() as conn:
+            return await self._run(conn, project, identifier)
+
+    async def _run(self, conn: AsyncConnection, project: str, identifier: str) -> Run:
+        run = await run_storage.get_run(conn, identifier, project)
+        if run is None:
+            raise NotFound(f"no run {identifier!r} in project {project!r}")
+        return run
+
+    async def cancel(self, project: str, identifier: str) -> Run:
+        """Cancel a pending run: it becomes `cancelled` and never starts."""
+        async with self.db.transaction() as conn:
+            run = await self._run(conn, project, identifier)
+            if run.status is not RunStatus.PENDING:
+                hint = " (abort it instead)" if run.status is RunStatus.RUNNING else ""
+                raise Conflict(f"only a pending run can be cancelled; this one is {run.status}{hint}")
+            now = self.clock.now()
+            moved = await run_storage.set_run_status(
+                conn,
+                identifier,
+                RunStatus.CANCELLED,
+                [RunStatus.PENDING],
+                {"should_cancel": True, "completion_date": now, "reason": "cancelled"},
+            )
+            if not moved:
+                raise Conflict("the run changed while cancelling it; look again")
+            await run_storage.skip_pending_steps(conn, identifier, StepStatus.SKIPPED)
+            run = await self._run(conn, project, identifier)
+        self.events.publish(f"run:{identifier}")
+        return run
+
+    async def abort(self, project: str, identifier: str) -> Run:
+        """Ask for a running run to be aborted; its worker stops it and reports `aborted`."""
+        async with self.db.transaction() as conn:
+            run = await self._run(conn, project, identifier)
+            if run.status is RunStatus.PENDING:
+                raise Conflict("a pending run cannot be aborted; cancel it")
+            if run.status is not RunStatus.RUNNING:
+                raise Conflict(f"the run is already {run.status}")
+            await records.update(
+                conn,
+                run_storage.run_table,
+                {"identifier": identifier},
+                {"should_abort": True},
+                where=run_storage.run_table.c.status == RunStatus.RUNNING.value,
+            )
+            run = await self._run(conn, project, identifier)
+        self.events.publish("control")
+        return run
+
+    async def read_log(
+        self, project: str, identifier: str, offset: int = 0, step: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The log (or one step's) from byte `offset`, as it is stored now."""
+        start = await self._log_start(project, identifier, offset, step)
+        return self._chunks(identifier, start, step, follow=False)
+
+    async def follow_log(
+        self, project: str, identifier: str, offset: int = 0, step: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The log from `offset`, then new output as it arrives, until the run ends."""
+        start = await self._log_start(project, identifier, offset, step)
+        return self._chunks(identifier, start, step, follow=True)
+
+    async def _log_start(self, project: str, identifier: str, offset: int, step: int | None) -> int:
+        if offset < 0:
+            raise InvalidInput("offset must not be negative")
+        async with self.db.read() as conn:
+            run = await self._run(conn, project, identifier)
+            if step is None:
+                return offset
+            if not 0 <= step < len(run.steps):
+                raise NotFound(f"no step {step} in run {identifier!r}")
+            first = await run_storage.step_log_start(conn, identifier, step)
+        return (first or 0) + offset
+
+    async def _chunks(
+        self, identifier: str, offset: int, step: int | None, *, follow: bool
+    ) -> AsyncIterator[bytes]:
+        while True:
+            async with self.db.read() as conn:
+                # Status first: output is stored before (or with) the final status, so a run
+                # seen final here has all its chunks visible to the read that follows.
+                finished = True
+                if follow:
+                    run = await run_storage.get_run(conn, identifier)
+                    finished = run is None or run.status.is_final
+                chunks = await run_storage.read_log_chunks(conn, identifier, offset, step)
+            for chunk_offset, data in chunks:
+                yield data[max(0, offset - chunk_offset) :]
+                offset = chunk_offset + len(data)
+            if chunks:
+                continue
+            if not follow or finished:
+                return
+            await self.events.wait(f"run:{identifier}", FOLLOW_POLL_SECONDS)
+

@@ -1,0 +1,302 @@
+"""Users, their passwords and tokens, logins and authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import Clock
+from orchestra.domain.identifiers import check_identifier, check_text
+from orchestra.domain.models import Token, User
+from orchestra.domain.permissions import check_roles
+from orchestra.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from orchestra.services import credentials
+from orchestra.services.throttle import LoginThrottle
+from orchestra.storage import records
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import user as user_table
+from orchestra.storage.schema import user_authentication as auth_table
+
+PASSWORD = "password"
+TOKEN = "token"
+LOGIN_TOKEN_LIFETIME = timedelta(hours=12)
+DEFAULT_TOKEN_LIFETIME = timedelta(days=365)
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
+LAST_USED_PRECISION = timedelta(minutes=1)
+USER_FIELDS = frozenset({"display_name", "roles", "is_enabled", "password"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is making a request: the user and the token they used (None for a session)."""
+
+    user: User
+    token: str | None
+
+
+class UserService:
+    def __init__(self, db: Database, clock: Clock, throttle: LoginThrottle | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.throttle = throttle or LoginThrottle()
+
+    # Users.
+
+    async def create_user(
+        self,
+        identifier: str,
+        *,
+        display_name: str | None = None,
+        roles: list[str] | None = None,
+        password: str | None = None,
+        is_enabled: bool = True,
+    ) -> User:
+        identifier = check_identifier(identifier, "user identifier")
+        values = {
+            "identifier": identifier,
+            "display_name": check_text(display_name or identifier, "display_name"),
+            "roles": check_roles(roles or []),
+            "is_enabled": is_enabled,
+        }
+        hashed = None
+        if password is not None:
+            credentials.check_password_strength(password)
+            hashed = await asyncio.to_thread(credentials.hash_password, password)
+        async with self.db.transaction() as conn:
+            if await records.fetch_one(conn, user_table, {"identifier": identifier}):
+                raise Conflict(f"user {identifier!r} already exists")
+            await records.insert(conn, user_table, values)
+            if hashed is not None:
+                await self._store_password(conn, identifier, hashed)
+            return await self._user(conn, identifier)
+
+    async def list_users(self, cursor: str | None, limit: int | None) -> tuple[list[User], str | None]:
+        async with self.db.read() as conn:
+            rows, next_cursor = await records.page(
+                conn, sa.select(user_table), [user_table.c.identifier], cursor, limit
+            )
+        return [User.from_row(r) for r in rows], next_cursor
+
+    async def get_user(self, identifier: str) -> User:
+        async with self.db.read() as conn:
+            return await self._user(conn, identifier)
+
+    async def update_user(self, identifier: str, changes: Mapping[str, Any]) -> User:
+        unknown = sorted(set(changes) - USER_FIELDS)
+        if unknown:
+            raise InvalidInput(f"unknown fields: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        if changes.get("display_name") is not None:
+            values["display_name"] = check_text(changes["display_name"], "display_name")
+        if changes.get("roles") is not None:
+            if not isinstance(changes["roles"], list):
+                raise InvalidInput("roles must be a list")
+            values["roles"] = check_roles(changes["roles"])
+        if changes.get("is_enabled") is not None:
+            if not isinstance(changes["is_enabled"], bool):
+                raise InvalidInput("is_enabled must be true or false")
+            values["is_enabled"] = changes["is_enabled"]
+        hashed = None
+        if changes.get("password") is not None:
+            password = credentials.check_password_strength(changes["password"])
+            hashed = await asyncio.to_thread(credentials.hash_password, password)
+        async with self.db.transaction() as conn:
+            await self._user(conn, identifier)
+            await records.update(conn, user_table, {"identifier": identifier}, values)
+            if hashed is not None:
+                await self._store_password(conn, identifier, hashed)
+            return await self._user(conn, identifier)
+
+    async def delete_user(self, identifier: str) -> None:
+        async with self.db.transaction() as conn:
+            if not await records.delete(conn, user_table, {"identifier": identifier}):
+                raise NotFound(f"no user {identifier!r}")
+
+    async def _user(self, conn: AsyncConnection, identifier: str) -> User:
+        row = await records.fetch_one(conn, user_table, {"identifier": identifier})
+        if row is None:
+            raise NotFound(f"no user {identifier!r}")
+        return User.from_row(row)
+
+    # Passwords.
+
+    async def _store_password(
+        self, conn: AsyncConnection, identifier: str, hashed: credentials.HashedSecret
+    ) -> None:
+        await conn.execute(
+            auth_table.delete().where(
+                auth_table.c.user == identifier, auth_table.c.type == PASSWORD
+            )
+        )
+        await records.insert(
+            conn,
+            auth_table,
+            {
+                "identifier": str(uuid.uuid4()),
+                "user": identifier,
+                "type": PASSWORD,
+                "description": "password",
+                **_hashed_columns(hashed),
+                "expiration_date": None,
+            },
+        )
+
+    async def _password_row(self, identifier: str) -> sa.RowMapping | None:
+        async with self.db.read() as conn:
+            query = sa.select(auth_table).where(
+                auth_table.c.user == identifier, auth_table.c.type == PASSWORD
+            )
+            return (await conn.execute(query)).mappings().first()
+
+    async def check_password(self, identifier: str, password: str) -> User | None:
+        """The enabled user if the password is right, else None, in about the same time."""
+        row = await self._password_row(identifier)
+        if row is None:
+            await asyncio.to_thread(credentials.burn_password_time, password)
+            return None
+        stored = _stored(row)
+        if not await asyncio.to_thread(credentials.verify_password, password, stored):
+            return None
+        if credentials.needs_rehash(stored):
+            rehashed = await asyncio.to_thread(credentials.hash_password, password)
+            async with self.db.transaction() as conn:
+                await self._store_password(conn, identifier, rehashed)
+        async with self.db.read() as conn:
+            user = await self._user(conn, identifier)
+        return user if user.is_enabled else None
+
+    async def login(self, identifier: str, password: str, address: str) -> tuple[Token, str]:
+        """Check the password (throttled per user and address) and open a session token."""
+        if not isinstance(identifier, str) or not isinstance(password, str):
+            raise InvalidInput("user and password must be strings")
+        self.throttle.check(identifier, address)
+        user = await self.check_password(identifier, password)
+        if user is None:
+            self.throttle.failed(identifier, address)
+            raise Unauthenticated("wrong user or password")
+        self.throttle.succeeded(identifier)
+        expiration = self.clock.now() + LOGIN_TOKEN_LIFETIME
+        return await self.create_token(user.identifier, "login", expiration)
+
+    async def change_password(self, identifier: str, old_password: str, new_password: str) -> None:
+        credentials.check_password_strength(new_password)
+        if await self.check_password(identifier, old_password) is None:
+            raise InvalidInput("the old password is wrong")
+        hashed = await asyncio.to_thread(credentials.hash_password, new_password)
+        async with self.db.transaction() as conn:
+            await self._store_password(conn, identifier, hashed)
+
+    # Tokens.
+
+    async def create_token(
+        self, identifier: str, description: str | None, expiration_date: datetime | None
+    ) -> tuple[Token, str]:
+        """A new token; its secret is returned here and never again."""
+        now = self.clock.now()
+        if expiration_date is None:
+            expiration_date = now + DEFAULT_TOKEN_LIFETIME
+        if expiration_date.tzinfo is None:
+            raise InvalidInput("expiration_date must have a time zone (Z or +00:00)")
+        if not now < expiration_date <= now + MAX_TOKEN_LIFETIME:
+            raise InvalidInput("expiration_date must be in the future, within ten years")
+        secret = credentials.new_token_secret()
+        token_id = str(uuid.uuid4())
+        async with self.db.transaction() as conn:
+            await self._user(conn, identifier)
+            await records.insert(
+                conn,
+                auth_table,
+                {
+                    "identifier": token_id,
+                    "user": identifier,
+                    "type": TOKEN,
+                    "description": check_text(description or "", "description", max_length=1000),
+                    **_hashed_columns(credentials.hash_token(secret)),
+                    "expiration_date": expiration_date,
+                },
+            )
+            row = await records.fetch_one(conn, auth_table, {"identifier": token_id})
+        assert row is not None
+        return Token.from_row(row), secret
+
+    async def list_tokens(
+        self, identifier: str, cursor: str | None, limit: int | None
+    ) -> tuple[list[Token], str | None]:
+        async with self.db.read() as conn:
+            await self._user(conn, identifier)
+            query = sa.select(auth_table).where(
+                auth_table.c.user == identifier, auth_table.c.type == TOKEN
+            )
+            rows, next_cursor = await records.page(
+                conn, query, [auth_table.c.identifier], cursor, limit
+            )
+        return [Token.from_row(r) for r in rows], next_cursor
+
+    async def revoke_token(self, identifier: str, token_id: str) -> None:
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                auth_table.delete().where(
+                    auth_table.c.identifier == token_id,
+                    auth_table.c.user == identifier,
+                    auth_table.c.type == TOKEN,
+                )
+            )
+            if result.rowcount != 1:
+                raise NotFound(f"no token {token_id!r} for user {identifier!r}")
+
+    async def authenticate(self, secret: str, user: str | None = None) -> Caller | None:
+        """The caller a token belongs to, or None when the token is unknown, expired, belongs
+        to another user than `user` (HTTP Basic) or to a disabled user."""
+        if not secret.startswith(credentials.TOKEN_PREFIX) or len(secret) > 200:
+            return None
+        digest = credentials.token_digest(secret)
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            query = (
+                sa.select(auth_table, user_table.c.is_enabled.label("user_is_enabled"))
+                .join(user_table, user_table.c.identifier == auth_table.c.user)
+                .where(auth_table.c.secret == digest, auth_table.c.type == TOKEN)
+            )
+            row = (await conn.execute(query)).mappings().first()
+            if row is None or not hmac.compare_digest(row["secret"], digest):
+                return None
+            if row["expiration_date"] is not None and row["expiration_date"] <= now:
+                return None
+            if not row["user_is_enabled"] or (user is not None and row["user"] != user):
+                return None
+            found = await self._user(conn, row["user"])
+        last_used = row["last_used_date"]
+        if last_used is None or now - last_used > LAST_USED_PRECISION:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    auth_table.update()
+                    .where(auth_table.c.identifier == row["identifier"])
+                    .values(last_used_date=now)
+                )
+        return Caller(user=found, token=row["identifier"])
+
+
+def _hashed_columns(hashed: credentials.HashedSecret) -> dict[str, Any]:
+    return {
+        "hash_function": hashed.hash_function,
+        "hash_function_parameters": hashed.hash_function_parameters,
+        "hash_function_salt": hashed.hash_function_salt,
+        "secret": hashed.secret,
+    }
+
+
+def _stored(row: sa.RowMapping) -> credentials.HashedSecret:
+    return credentials.HashedSecret(
+        row["hash_function"],
+        dict(row["hash_function_parameters"]),
+        row["hash_function_salt"],
+        row["secret"],
+    )

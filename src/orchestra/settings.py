@@ -1,0 +1,88 @@
+"""Configuration: one typed object, loaded once from options, then ORCHESTRA_* variables, then
+defaults, and validated loudly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from orchestra.errors import InvalidInput
+
+ROLES = ("all", "api", "master")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    role: str = "all"
+    # The URL workers and jobs use to reach this instance (ORCHESTRA_URL in a step's environment).
+    public_url: str = ""
+    # Seconds a run may stay pending before it is cancelled.
+    pending_expiry: float = 86400.0
+    # Seconds a worker may stay away before its runs end `exception` (a job may say otherwise).
+    lease: float = 600.0
+    # How often workers heartbeat, and how often masters vouch for their workers in the database.
+    heartbeat_interval: float = 5.0
+    # Seconds between SIGTERM and SIGKILL when a run is aborted.
+    abort_grace: float = 10.0
+    # The largest request body the API accepts.
+    max_body_bytes: int = 10 * 1024 * 1024
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'orchestra.sqlite').resolve()}"
+
+    @property
+    def runs_master(self) -> bool:
+        return self.role in ("all", "master")
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive")
+    return value
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from command-line `overrides` (None values ignored), then the environment."""
+    env = os.environ if environ is None else environ
+    settings = Settings(
+        database_url=env.get("ORCHESTRA_DATABASE_URL", ""),
+        data_dir=Path(env.get("ORCHESTRA_DATA_DIR", "var")),
+        public_url=env.get("ORCHESTRA_PUBLIC_URL", ""),
+        pending_expiry=_float(env, "ORCHESTRA_PENDING_EXPIRY", Settings.pending_expiry),
+        lease=_float(env, "ORCHESTRA_LEASE", Settings.lease),
+        heartbeat_interval=_float(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
+        abort_grace=_float(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),
+    )
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "data_dir" in given:
+        given["data_dir"] = Path(given["data_dir"])
+    settings = replace(settings, **given)
+    if settings.role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    if not 0 <= settings.port <= 65535:
+        raise InvalidInput("port must be between 0 and 65535")
+    return settings

@@ -1,0 +1,138 @@
+"""Generic row operations shared by the per-aggregate query modules.
+
+Every function takes an open connection and never commits: services own transactions. The
+storage layer keeps creation_date and update_date.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import utcnow
+from orchestra.errors import Conflict, InvalidInput
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+def key_clause(table: sa.Table, keys: Mapping[str, Any]) -> sa.ColumnElement[bool]:
+    return sa.and_(*(table.c[name] == value for name, value in keys.items()))
+
+
+async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> None:
+    """Insert one row with fresh creation and update dates; a taken key is a Conflict."""
+    now = utcnow()
+    row = dict(values)
+    if "creation_date" in table.c:
+        row.setdefault("creation_date", now)
+        row.setdefault("update_date", now)
+    try:
+        async with conn.begin_nested():
+            await conn.execute(table.insert().values(row))
+    except IntegrityError as exc:
+        raise Conflict(f"{table.name} already exists or refers to something missing") from exc
+
+
+async def fetch_one(
+    conn: AsyncConnection, table: sa.Table, keys: Mapping[str, Any], *, for_update: bool = False
+) -> sa.RowMapping | None:
+    query = sa.select(table).where(key_clause(table, keys))
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).mappings().first()
+
+
+async def update(
+    conn: AsyncConnection,
+    table: sa.Table,
+    keys: Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    where: sa.ColumnElement[bool] | None = None,
+) -> int:
+    """Update the row with these keys (and `where`, a guard); returns the number of rows."""
+    row = dict(values)
+    if "update_date" in table.c:
+        row.setdefault("update_date", utcnow())
+    clause = key_clause(table, keys)
+    if where is not None:
+        clause = sa.and_(clause, where)
+    result = await conn.execute(table.update().where(clause).values(row))
+    return int(result.rowcount)
+
+
+async def delete(conn: AsyncConnection, table: sa.Table, keys: Mapping[str, Any]) -> int:
+    result = await conn.execute(table.delete().where(key_clause(table, keys)))
+    return int(result.rowcount)
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
+    """Decode a cursor made by encode_cursor, checking each value's type; InvalidInput if not."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != len(types):
+            raise ValueError
+        result: list[Any] = []
+        for value, kind in zip(values, types, strict=True):
+            if kind is datetime:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    raise ValueError
+                result.append(parsed)
+            elif not isinstance(value, kind):
+                raise ValueError
+            else:
+                result.append(value)
+        return result
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("invalid cursor") from None
+
+
+async def page(
+    conn: AsyncConnection,
+    query: sa.Select[Any],
+    order: Sequence[sa.ColumnElement[Any]],
+    cursor: str | None,
+    limit: int | None,
+    *,
+    descending: bool = False,
+    types: Sequence[type] = (str,),
+) -> tuple[list[sa.RowMapping], str | None]:
+    """A keyset page: rows strictly after the cursor in `order`, never an OFFSET scan."""
+    size = check_limit(limit)
+    if cursor:
+        after = decode_cursor(cursor, types)
+        bound = sa.tuple_(*order)
+        values = sa.tuple_(*(sa.literal(v, type_=c.type) for v, c in zip(after, order, strict=True)))
+        query = query.where(bound < values if descending else bound > values)
+    query = query.order_by(*(c.desc() if descending else c.asc() for c in order)).limit(size + 1)
+    rows = list((await conn.execute(query)).mappings())
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_cursor = encode_cursor([last[c.key] for c in order])
+    return rows, next_cursor

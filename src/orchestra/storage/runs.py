@@ -1,0 +1,166 @@
+"""Run, run step and run log queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.domain.models import Run, RunStep
+from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.storage import records
+from orchestra.storage.schema import run as run_table
+from orchestra.storage.schema import run_log as log_table
+from orchestra.storage.schema import run_step as step_table
+
+LOG_BATCH = 64
+# The largest chunk the master stores; it bounds the index range a log read has to scan.
+MAX_LOG_CHUNK = 1 << 20
+
+
+async def insert_run(
+    conn: AsyncConnection, values: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert a run and its steps (in the caller's transaction, so never one without the other)."""
+    await records.insert(conn, run_table, values)
+    if steps:
+        await conn.execute(
+            step_table.insert(),
+            [
+                {
+                    "run": values["identifier"],
+                    "index": index,
+                    "name": step["name"],
+                    "command": step["command"],
+                    "status": StepStatus.PENDING.value,
+                    "log_size": 0,
+                }
+                for index, step in enumerate(steps)
+            ],
+        )
+
+
+async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
+    keys = {"identifier": identifier} if project is None else {"identifier": identifier, "project": project}
+    row = await records.fetch_one(conn, run_table, keys)
+    if row is None:
+        return None
+    return Run.from_row(row, await get_steps(conn, identifier))
+
+
+async def get_steps(conn: AsyncConnection, run: str) -> list[RunStep]:
+    query = sa.select(step_table).where(step_table.c.run == run).order_by(step_table.c.index)
+    return [RunStep.from_row(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list[RunStep]]:
+    identifiers = list(runs)
+    result: dict[str, list[RunStep]] = {r: [] for r in identifiers}
+    if not identifiers:
+        return result
+    query = (
+        sa.select(step_table)
+        .where(step_table.c.run.in_(identifiers))
+        .order_by(step_table.c.run, step_table.c.index)
+    )
+    for row in (await conn.execute(query)).mappings():
+        result[row["run"]].append(RunStep.from_row(row))
+    return result
+
+
+async def page_runs(
+    conn: AsyncConnection,
+    filters: Mapping[str, Any],
+    cursor: str | None,
+    limit: int | None,
+) -> tuple[list[Run], str | None]:
+    """Runs newest first, filtered by equality on project, job, status or worker."""
+    query = sa.select(run_table)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(run_table.c[name] == value)
+    rows, next_cursor = await records.page(
+        conn,
+        query,
+        [run_table.c.creation_date, run_table.c.identifier],
+        cursor,
+        limit,
+        descending=True,
+        types=(datetime, str),
+    )
+    steps = await steps_of(conn, [r["identifier"] for r in rows])
+    return [Run.from_row(r, steps[r["identifier"]]) for r in rows], next_cursor
+
+
+async def set_run_status(
+    conn: AsyncConnection,
+    identifier: str,
+    target: RunStatus,
+    sources: Iterable[RunStatus],
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move a run to `target` only if it is in one of `sources`: a guarded, atomic update."""
+    count = await records.update(
+        conn,
+        run_table,
+        {"identifier": identifier},
+        {"status": target.value, **(values or {})},
+        where=run_table.c.status.in_([s.value for s in sources]),
+    )
+    return count == 1
+
+
+async def update_step(
+    conn: AsyncConnection, run: str, index: int, values: Mapping[str, Any], sources: Iterable[StepStatus]
+) -> bool:
+    result = await conn.execute(
+        step_table.update()
+        .where(
+            step_table.c.run == run,
+            step_table.c.index == index,
+            step_table.c.status.in_([s.value for s in sources]),
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus) -> None:
+    await conn.execute(
+        step_table.update()
+        .where(step_table.c.run == run, step_table.c.status == StepStatus.PENDING.value)
+        .values(status=status.value)
+    )
+
+
+async def append_log(
+    conn: AsyncConnection, run: str, step_index: int, offset: int, data: bytes
+) -> None:
+    await conn.execute(
+        log_table.insert().values(run=run, offset=offset, step_index=step_index, data=data)
+    )
+
+
+async def read_log_chunks(
+    conn: AsyncConnection, run: str, offset: int, step_index: int | None = None
+) -> list[tuple[int, bytes]]:
+    """Up to LOG_BATCH chunks holding bytes at or after `offset`, in order."""
+    end = log_table.c.offset + sa.func.length(log_table.c.data)
+    query = sa.select(log_table.c.offset, log_table.c.data).where(
+        log_table.c.run == run, log_table.c.offset > offset - MAX_LOG_CHUNK, end > offset
+    )
+    if step_index is not None:
+        query = query.where(log_table.c.step_index == step_index)
+    query = query.order_by(log_table.c.offset).limit(LOG_BATCH)
+    return [(int(r.offset), bytes(r.data)) for r in await conn.execute(query)]
+
+
+async def step_log_start(conn: AsyncConnection, run: str, step_index: int) -> int | None:
+    return await conn.scalar(
+        sa.select(sa.func.min(log_table.c.offset)).where(
+            log_table.c.run == run, log_table.c.step_index == step_index
+        )
+    )

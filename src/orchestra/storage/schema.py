@@ -1,0 +1,223 @@
+"""The database schema: SQLAlchemy Core tables, the one source of schema truth.
+
+Names follow the seed. Columns beyond the seed carry what the master, the scheduler and the
+website need (leases, log sizes, attempt chains); each is documented where it is used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the engine stores."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+IDENTIFIER = sa.String(100)
+UUID = sa.String(36)
+JSON = sa.JSON()
+
+
+def _dates() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("creation_date", UTCDateTime(), nullable=False),
+        sa.Column("update_date", UTCDateTime(), nullable=False),
+    ]
+
+
+project = sa.Table(
+    "project",
+    metadata,
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("services", JSON, nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    *_dates(),
+)
+
+job = sa.Table(
+    "job",
+    metadata,
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("workspace", sa.Text(), nullable=False),
+    sa.Column("steps", JSON, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    # Seconds a worker may stay away before its runs of this job end `exception`.
+    sa.Column("lease", sa.Float(), nullable=True),
+    *_dates(),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("identifier", UUID, primary_key=True),
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("job", IDENTIFIER, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("source", JSON, nullable=False),
+    sa.Column("worker", IDENTIFIER, nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("workspace", sa.Text(), nullable=False),
+    sa.Column("start_date", UTCDateTime(), nullable=True),
+    sa.Column("completion_date", UTCDateTime(), nullable=True),
+    sa.Column("should_cancel", sa.Boolean(), nullable=False),
+    sa.Column("should_abort", sa.Boolean(), nullable=False),
+    # Why the run ended as it did when its own commands did not decide it (lost worker, expiry).
+    sa.Column("reason", sa.Text(), nullable=True),
+    # When the master handed the run to its worker, and which master did.
+    sa.Column("assignment_date", UTCDateTime(), nullable=True),
+    sa.Column("master", sa.String(200), nullable=True),
+    sa.Column("lease", sa.Float(), nullable=True),
+    # The last worker event applied (events are numbered per run by the worker), and the
+    # number of output bytes stored: together they make every report idempotent.
+    sa.Column("event_sequence", sa.Integer(), nullable=False),
+    sa.Column("log_size", sa.BigInteger(), nullable=False),
+    *_dates(),
+    sa.Index("ix_run_creation", "creation_date", "identifier"),
+    sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),
+    sa.Index("ix_run_project_job_creation", "project", "job", "creation_date", "identifier"),
+    sa.Index("ix_run_project_status_creation", "project", "status", "creation_date", "identifier"),
+    sa.Index("ix_run_project_worker_creation", "project", "worker", "creation_date", "identifier"),
+    sa.Index("ix_run_status_creation", "status", "creation_date"),
+    sa.Index("ix_run_worker_status", "worker", "status"),
+)
+
+run_step = sa.Table(
+    "run_step",
+    metadata,
+    sa.Column("run", UUID, sa.ForeignKey("run.identifier", ondelete="CASCADE"), primary_key=True),
+    sa.Column("index", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("command", JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("start_date", UTCDateTime(), nullable=True),
+    sa.Column("completion_date", UTCDateTime(), nullable=True),
+    sa.Column("log_size", sa.BigInteger(), nullable=False),
+)
+
+# A run's output, in chunks as the worker sent them. `offset` is the chunk's position in the
+# whole run log (steps run one after the other, so the run log is their concatenation).
+run_log = sa.Table(
+    "run_log",
+    metadata,
+    sa.Column("run", UUID, sa.ForeignKey("run.identifier", ondelete="CASCADE"), primary_key=True),
+    sa.Column("offset", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("step_index", sa.Integer(), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+)
+
+schedule = sa.Table(
+    "schedule",
+    metadata,
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("job", IDENTIFIER, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("expression", sa.Text(), nullable=False),
+    sa.Column("time_zone", sa.String(100), nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    sa.Column("last_run", UUID, nullable=True),
+    *_dates(),
+)
+
+user = sa.Table(
+    "user",
+    metadata,
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("roles", JSON, nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    *_dates(),
+)
+
+user_authentication = sa.Table(
+    "user_authentication",
+    metadata,
+    sa.Column("identifier", UUID, primary_key=True),
+    sa.Column(
+        "user", IDENTIFIER, sa.ForeignKey("user.identifier", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("hash_function", sa.String(50), nullable=False),
+    sa.Column("hash_function_parameters", JSON, nullable=False),
+    sa.Column("hash_function_salt", sa.String(200), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("expiration_date", UTCDateTime(), nullable=True),
+    sa.Column("last_used_date", UTCDateTime(), nullable=True),
+    *_dates(),
+    sa.Index("ix_user_authentication_user", "user", "type"),
+    sa.Index("ix_user_authentication_secret", "secret"),
+)
+
+worker = sa.Table(
+    "worker",
+    metadata,
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column(
+        "owner", IDENTIFIER, sa.ForeignKey("user.identifier", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    sa.Column("is_active", sa.Boolean(), nullable=False),
+    sa.Column("should_disconnect", sa.Boolean(), nullable=False),
+    sa.Column("executors", sa.Integer(), nullable=False),
+    # The master holding the connection, and when it last vouched that the worker was there.
+    sa.Column("master", sa.String(200), nullable=True),
+    sa.Column("last_seen_date", UTCDateTime(), nullable=True),
+    *_dates(),
+)

@@ -1,0 +1,313 @@
+"""Request and response bodies of the HTTP API. Responses never carry a password, a token
+secret (except once, at creation) or a hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+Scalar = str | int | float | bool
+PropertyValue = Scalar | list[Scalar]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# Errors.
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# Users, tokens, logins.
+
+
+class UserOut(Out):
+    identifier: str
+    display_name: str
+    roles: list[str]
+    is_enabled: bool
+    creation_date: datetime
+    update_date: datetime
+
+
+class UserIn(Body):
+    identifier: str
+    display_name: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    password: str | None = None
+    is_enabled: bool = True
+
+
+class UserPatch(Body):
+    display_name: str | None = None
+    roles: list[str] | None = None
+    is_enabled: bool | None = None
+    password: str | None = None
+
+
+class TokenOut(Out):
+    identifier: str
+    user: str
+    description: str
+    expiration_date: datetime | None
+    last_used_date: datetime | None
+    creation_date: datetime
+    update_date: datetime
+
+
+class TokenCreated(TokenOut):
+    secret: str
+
+
+class TokenIn(Body):
+    description: str | None = None
+    expiration_date: datetime | None = None
+
+
+class LoginIn(Body):
+    user: str = Field(max_length=1000)
+    password: str = Field(max_length=2000)
+
+
+class LoginOut(BaseModel):
+    user: str
+    token: str
+    expiration_date: datetime | None
+
+
+class PasswordIn(Body):
+    old_password: str = Field(max_length=2000)
+    new_password: str = Field(max_length=2000)
+
+
+# Projects, jobs, schedules.
+
+
+class ProjectOut(Out):
+    identifier: str
+    display_name: str
+    services: dict[str, Any]
+    is_enabled: bool
+    creation_date: datetime
+    update_date: datetime
+
+
+class ProjectIn(Body):
+    identifier: str
+    display_name: str | None = None
+    services: dict[str, Any] | None = None
+    is_enabled: bool | None = None
+
+
+class ProjectPatch(Body):
+    identifier: str | None = None
+    display_name: str | None = None
+    services: dict[str, Any] | None = None
+    is_enabled: bool | None = None
+
+
+class StepDef(Body):
+    name: str | None = None
+    command: list[str]
+
+
+class ParameterDef(Body):
+    key: str
+    description: str | None = None
+    default: Scalar | None = None
+    choices: list[Scalar] | None = None
+    secret: bool | None = None
+
+
+class StepOut(Out):
+    name: str
+    command: list[str]
+
+
+class ParameterOut(Out):
+    key: str
+    description: str
+    default: str | None = None
+    choices: list[str] | None = None
+    secret: bool = False
+
+
+class JobOut(Out):
+    project: str
+    identifier: str
+    display_name: str
+    description: str
+    workspace: str
+    steps: list[StepOut]
+    parameters: list[ParameterOut]
+    properties: dict[str, Any]
+    is_enabled: bool
+    lease: float | None
+    creation_date: datetime
+    update_date: datetime
+
+
+class JobIn(Body):
+    identifier: str
+    display_name: str | None = None
+    description: str | None = None
+    workspace: str | None = None
+    steps: list[StepDef]
+    parameters: list[ParameterDef] | None = None
+    properties: dict[str, PropertyValue] | None = None
+    is_enabled: bool | None = None
+    lease: float | None = None
+
+
+class JobPut(JobIn):
+    identifier: str | None = None  # type: ignore[assignment]  # taken from the path
+
+
+class JobPatch(Body):
+    identifier: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    workspace: str | None = None
+    steps: list[StepDef] | None = None
+    parameters: list[ParameterDef] | None = None
+    properties: dict[str, PropertyValue] | None = None
+    is_enabled: bool | None = None
+    lease: float | None = None
+
+
+class ScheduleOut(Out):
+    project: str
+    identifier: str
+    display_name: str
+    job: str
+    parameters: dict[str, Any]
+    expression: str
+    time_zone: str
+    is_enabled: bool
+    last_run: str | None
+    creation_date: datetime
+    update_date: datetime
+
+
+class ScheduleIn(Body):
+    identifier: str
+    display_name: str | None = None
+    job: str
+    parameters: dict[str, Scalar] | None = None
+    expression: str
+    time_zone: str | None = None
+    is_enabled: bool | None = None
+
+
+class SchedulePut(ScheduleIn):
+    identifier: str | None = None  # type: ignore[assignment]  # taken from the path
+
+
+class SchedulePatch(Body):
+    identifier: str | None = None
+    display_name: str | None = None
+    job: str | None = None
+    parameters: dict[str, Scalar] | None = None
+    expression: str | None = None
+    time_zone: str | None = None
+    is_enabled: bool | None = None
+
+
+# Runs.
+
+
+class TriggerIn(Body):
+    parameters: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class RunStepOut(Out):
+    index: int
+    name: str
+    command: list[str]
+    status: str
+    exit_code: int | None
+    start_date: datetime | None
+    completion_date: datetime | None
+
+
+class RunOut(Out):
+    project: str
+    identifier: str
+    job: str
+    parameters: dict[str, str]
+    source: dict[str, Any]
+    worker: str | None
+    status: str
+    steps: list[RunStepOut]
+    workspace: str
+    start_date: datetime | None
+    completion_date: datetime | None
+    should_cancel: bool
+    should_abort: bool
+    reason: str | None
+    creation_date: datetime
+    update_date: datetime
+
+
+# Workers.
+
+
+class WorkerOut(Out):
+    identifier: str
+    owner: str
+    version: str
+    display_name: str
+    properties: dict[str, Any]
+    is_enabled: bool
+    is_active: bool
+    should_disconnect: bool
+    executors: int
+    last_seen_date: datetime | None
+    creation_date: datetime
+    update_date: datetime
+
+
+class WorkerPatch(Body):
+    is_enabled: bool | None = None
+    display_name: str | None = None
+
+
+# Apply.
+
+
+class ApplyIn(Body):
+    projects: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ApplyChange(BaseModel):
+    kind: str
+    identifier: str
+    action: str
+
+
+class ApplyOut(BaseModel):
+    changes: list[ApplyChange]
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    database: str

@@ -1,0 +1,40 @@
+"""/workers: list, show, enable, disable, rename, disconnect and delete workers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from orchestra.web.api.schemas import Page, WorkerOut, WorkerPatch
+from orchestra.web.permissions import API
+from orchestra.web.deps import Cursor, Limit, ServicesDep
+
+router = APIRouter(prefix=API, tags=["workers"])
+
+
+@router.get("/workers", response_model=Page[WorkerOut])
+async def list_workers(
+    services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
+) -> Page[WorkerOut]:
+    workers, next_cursor = await services.workers.list_workers(cursor, limit)
+    return Page(items=[WorkerOut.model_validate(w) for w in workers], next_cursor=next_cursor)
+
+
+@router.get("/workers/{worker}", response_model=WorkerOut)
+async def get_worker(worker: str, services: ServicesDep) -> WorkerOut:
+    return WorkerOut.model_validate(await services.workers.get_worker(worker))
+
+
+@router.patch("/workers/{worker}", response_model=WorkerOut)
+async def update_worker(worker: str, body: WorkerPatch, services: ServicesDep) -> WorkerOut:
+    return WorkerOut.model_validate(await services.workers.update_worker(worker, body.changes()))
+
+
+@router.post("/workers/{worker}/disconnect", response_model=WorkerOut)
+async def disconnect(worker: str, services: ServicesDep) -> WorkerOut:
+    return WorkerOut.model_validate(await services.workers.disconnect(worker))
+
+
+@router.delete("/workers/{worker}", status_code=204)
+async def delete_worker(worker: str, services: ServicesDep) -> Response:
+    await services.workers.delete_worker(worker)
+    return Response(status_code=204)

@@ -1,0 +1,74 @@
+"""The ASGI application: API, worker endpoint, metrics and website, built from a Services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from orchestra import __version__
+from orchestra.services.container import Services
+from orchestra.web.api import me, projects, runs, system, users, workers
+from orchestra.web.api.schemas import ErrorOut
+from orchestra.web.deps import authorize
+from orchestra.web.errors import install_error_handlers
+from orchestra.web.limits import BodyLimit
+from orchestra.web.permissions import API, check_table
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def create_app(
+    services: Services,
+    *,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+    routers: list[APIRouter] | None = None,
+) -> FastAPI:
+    """Build the application; `routers` adds the master's worker endpoint and the website."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup or []:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in on_shutdown or []:
+                await hook(app)
+
+    app = FastAPI(
+        title="Orchestra",
+        version=__version__,
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    api_routers = [m.router for m in (system, me, users, projects, runs, workers)]
+    api_routers += [*(routers or []), _metrics_router()]
+    check_table(api_routers)
+    app.state.api_routers = api_routers
+    for router in api_routers:
+        app.include_router(router, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
+    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
+    return app
+
+
+def _metrics_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

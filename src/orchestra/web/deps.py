@@ -1,0 +1,45 @@
+"""FastAPI dependencies: the services, the authorised caller, pagination parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from starlette.requests import HTTPConnection
+
+from orchestra.domain.permissions import require
+from orchestra.errors import Unauthenticated
+from orchestra.services.container import Services
+from orchestra.services.users import Caller
+from orchestra.storage.records import DEFAULT_LIMIT, MAX_LIMIT
+from orchestra.web.auth import authenticate
+from orchestra.web.permissions import permission_for
+
+
+def get_services(connection: HTTPConnection) -> Services:
+    services: Services = connection.app.state.services
+    return services
+
+
+async def authorize(request: Request) -> None:
+    """Router-wide dependency: look the matched route up in the permission table, authenticate
+    the caller and refuse (401 or 403) unless the table grants the route to their roles."""
+    route = request.scope["route"]
+    action = permission_for(request.method, route.path)
+    caller = await authenticate(request, get_services(request).users)
+    require(caller.user.roles if caller else None, action)
+    request.state.caller = caller
+
+
+def get_caller(request: Request) -> Caller:
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        raise Unauthenticated()
+    return caller
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+Cursor = Annotated[str | None, Query(max_length=1000, description="from next_cursor")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+DEFAULT_PAGE = DEFAULT_LIMIT

@@ -1,0 +1,96 @@
+"""The one table that maps every route to the permission it needs. A route without a row makes
+the application refuse to start; a caller without the permission gets 401 or 403."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute, APIWebSocketRoute
+
+from orchestra.domain.permissions import Action
+
+API = "/api/v1"
+P = Action
+
+ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
+    ("GET", f"{API}/health"): P.PUBLIC,
+    ("GET", f"{API}/openapi.json"): P.PUBLIC,
+    ("GET", f"{API}/docs"): P.PUBLIC,
+    ("POST", f"{API}/me/login"): P.PUBLIC,
+    ("GET", "/metrics"): P.PROJECT_READ,
+    # The caller's own profile.
+    ("GET", f"{API}/me"): P.SELF,
+    ("POST", f"{API}/me/logout"): P.SELF,
+    ("POST", f"{API}/me/password"): P.SELF,
+    ("GET", f"{API}/me/tokens"): P.SELF,
+    ("POST", f"{API}/me/tokens"): P.SELF,
+    ("DELETE", f"{API}/me/tokens/{{token}}"): P.SELF,
+    # Users and their tokens.
+    ("GET", f"{API}/users"): P.USER_READ,
+    ("POST", f"{API}/users"): P.USER_WRITE,
+    ("GET", f"{API}/users/{{user}}"): P.USER_READ,
+    ("PATCH", f"{API}/users/{{user}}"): P.USER_WRITE,
+    ("DELETE", f"{API}/users/{{user}}"): P.USER_WRITE,
+    ("GET", f"{API}/users/{{user}}/tokens"): P.USER_READ,
+    ("POST", f"{API}/users/{{user}}/tokens"): P.USER_WRITE,
+    ("DELETE", f"{API}/users/{{user}}/tokens/{{token}}"): P.USER_WRITE,
+    # Projects, jobs and schedules.
+    ("GET", f"{API}/projects"): P.PROJECT_READ,
+    ("POST", f"{API}/projects"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}"): P.PROJECT_READ,
+    ("PUT", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
+    ("PATCH", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/jobs"): P.PROJECT_READ,
+    ("POST", f"{API}/projects/{{project}}/jobs"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/jobs/{{job}}"): P.PROJECT_READ,
+    ("PUT", f"{API}/projects/{{project}}/jobs/{{job}}"): P.PROJECT_WRITE,
+    ("PATCH", f"{API}/projects/{{project}}/jobs/{{job}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/jobs/{{job}}"): P.PROJECT_WRITE,
+    ("POST", f"{API}/projects/{{project}}/jobs/{{job}}/trigger"): P.RUN_TRIGGER,
+    ("GET", f"{API}/projects/{{project}}/schedules"): P.PROJECT_READ,
+    ("POST", f"{API}/projects/{{project}}/schedules"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_READ,
+    ("PUT", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
+    ("PATCH", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
+    ("POST", f"{API}/apply"): P.PROJECT_WRITE,
+    # Runs and their logs.
+    ("GET", f"{API}/projects/{{project}}/runs"): P.RUN_READ,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run}}"): P.RUN_READ,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run}}/log"): P.RUN_READ,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run}}/steps/{{index}}/log"): P.RUN_READ,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run}}/cancel"): P.RUN_CONTROL,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run}}/abort"): P.RUN_CONTROL,
+    # Workers.
+    ("GET", f"{API}/workers"): P.WORKER_READ,
+    ("GET", f"{API}/workers/{{worker}}"): P.WORKER_READ,
+    ("PATCH", f"{API}/workers/{{worker}}"): P.WORKER_WRITE,
+    ("DELETE", f"{API}/workers/{{worker}}"): P.WORKER_DELETE,
+    ("POST", f"{API}/workers/{{worker}}/disconnect"): P.WORKER_WRITE,
+    ("WEBSOCKET", f"{API}/workers/connect"): P.WORKER_CONNECT,
+}
+
+
+def permission_for(method: str, path: str) -> Action:
+    """The permission a route needs; KeyError (a bug caught at start) if it has no row."""
+    return ROUTE_PERMISSIONS[(method, path)]
+
+
+def router_routes(routers: Iterable[APIRouter]) -> list[tuple[str, str]]:
+    """Every (method, path) these routers serve, as the permission table names them."""
+    routes: list[tuple[str, str]] = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute):
+            routes.extend((method, route.path) for method in sorted(route.methods))
+        elif isinstance(route, APIWebSocketRoute):
+            routes.append(("WEBSOCKET", route.path))
+    return routes
+
+
+def check_table(routers: Iterable[APIRouter]) -> None:
+    """Refuse to build an application with a route the table does not cover."""
+    missing = [route for route in router_routes(routers) if route not in ROUTE_PERMISSIONS]
+    if missing:
+        raise RuntimeError(f"routes without a permission row: {missing}")
