@@ -42,7 +42,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def build_app(services: Services) -> FastAPI:
     from orchestra.master.runtime import master_parts
 
-    startup, shutdown, routers = master_parts(services) if services.settings.runs_master else ([], [], [])
+    startup, shutdown, routers = (
+        master_parts(services) if services.settings.runs_master else ([], [], [])
+    )
     if services.settings.serves_api:
         from orchestra.web.site.pages import site_router
 
@@ -68,7 +70,11 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
     services = Services.build(settings)
     app = build_app(services)
     config = uvicorn.Config(
-        app, log_config=None, lifespan="on", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        lifespan="on",
+        ws_max_size=16 * 1024 * 1024,
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     print(f"Orchestra {settings.role} listening on {url}", flush=True)  # noqa: T201
@@ -85,12 +91,16 @@ async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
     await server.serve(sockets=[sock])
 
 
-async def _start_local_workers(services: Services, url: str, count: int) -> list[subprocess.Popen[bytes]]:
+async def _start_local_workers(
+    services: Services, url: str, count: int
+) -> list[subprocess.Popen[bytes]]:
     """Start `count` workers as child processes, with a fresh token of the local worker user."""
     from orchestra.errors import Conflict
 
     try:
-        await services.users.create_user(LOCAL_WORKER_USER, display_name="Local workers", roles=["worker"])
+        await services.users.create_user(
+            LOCAL_WORKER_USER, display_name="Local workers", roles=["worker"]
+        )
     except Conflict:
         pass
     _token, secret = await services.users.create_token(LOCAL_WORKER_USER, "local workers", None)
@@ -100,10 +110,18 @@ async def _start_local_workers(services: Services, url: str, count: int) -> list
     for index in range(1, count + 1):
         env = {**os.environ, "ORCHESTRA_TOKEN": secret}
         command = [
-            sys.executable, "-m", "orchestra", "worker",
-            "--url", url, "--user", LOCAL_WORKER_USER,
-            "--identifier", f"local-{index}",
-            "--data-dir", str(data_dir / "workers" / f"local-{index}"),
+            sys.executable,
+            "-m",
+            "orchestra",
+            "worker",
+            "--url",
+            url,
+            "--user",
+            LOCAL_WORKER_USER,
+            "--identifier",
+            f"local-{index}",
+            "--data-dir",
+            str(data_dir / "workers" / f"local-{index}"),
         ]
         processes.append(subprocess.Popen(command, env=env))
     return processes

@@ -37,7 +37,9 @@ class Client:
     @contextmanager
     def stream(self, path: str, params: dict[str, Any]) -> Iterator[httpx.Response]:
         with self._errors():
-            with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)) as response:
+            with self.http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     _check(response)

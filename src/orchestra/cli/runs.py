@@ -84,7 +84,9 @@ def list_runs(
     finally:
         client.close()
     for run in page["items"]:
-        typer.echo(f"{run['identifier']}  {run['job']:<20} {run['status']:<10} {run['creation_date']}")
+        typer.echo(
+            f"{run['identifier']}  {run['job']:<20} {run['status']:<10} {run['creation_date']}"
+        )
 
 
 @app.command("show")

@@ -15,7 +15,9 @@ def server(
     database: Annotated[
         str | None, typer.Option(help="sqlite:///PATH or postgresql://... (ORCHESTRA_DATABASE_URL)")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="where SQLite and local workers keep data")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where SQLite and local workers keep data")
+    ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8080,
     role: Annotated[str, typer.Option(help="all, api or master")] = "all",

@@ -14,10 +14,16 @@ from orchestra.log_setup import configure_logging
 
 
 def worker(
-    url: Annotated[str | None, typer.Option(help="the master's URL (ORCHESTRA_URL); repeat for several")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="the master's URL (ORCHESTRA_URL); repeat for several")
+    ] = None,
     user: Annotated[str | None, typer.Option(help="the worker's user (ORCHESTRA_USER)")] = None,
-    token: Annotated[str | None, typer.Option(help="a token of that user (ORCHESTRA_TOKEN)")] = None,
-    identifier: Annotated[str | None, typer.Option(help="the worker identifier (default: host name)")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="a token of that user (ORCHESTRA_TOKEN)")
+    ] = None,
+    identifier: Annotated[
+        str | None, typer.Option(help="the worker identifier (default: host name)")
+    ] = None,
     display_name: Annotated[str | None, typer.Option(help="the name shown in the website")] = None,
     property: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeat")] = None,
     executors: Annotated[int, typer.Option(min=1, max=256, help="runs at the same time")] = 1,

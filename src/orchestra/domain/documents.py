@@ -182,9 +182,7 @@ def parse_document(raw: object) -> list[dict[str, Any]]:
     return projects
 
 
-def _parse_children(
-    raw: object, parse: Any, where: str, errors: list[str]
-) -> list[dict[str, Any]]:
+def _parse_children(raw: object, parse: Any, where: str, errors: list[str]) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):

@@ -10,6 +10,9 @@ from typing import Any
 from orchestra.domain.parameters import Parameter
 from orchestra.domain.statuses import RunStatus, StepStatus
 
+# A database row, or any mapping of column names to values.
+Row = Mapping[Any, Any]
+
 
 @dataclass(frozen=True)
 class Project:
@@ -21,7 +24,7 @@ class Project:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Project:
+    def from_row(cls, row: Row) -> Project:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
 
@@ -50,7 +53,7 @@ class Job:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Row) -> Job:
         data = {f: row[f] for f in cls.__dataclass_fields__}
         data["steps"] = [Step(name=s["name"], command=list(s["command"])) for s in row["steps"]]
         data["parameters"] = [
@@ -78,7 +81,7 @@ class RunStep:
     log_size: int = 0
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunStep:
+    def from_row(cls, row: Row) -> RunStep:
         data = {f: row[f] for f in cls.__dataclass_fields__}
         data["status"] = StepStatus(row["status"])
         return cls(**data)
@@ -100,6 +103,7 @@ class Run:
     should_abort: bool
     reason: str | None
     lease: float | None
+    late_report: str | None
     event_sequence: int
     log_size: int
     creation_date: datetime
@@ -107,7 +111,7 @@ class Run:
     steps: list[RunStep] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], steps: list[RunStep] | None = None) -> Run:
+    def from_row(cls, row: Row, steps: list[RunStep] | None = None) -> Run:
         data = {f: row[f] for f in cls.__dataclass_fields__ if f != "steps"}
         data["status"] = RunStatus(row["status"])
         return cls(**data, steps=steps or [])
@@ -128,7 +132,7 @@ class Schedule:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Schedule:
+    def from_row(cls, row: Row) -> Schedule:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
 
@@ -142,7 +146,7 @@ class User:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> User:
+    def from_row(cls, row: Row) -> User:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
 
@@ -159,7 +163,7 @@ class Token:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Token:
+    def from_row(cls, row: Row) -> Token:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
 
@@ -179,5 +183,5 @@ class Worker:
     update_date: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Worker:
+    def from_row(cls, row: Row) -> Worker:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})

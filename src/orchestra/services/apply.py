@@ -44,7 +44,9 @@ class ApplyService:
                 schedules = project.pop("schedules")
                 identifier = project["identifier"]
                 keys = {"identifier": identifier}
-                changes.append(await _put(conn, project_table, keys, project, "project", identifier))
+                changes.append(
+                    await _put(conn, project_table, keys, project, "project", identifier)
+                )
                 for job in jobs:
                     keys = {"project": identifier, "identifier": job["identifier"]}
                     name = f"{identifier}/{job['identifier']}"

@@ -76,7 +76,9 @@ def _argon2(password: str, salt: bytes, parameters: dict[str, Any]) -> str:
 
 
 def _pbkdf2(password: str, salt: bytes, parameters: dict[str, Any]) -> str:
-    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, int(parameters["iterations"])).hex()
+    return hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), salt, int(parameters["iterations"])
+    ).hex()
 
 
 def verify_password(password: str, stored: HashedSecret) -> bool:

@@ -64,7 +64,9 @@ class ProjectService:
         async with self.db.transaction() as conn:
             current = await self._project(conn, identifier)
             merged = _merge(_project_fields(current), changes, identifier)
-            await records.update(conn, project_table, {"identifier": identifier}, parse_project(merged))
+            await records.update(
+                conn, project_table, {"identifier": identifier}, parse_project(merged)
+            )
             project = await self._project(conn, identifier)
         self.events.publish("dispatch")
         return project
@@ -77,7 +79,9 @@ class ProjectService:
             active = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(run_table)
-                .where(run_table.c.project == identifier, run_table.c.status.in_(ACTIVE_RUN_STATUSES))
+                .where(
+                    run_table.c.project == identifier, run_table.c.status.in_(ACTIVE_RUN_STATUSES)
+                )
             )
             if active:
                 raise Conflict(f"project {identifier!r} has {active} pending or running runs")
@@ -151,7 +155,9 @@ class ProjectService:
             await records.delete(conn, job_table, {"project": project, "identifier": identifier})
 
     async def _job(self, conn: AsyncConnection, project: str, identifier: str) -> Job:
-        row = await records.fetch_one(conn, job_table, {"project": project, "identifier": identifier})
+        row = await records.fetch_one(
+            conn, job_table, {"project": project, "identifier": identifier}
+        )
         if row is None:
             await self._project(conn, project)
             raise NotFound(f"no job {identifier!r} in project {project!r}")
@@ -238,7 +244,11 @@ class ProjectService:
             raise Conflict(f"{what} {keys['identifier']!r} already exists")
 
     async def _upsert(
-        self, conn: AsyncConnection, table: sa.Table, keys: Mapping[str, Any], values: Mapping[str, Any]
+        self,
+        conn: AsyncConnection,
+        table: sa.Table,
+        keys: Mapping[str, Any],
+        values: Mapping[str, Any],
     ) -> bool:
         if await records.fetch_one(conn, table, keys, for_update=True) is None:
             await records.insert(conn, table, values)
@@ -252,7 +262,9 @@ def _with_identifier(data: Mapping[str, Any], identifier: str) -> dict[str, Any]
         raise InvalidInput("the body must be a JSON object")
     given = data.get("identifier", identifier)
     if given != identifier:
-        raise InvalidInput(f"identifier {given!r} in the body differs from {identifier!r} in the path")
+        raise InvalidInput(
+            f"identifier {given!r} in the body differs from {identifier!r} in the path"
+        )
     return {**data, "identifier": identifier}
 
 

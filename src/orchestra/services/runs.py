@@ -20,6 +20,7 @@ from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
 from orchestra.storage.schema import project as project_table
+from orchestra.storage.schema import run as run_table
 
 FOLLOW_POLL_SECONDS = 1.0
 
@@ -115,7 +116,9 @@ class RunService:
             run = await self._run(conn, project, identifier)
             if run.status is not RunStatus.PENDING:
                 hint = " (abort it instead)" if run.status is RunStatus.RUNNING else ""
-                raise Conflict(f"only a pending run can be cancelled; this one is {run.status}{hint}")
+                raise Conflict(
+                    f"only a pending run can be cancelled; this one is {run.status}{hint}"
+                )
             now = self.clock.now()
             moved = await run_storage.set_run_status(
                 conn,
@@ -141,10 +144,10 @@ class RunService:
                 raise Conflict(f"the run is already {run.status}")
             await records.update(
                 conn,
-                run_storage.run_table,
+                run_table,
                 {"identifier": identifier},
                 {"should_abort": True},
-                where=run_storage.run_table.c.status == RunStatus.RUNNING.value,
+                where=run_table.c.status == RunStatus.RUNNING.value,
             )
             run = await self._run(conn, project, identifier)
         self.events.publish("control")
@@ -196,4 +199,3 @@ class RunService:
             if not follow or finished:
                 return
             await self.events.wait(f"run:{identifier}", FOLLOW_POLL_SECONDS)
-

@@ -78,7 +78,9 @@ class UserService:
                 await self._store_password(conn, identifier, hashed)
             return await self._user(conn, identifier)
 
-    async def list_users(self, cursor: str | None, limit: int | None) -> tuple[list[User], str | None]:
+    async def list_users(
+        self, cursor: str | None, limit: int | None
+    ) -> tuple[list[User], str | None]:
         async with self.db.read() as conn:
             rows, next_cursor = await records.page(
                 conn, sa.select(user_table), [user_table.c.identifier], cursor, limit

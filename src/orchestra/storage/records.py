@@ -126,7 +126,9 @@ async def page(
     if cursor:
         after = decode_cursor(cursor, types)
         bound = sa.tuple_(*order)
-        values = sa.tuple_(*(sa.literal(v, type_=c.type) for v, c in zip(after, order, strict=True)))
+        values = sa.tuple_(
+            *(sa.literal(v, type_=c.type) for v, c in zip(after, order, strict=True))
+        )
         query = query.where(bound < values if descending else bound > values)
     query = query.order_by(*(c.desc() if descending else c.asc() for c in order)).limit(size + 1)
     rows = list((await conn.execute(query)).mappings())

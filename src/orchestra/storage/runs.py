@@ -44,7 +44,11 @@ async def insert_run(
 
 
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
-    keys = {"identifier": identifier} if project is None else {"identifier": identifier, "project": project}
+    keys = (
+        {"identifier": identifier}
+        if project is None
+        else {"identifier": identifier, "project": project}
+    )
     row = await records.fetch_one(conn, run_table, keys)
     if row is None:
         return None
@@ -114,7 +118,11 @@ async def set_run_status(
 
 
 async def update_step(
-    conn: AsyncConnection, run: str, index: int, values: Mapping[str, Any], sources: Iterable[StepStatus]
+    conn: AsyncConnection,
+    run: str,
+    index: int,
+    values: Mapping[str, Any],
+    sources: Iterable[StepStatus],
 ) -> bool:
     result = await conn.execute(
         step_table.update()
@@ -159,8 +167,9 @@ async def read_log_chunks(
 
 
 async def step_log_start(conn: AsyncConnection, run: str, step_index: int) -> int | None:
-    return await conn.scalar(
+    start = await conn.scalar(
         sa.select(sa.func.min(log_table.c.offset)).where(
             log_table.c.run == run, log_table.c.step_index == step_index
         )
     )
+    return None if start is None else int(start)

@@ -36,7 +36,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, _dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         assert isinstance(value, datetime)
@@ -113,6 +113,9 @@ run = sa.Table(
     sa.Column("assignment_date", UTCDateTime(), nullable=True),
     sa.Column("master", sa.String(200), nullable=True),
     sa.Column("lease", sa.Float(), nullable=True),
+    # What a worker reported for this run after the master had given up on it (recorded, not
+    # applied: the run keeps the final status it was given).
+    sa.Column("late_report", sa.Text(), nullable=True),
     # The last worker event applied (events are numbered per run by the worker), and the
     # number of output bytes stored: together they make every report idempotent.
     sa.Column("event_sequence", sa.Integer(), nullable=False),

@@ -21,9 +21,13 @@ def get_services(connection: HTTPConnection) -> Services:
     return services
 
 
-async def authorize(request: Request) -> None:
+async def authorize(request: HTTPConnection) -> None:
     """Router-wide dependency: look the matched route up in the permission table, authenticate
-    the caller and refuse (401 or 403) unless the table grants the route to their roles."""
+    the caller and refuse (401 or 403) unless the table grants the route to their roles.
+    WebSocket endpoints check the same table themselves, to close with a reason."""
+    if request.scope["type"] != "http":
+        return
+    assert isinstance(request, Request)
     route = request.scope["route"]
     action = permission_for(request.method, route.path)
     caller = await authenticate(request, get_services(request).users)

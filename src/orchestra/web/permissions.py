@@ -83,7 +83,7 @@ def router_routes(routers: Iterable[APIRouter]) -> list[tuple[str, str]]:
     routes: list[tuple[str, str]] = []
     for route in (r for router in routers for r in router.routes):
         if isinstance(route, APIRoute):
-            routes.extend((method, route.path) for method in sorted(route.methods))
+            routes.extend((method, route.path) for method in sorted(route.methods or ()))
         elif isinstance(route, APIWebSocketRoute):
             routes.append(("WEBSOCKET", route.path))
     return routes

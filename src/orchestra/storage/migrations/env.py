@@ -1,6 +1,8 @@
-"""Alembic environment: migrations run synchronously on the URL given by orchestra.storage.migrate."""
+"""Alembic environment: migrations run synchronously on the URL that migrate.py gives."""
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import context
@@ -8,10 +10,10 @@ from alembic import context
 from orchestra.storage.schema import UTCDateTime, metadata
 
 config = context.config
-url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+url: str = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url") or ""
 
 
-def render_item(type_: str, obj: object, _autogen_context: object) -> str | bool:
+def render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[False]:
     # Migrations must not import application types: they outlive them.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

@@ -14,8 +14,8 @@ from orchestra.web.api.schemas import (
     TokenOut,
     UserOut,
 )
-from orchestra.web.permissions import API
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["me"])
 

@@ -18,8 +18,8 @@ from orchestra.web.api.schemas import (
     SchedulePatch,
     SchedulePut,
 )
-from orchestra.web.permissions import API
 from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["projects"])
 

@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 
 from orchestra.domain.models import Run
 from orchestra.web.api.schemas import Page, RunOut, TriggerIn
-from orchestra.web.permissions import API
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["runs"])
 Offset = Annotated[int, Query(ge=0, le=2**62, description="start from this byte")]

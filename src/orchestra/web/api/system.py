@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse
 
 from orchestra import __version__
 from orchestra.web.api.schemas import ApplyChange, ApplyIn, ApplyOut, HealthOut
-from orchestra.web.permissions import API
 from orchestra.web.deps import ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["system"])
 

@@ -13,14 +13,16 @@ from orchestra.web.api.schemas import (
     UserOut,
     UserPatch,
 )
-from orchestra.web.permissions import API
 from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["users"])
 
 
 @router.get("/users", response_model=Page[UserOut])
-async def list_users(services: ServicesDep, cursor: Cursor = None, limit: Limit = 50) -> Page[UserOut]:
+async def list_users(
+    services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
+) -> Page[UserOut]:
     users, next_cursor = await services.users.list_users(cursor, limit)
     return Page(items=[UserOut.model_validate(u) for u in users], next_cursor=next_cursor)
 

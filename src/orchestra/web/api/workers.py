@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from orchestra.web.api.schemas import Page, WorkerOut, WorkerPatch
-from orchestra.web.permissions import API
 from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["workers"])
 

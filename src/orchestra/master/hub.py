@@ -1,0 +1,263 @@
+"""The master: holds worker connections, assigns pending runs, applies reports, watches leases.
+
+Three loops run beside the connections: dispatch (on a "dispatch" signal or every second),
+control (abort requests and disconnects, on a "control" signal or every second) and maintenance
+(vouching for connected workers, pending-run expiry, lease expiry). The database is the only
+shared state: a master can die at any point and another can carry on from what is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from orchestra.domain.permissions import allowed
+from orchestra.errors import Forbidden, ProtocolError
+from orchestra.master.session import WorkerSession
+from orchestra.protocol import messages as m
+from orchestra.services.container import Services
+from orchestra.services.execution import ExecutionService
+from orchestra.web.auth import authenticate
+from orchestra.web.permissions import API, permission_for
+
+log = logging.getLogger(__name__)
+HELLO_TIMEOUT = 10.0
+LOOP_INTERVAL = 1.0
+
+
+def master_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Master:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.identity = master_identity()
+        self.execution = ExecutionService(
+            services.db, services.clock, services.events, self.identity
+        )
+        self.sessions: dict[str, WorkerSession] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Life cycle.
+
+    async def start(self) -> None:
+        for loop in (self._dispatch_loop, self._control_loop, self._maintenance_loop):
+            self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
+        log.info("master %s started", self.identity)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for session in list(self.sessions.values()):
+            await session.close(m.CLOSE_SERVICE_RESTART, "master shutting down")
+        log.info("master %s stopped", self.identity)
+
+    async def _forever(self, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("master loop %s failed; retrying", step.__name__)
+                await asyncio.sleep(LOOP_INTERVAL)
+
+    # The worker endpoint.
+
+    async def connect(self, websocket: WebSocket) -> None:
+        caller = await authenticate(websocket, self.services.users)
+        action = permission_for("WEBSOCKET", f"{API}/workers/connect")
+        origin = websocket.headers.get("origin")
+        if origin is not None and not _same_origin(origin, websocket.headers.get("host", "")):
+            await websocket.close(code=m.CLOSE_FORBIDDEN, reason="cross-site connection refused")
+            return
+        if caller is None or not allowed(caller.user.roles, action):
+            await websocket.close(code=m.CLOSE_UNAUTHORIZED, reason="a worker token is needed")
+            return
+        await websocket.accept()
+        session = None
+        try:
+            hello = await self._hello(websocket)
+            session = await self._open(websocket, caller.user.identifier, hello)
+            await self._serve(session)
+        except ProtocolError as exc:
+            log.warning("worker connection closed: %s", exc)
+            await _close(websocket, m.CLOSE_PROTOCOL_ERROR, str(exc))
+        except Forbidden as exc:
+            await _close(websocket, m.CLOSE_FORBIDDEN, str(exc))
+        except (WebSocketDisconnect, TimeoutError):
+            pass
+        finally:
+            if session is not None and self.sessions.get(session.identifier) is session:
+                del self.sessions[session.identifier]
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.execution.disconnected(session.identifier))
+                log.info("worker %s disconnected", session.identifier)
+
+    async def _hello(self, websocket: WebSocket) -> m.Hello:
+        frame = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
+        hello = m.decode_worker_message(frame)
+        if not isinstance(hello, m.Hello):
+            raise ProtocolError("the first message must be hello")
+        if hello.protocol != m.PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol {hello.protocol} is not supported (this master speaks "
+                f"{m.PROTOCOL_VERSION}); upgrade the worker"
+            )
+        return hello
+
+    async def _open(self, websocket: WebSocket, owner: str, hello: m.Hello) -> WorkerSession:
+        is_enabled = await self.execution.register(owner, hello)
+        previous = self.sessions.pop(hello.identifier, None)
+        if previous is not None:
+            await previous.close(m.CLOSE_REPLACED, "replaced by a newer connection")
+        decisions = await self.execution.reconcile(hello.identifier, hello.runs)
+        session = WorkerSession(
+            identifier=hello.identifier,
+            owner=owner,
+            properties=dict(hello.properties),
+            executors=hello.executors,
+            websocket=websocket,
+            is_enabled=is_enabled,
+            assigned={r for r, d in decisions.items() if d.action == "resume"},
+        )
+        welcome = m.Welcome(heartbeat_interval=self.settings.heartbeat_interval, runs=decisions)
+        await session.send(welcome)
+        self.sessions[hello.identifier] = session
+        log.info("worker %s connected (%d runs resumed)", hello.identifier, len(session.assigned))
+        self.services.events.publish("dispatch")
+        self.services.events.publish("control")
+        return session
+
+    async def _serve(self, session: WorkerSession) -> None:
+        timeout = 3 * self.settings.heartbeat_interval
+        while True:
+            frame = await asyncio.wait_for(session.websocket.receive_text(), timeout)
+            message = m.decode_worker_message(frame)
+            if isinstance(message, m.Report):
+                await self._report(session, message)
+            elif isinstance(message, m.Hello):
+                raise ProtocolError("hello was already received")
+
+    async def _report(self, session: WorkerSession, report: m.Report) -> None:
+        result = await self.execution.apply_report(session.identifier, report)
+        await session.send(m.Ack(run=report.run, sequence=result.acknowledged))
+        if result.discard_reason is not None:
+            session.assigned.discard(report.run)
+            await session.send(m.Discard(run=report.run, reason=result.discard_reason))
+        elif result.finished:
+            session.assigned.discard(report.run)
+            session.aborts_sent.discard(report.run)
+            self.services.events.publish("dispatch")
+            if session.draining and not session.assigned:
+                await session.close(m.CLOSE_DISCONNECT_REQUESTED, "disconnect requested")
+
+    # Dispatch.
+
+    async def _dispatch_loop(self) -> None:
+        await self.services.events.wait("dispatch", LOOP_INTERVAL)
+        while await self.dispatch_once():
+            pass
+
+    async def dispatch_once(self) -> bool:
+        """Assign what can be assigned now; True if a full batch went out (look again)."""
+        free = {w: s.free for w, s in self.sessions.items() if s.free > 0}
+        if not free:
+            return False
+        candidates = await self.execution.candidates()
+        assignments: dict[str, str] = {}
+        for candidate in candidates:
+            able = [
+                w
+                for w, n in free.items()
+                if n > 0 and self.sessions[w].matches(candidate.properties)
+            ]
+            if not able:
+                continue
+            chosen = max(able, key=lambda w: free[w])
+            assignments[candidate.identifier] = chosen
+            free[chosen] -= 1
+        if not assignments:
+            return False
+        for run in await self.execution.claim(assignments):
+            await self._send_assignment(assignments[run.identifier], run)
+        return len(candidates) >= 200 and any(n > 0 for n in free.values())
+
+    async def _send_assignment(self, worker: str, run: Any) -> None:
+        session = self.sessions.get(worker)
+        message = m.Assign(
+            run=run.identifier,
+            project=run.project,
+            job=run.job,
+            parameters=run.parameters,
+            workspace=run.workspace,
+            steps=[m.AssignedStep(name=s.name, command=s.command) for s in run.steps],
+            abort_grace=self.settings.abort_grace,
+            url=self.settings.public_url,
+        )
+        if session is not None:
+            session.assigned.add(run.identifier)
+            if await session.send(message):
+                log.info("run %s assigned to worker %s", run.identifier, worker)
+                return
+            session.assigned.discard(run.identifier)
+        await self.execution.release(run.identifier)
+
+    # Control: aborts, enable and disable, disconnects.
+
+    async def _control_loop(self) -> None:
+        await self.services.events.wait("control", LOOP_INTERVAL)
+        await self.control_once()
+
+    async def control_once(self) -> None:
+        flags = await self.execution.worker_flags(self.sessions)
+        for worker, (is_enabled, should_disconnect) in flags.items():
+            session = self.sessions.get(worker)
+            if session is None:
+                continue
+            if is_enabled and not session.is_enabled:
+                self.services.events.publish("dispatch")
+            session.is_enabled = is_enabled
+            if should_disconnect and not session.draining:
+                session.draining = True
+                await session.send(m.Drain())
+                if not session.assigned:
+                    await session.close(m.CLOSE_DISCONNECT_REQUESTED, "disconnect requested")
+        for worker, run in await self.execution.runs_to_abort(self.sessions):
+            session = self.sessions.get(worker)
+            if session is not None and run not in session.aborts_sent:
+                if await session.send(m.Abort(run=run)):
+                    session.aborts_sent.add(run)
+                    log.info("run %s: abort sent to worker %s", run, worker)
+
+    # Maintenance: liveness, expiry, leases.
+
+    async def _maintenance_loop(self) -> None:
+        await self.execution.vouch(self.sessions)
+        await self.execution.expire_pending(self.settings.pending_expiry)
+        await self.execution.expire_leases(
+            self.settings.lease, self.settings.heartbeat_interval, self.sessions
+        )
+        await asyncio.sleep(min(LOOP_INTERVAL, self.settings.heartbeat_interval))
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    return origin.split("://", 1)[-1].rstrip("/") == host
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code=code, reason=reason[:120])

@@ -1,0 +1,61 @@
+"""One worker's connection, as the master holding it sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from orchestra.domain.matching import worker_matches
+from orchestra.protocol import messages as m
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    identifier: str
+    owner: str
+    properties: dict[str, Any]
+    executors: int
+    websocket: WebSocket
+    is_enabled: bool = True
+    draining: bool = False
+    assigned: set[str] = field(default_factory=set)
+    aborts_sent: set[str] = field(default_factory=set)
+    _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def free(self) -> int:
+        if not self.is_enabled or self.draining:
+            return 0
+        return max(0, self.executors - len(self.assigned))
+
+    def matches(self, job_properties: dict[str, Any]) -> bool:
+        return worker_matches(job_properties, self.properties)
+
+    async def send(self, message: m.Message) -> bool:
+        """Send a message; False if the connection is gone."""
+        if self.websocket.client_state is not WebSocketState.CONNECTED:
+            return False
+        try:
+            async with self._send_lock:
+                await self.websocket.send_text(m.encode(message))
+        except (RuntimeError, OSError):
+            return False
+        except Exception as exc:  # the transport's own closed-connection errors
+            if type(exc).__name__ in (
+                "WebSocketDisconnect",
+                "ClientDisconnected",
+                "ConnectionClosed",
+            ):
+                return False
+            raise
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.client_state is WebSocketState.CONNECTED:
+            try:
+                await self.websocket.close(code=code, reason=reason[:120])
+            except (RuntimeError, OSError):
+                pass

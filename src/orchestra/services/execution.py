@@ -1,0 +1,437 @@
+"""Runs from the master's side: worker registration, assignment, worker reports, leases.
+
+Every change here is a guarded update in one transaction, so that two masters (or a master that
+was paused and woke up late) can never both win: a run is claimed only while it is pending, a
+report is applied only when its sequence is the next one, and a run given up on stays given up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import Clock
+from orchestra.domain.models import Row, Run
+from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.errors import Forbidden, ProtocolError
+from orchestra.protocol import messages as m
+from orchestra.services.events import Events
+from orchestra.storage import records
+from orchestra.storage import runs as run_storage
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import project as project_table
+from orchestra.storage.schema import run as run_table
+from orchestra.storage.schema import run_step as step_table
+from orchestra.storage.schema import worker as worker_table
+
+log = logging.getLogger(__name__)
+DISPATCH_BATCH = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pending run that may be dispatched now, with what matching needs."""
+
+    identifier: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    acknowledged: int
+    discard_reason: str | None = None
+    finished: bool = False
+
+
+class ExecutionService:
+    def __init__(self, db: Database, clock: Clock, events: Events, master: str) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.master = master
+
+    # Workers.
+
+    async def register(self, owner: str, hello: m.Hello) -> bool:
+        """Create or update the worker record for a connecting worker; returns its is_enabled.
+        A worker identifier that belongs to another user is refused."""
+        now = self.clock.now()
+        values = {
+            "owner": owner,
+            "version": hello.version,
+            "display_name": hello.display_name,
+            "properties": dict(hello.properties),
+            "executors": hello.executors,
+            "is_active": True,
+            "should_disconnect": False,
+            "master": self.master,
+            "last_seen_date": now,
+        }
+        async with self.db.transaction() as conn:
+            keys = {"identifier": hello.identifier}
+            row = await records.fetch_one(conn, worker_table, keys, for_update=True)
+            if row is None:
+                await records.insert(conn, worker_table, {**values, **keys, "is_enabled": True})
+                return True
+            if row["owner"] != owner:
+                raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
+            await records.update(conn, worker_table, keys, values)
+            return bool(row["is_enabled"])
+
+    async def reconcile(self, worker: str, reported: Sequence[str]) -> dict[str, m.RunDecision]:
+        """Compare the runs a reconnecting worker holds with what the database says.
+
+        A run still running on this worker resumes from the last event applied. A run the
+        master has given up on (or that belongs elsewhere) is discarded by the worker. A run
+        assigned to this worker that it does not know never reached it: it goes back to
+        pending, which cannot run it twice because nothing ran."""
+        decisions: dict[str, m.RunDecision] = {}
+        async with self.db.transaction() as conn:
+            query = sa.select(run_table).where(
+                run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
+            )
+            mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
+            for run_id in reported:
+                row = mine.get(run_id)
+                if row is not None:
+                    decisions[run_id] = m.RunDecision(
+                        action="resume", acknowledged=row["event_sequence"]
+                    )
+                else:
+                    decisions[run_id] = m.RunDecision(
+                        action="discard", reason="the master no longer expects this run here"
+                    )
+            for run_id, row in mine.items():
+                if run_id in decisions:
+                    continue
+                if row["event_sequence"] == 0:
+                    await self._requeue(conn, run_id)
+                else:
+                    await self._give_up(
+                        conn, run_id, f"worker {worker} came back without this run (journal lost)"
+                    )
+        self.events.publish("dispatch")
+        return decisions
+
+    async def _requeue(self, conn: AsyncConnection, run_id: str) -> None:
+        await run_storage.set_run_status(
+            conn,
+            run_id,
+            RunStatus.PENDING,
+            [RunStatus.RUNNING],
+            {"worker": None, "master": None, "assignment_date": None},
+        )
+
+    async def _give_up(self, conn: AsyncConnection, run_id: str, reason: str) -> bool:
+        now = self.clock.now()
+        moved = await run_storage.set_run_status(
+            conn,
+            run_id,
+            RunStatus.EXCEPTION,
+            [RunStatus.RUNNING, RunStatus.PENDING],
+            {"completion_date": now, "reason": reason},
+        )
+        if moved:
+            await conn.execute(
+                step_table.update()
+                .where(step_table.c.run == run_id, step_table.c.status == StepStatus.RUNNING.value)
+                .values(status=StepStatus.EXCEPTION.value, completion_date=now)
+            )
+            await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
+            log.warning("run %s ended exception: %s", run_id, reason)
+            self.events.publish(f"run:{run_id}")
+        return moved
+
+    async def disconnected(self, worker: str) -> None:
+        async with self.db.transaction() as conn:
+            await records.update(
+                conn,
+                worker_table,
+                {"identifier": worker},
+                {"is_active": False, "master": None, "last_seen_date": self.clock.now()},
+                where=worker_table.c.master == self.master,
+            )
+
+    async def vouch(self, workers: Iterable[str]) -> None:
+        """Record that these workers are connected here now (their liveness lease)."""
+        identifiers = list(workers)
+        if not identifiers:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                worker_table.update()
+                .where(worker_table.c.identifier.in_(identifiers))
+                .values(last_seen_date=self.clock.now(), is_active=True, master=self.master)
+            )
+
+    async def worker_flags(self, workers: Iterable[str]) -> dict[str, tuple[bool, bool]]:
+        """(is_enabled, should_disconnect) of these workers."""
+        identifiers = list(workers)
+        if not identifiers:
+            return {}
+        async with self.db.read() as conn:
+            query = sa.select(
+                worker_table.c.identifier,
+                worker_table.c.is_enabled,
+                worker_table.c.should_disconnect,
+            ).where(worker_table.c.identifier.in_(identifiers))
+            return {
+                r.identifier: (r.is_enabled, r.should_disconnect) for r in await conn.execute(query)
+            }
+
+    async def runs_to_abort(self, workers: Iterable[str]) -> list[tuple[str, str]]:
+        """(worker, run) pairs of running runs whose abort was requested."""
+        identifiers = list(workers)
+        if not identifiers:
+            return []
+        async with self.db.read() as conn:
+            query = sa.select(run_table.c.worker, run_table.c.identifier).where(
+                run_table.c.worker.in_(identifiers),
+                run_table.c.status == RunStatus.RUNNING.value,
+                run_table.c.should_abort.is_(True),
+            )
+            return [(r.worker, r.identifier) for r in await conn.execute(query)]
+
+    # Dispatch.
+
+    async def candidates(self) -> list[Candidate]:
+        """Pending runs of enabled jobs in enabled projects, oldest first."""
+        async with self.db.read() as conn:
+            query = (
+                sa.select(run_table.c.identifier, job_table.c.properties)
+                .join(
+                    job_table,
+                    sa.and_(
+                        job_table.c.project == run_table.c.project,
+                        job_table.c.identifier == run_table.c.job,
+                    ),
+                )
+                .join(project_table, project_table.c.identifier == run_table.c.project)
+                .where(
+                    run_table.c.status == RunStatus.PENDING.value,
+                    job_table.c.is_enabled.is_(True),
+                    project_table.c.is_enabled.is_(True),
+                )
+                .order_by(run_table.c.creation_date, run_table.c.identifier)
+                .limit(DISPATCH_BATCH)
+            )
+            return [Candidate(r.identifier, dict(r.properties)) for r in await conn.execute(query)]
+
+    async def claim(self, assignments: Mapping[str, str]) -> list[Run]:
+        """Atomically give each pending run to its worker; returns the runs this master won
+        (a run another master claimed first is simply not among them)."""
+        won: list[Run] = []
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            for run_id, worker in assignments.items():
+                claimed = await run_storage.set_run_status(
+                    conn,
+                    run_id,
+                    RunStatus.RUNNING,
+                    [RunStatus.PENDING],
+                    {"worker": worker, "master": self.master, "assignment_date": now},
+                )
+                if claimed:
+                    run = await run_storage.get_run(conn, run_id)
+                    assert run is not None
+                    won.append(run)
+        for run in won:
+            self.events.publish(f"run:{run.identifier}")
+        return won
+
+    async def release(self, run_id: str) -> None:
+        """Put back a run whose assignment could not be sent (nothing ran)."""
+        async with self.db.transaction() as conn:
+            await self._requeue(conn, run_id)
+        self.events.publish("dispatch")
+
+    # Reports.
+
+    async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
+        """Apply a worker's events for one run in one transaction, each exactly once."""
+        async with self.db.transaction() as conn:
+            row = await records.fetch_one(
+                conn, run_table, {"identifier": report.run}, for_update=True
+            )
+            if row is None:
+                return ReportResult(0, "no such run")
+            if row["worker"] != worker or row["status"] != RunStatus.RUNNING.value:
+                await self._record_late(conn, row, worker, report)
+                return ReportResult(row["event_sequence"], "the master gave up on this run")
+            sequence = int(row["event_sequence"])
+            log_size = int(row["log_size"])
+            finished = False
+            for event in report.events:
+                if event.sequence <= sequence:
+                    continue  # already applied: a resend after a reconnection
+                if event.sequence != sequence + 1:
+                    raise ProtocolError(
+                        f"run {report.run}: event {event.sequence} after {sequence} (a gap)"
+                    )
+                log_size = await self._apply(conn, report.run, event, log_size)
+                sequence = event.sequence
+                finished = finished or isinstance(event, m.RunEnded)
+            await conn.execute(
+                run_table.update()
+                .where(run_table.c.identifier == report.run)
+                .values(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
+            )
+        self.events.publish(f"run:{report.run}")
+        return ReportResult(sequence, finished=finished)
+
+    async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
+        if isinstance(event, m.StepOutput):
+            try:
+                data = base64.b64decode(event.data, validate=True)
+            except binascii.Error:
+                raise ProtocolError("output data is not base64") from None
+            if event.offset != log_size:
+                raise ProtocolError(f"run {run_id}: output at {event.offset}, expected {log_size}")
+            await run_storage.append_log(conn, run_id, event.step, event.offset, data)
+            await conn.execute(
+                step_table.update()
+                .where(step_table.c.run == run_id, step_table.c.index == event.step)
+                .values(log_size=step_table.c.log_size + len(data))
+            )
+            return log_size + len(data)
+        if isinstance(event, m.StepStarted):
+            await run_storage.update_step(
+                conn,
+                run_id,
+                event.step,
+                {"status": StepStatus.RUNNING.value, "start_date": event.date},
+                [StepStatus.PENDING],
+            )
+            await conn.execute(
+                run_table.update()
+                .where(run_table.c.identifier == run_id, run_table.c.start_date.is_(None))
+                .values(start_date=event.date)
+            )
+        elif isinstance(event, m.StepEnded):
+            await run_storage.update_step(
+                conn,
+                run_id,
+                event.step,
+                {
+                    "status": event.status,
+                    "exit_code": event.exit_code,
+                    "completion_date": event.date,
+                },
+                [StepStatus.RUNNING, StepStatus.PENDING],
+            )
+        elif isinstance(event, m.RunEnded):
+            await run_storage.set_run_status(
+                conn,
+                run_id,
+                RunStatus(event.status),
+                [RunStatus.RUNNING],
+                {"completion_date": event.date, "reason": event.reason},
+            )
+            await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
+        return log_size
+
+    async def _record_late(
+        self, conn: AsyncConnection, row: Row, worker: str, report: m.Report
+    ) -> None:
+        ended = [e for e in report.events if isinstance(e, m.RunEnded)]
+        if not ended:
+            return
+        note = (
+            f"worker {worker} reported {ended[-1].status} at {ended[-1].date.isoformat()} "
+            f"after the run had ended {row['status']}; refused"
+        )
+        await conn.execute(
+            run_table.update()
+            .where(run_table.c.identifier == row["identifier"])
+            .values(late_report=note)
+        )
+        log.warning("run %s: %s", row["identifier"], note)
+
+    # Leases and expiry.
+
+    async def expire_pending(self, max_age: float) -> int:
+        """Cancel runs pending for longer than `max_age` seconds."""
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=max_age)
+        async with self.db.transaction() as conn:
+            query = (
+                sa.select(run_table.c.identifier)
+                .where(
+                    run_table.c.status == RunStatus.PENDING.value,
+                    run_table.c.creation_date < cutoff,
+                )
+                .limit(1000)
+            )
+            expired = list((await conn.execute(query)).scalars())
+            for run_id in expired:
+                moved = await run_storage.set_run_status(
+                    conn,
+                    run_id,
+                    RunStatus.CANCELLED,
+                    [RunStatus.PENDING],
+                    {
+                        "should_cancel": True,
+                        "completion_date": now,
+                        "reason": f"expired: still pending after {max_age:g} seconds",
+                    },
+                )
+                if moved:
+                    await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
+        for run_id in expired:
+            self.events.publish(f"run:{run_id}")
+        return len(expired)
+
+    async def expire_leases(
+        self, default_lease: float, heartbeat: float, connected: Iterable[str]
+    ) -> int:
+        """End `exception` the running runs whose worker has been away longer than the lease
+        (the run's own, from its job, or the default). Workers connected here are present."""
+        now = self.clock.now()
+        present = set(connected)
+        async with self.db.transaction() as conn:
+            query = (
+                sa.select(
+                    run_table.c.identifier,
+                    run_table.c.worker,
+                    run_table.c.lease,
+                    run_table.c.assignment_date,
+                    worker_table.c.last_seen_date,
+                )
+                .select_from(run_table)
+                .outerjoin(worker_table, worker_table.c.identifier == run_table.c.worker)
+                .where(
+                    run_table.c.status == RunStatus.RUNNING.value,
+                    sa.or_(
+                        worker_table.c.last_seen_date.is_(None),
+                        worker_table.c.last_seen_date < now - timedelta(seconds=heartbeat),
+                    ),
+                )
+            )
+            given_up = 0
+            for row in await conn.execute(query):
+                if row.worker in present:
+                    continue
+                lease = row.lease or default_lease
+                seen = max(d for d in (row.last_seen_date, row.assignment_date, EPOCH) if d)
+                if now - seen > timedelta(seconds=lease):
+                    reason = f"worker {row.worker} was lost for more than {lease:g} seconds"
+                    given_up += await self._give_up(conn, row.identifier, reason)
+            # Workers no master has vouched for lately are connected nowhere (their master died).
+            stale = now - timedelta(seconds=3 * heartbeat)
+            await conn.execute(
+                worker_table.update()
+                .where(worker_table.c.is_active.is_(True), worker_table.c.last_seen_date < stale)
+                .where(worker_table.c.identifier.not_in(present) if present else sa.true())
+                .values(is_active=False, master=None)
+            )
+        return given_up

@@ -1,0 +1,347 @@
+"""The worker agent: connects to a master, runs what it is assigned, reports everything.
+
+Runs are journaled on disk before they start; their events are sent in order and dropped only
+once acknowledged. The agent reconnects with exponential backoff and full jitter, rotating over
+the master URLs it was given, and on each connection tells the master which runs it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from orchestra import __version__
+from orchestra.errors import ProtocolError
+from orchestra.protocol import messages as m
+from orchestra.worker.execution import RunExecution
+from orchestra.worker.journal import Journal
+from orchestra.worker.spawner_client import Spawner
+
+log = logging.getLogger(__name__)
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 10.0
+SEND_WINDOW = 64  # events in flight per run before waiting for acknowledgements
+SEND_BATCH_BYTES = 1 << 20
+STOP_FLUSH_SECONDS = 3.0
+FATAL_CLOSE_CODES = {m.CLOSE_UNAUTHORIZED: 3, m.CLOSE_FORBIDDEN: 3}
+
+
+@dataclass
+class WorkerOptions:
+    urls: list[str]
+    user: str
+    token: str
+    identifier: str
+    display_name: str
+    properties: dict[str, str]
+    executors: int
+    data_dir: Path
+
+
+@dataclass
+class Held:
+    """A run this worker holds: its journal, its execution, what was sent."""
+
+    journal: Journal
+    execution: RunExecution
+    task: asyncio.Task[None] | None = None
+    sent: int = 0
+    confirmed: bool = False  # the master said to resume it (or assigned it) on this connection
+
+
+@dataclass
+class Agent:
+    options: WorkerOptions
+    spawner: Spawner = field(default_factory=Spawner)
+    held: dict[str, Held] = field(default_factory=dict)
+    exit_code: int = 0
+    _connection: ClientConnection | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+    _draining: bool = False
+    _heartbeat: float = 5.0
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.options.data_dir / "runs"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.options.data_dir / "workspaces"
+
+    # Start and stop.
+
+    async def run(self) -> int:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        await self.spawner.start()
+        self._recover()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        try:
+            await self._connect_forever()
+        finally:
+            await self.spawner.close()
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Stop: abort what runs, send what can be sent for a few seconds, then exit."""
+        if self._stopping:
+            return
+        log.info("worker %s stopping", self.options.identifier)
+        self._stopping = True
+        for held in self.held.values():
+            held.execution.abort("the worker was stopped")
+        self._wake.set()
+        asyncio.get_running_loop().call_later(STOP_FLUSH_SECONDS + 10, self._force_close)
+
+    def _force_close(self) -> None:
+        if self._connection is not None:
+            asyncio.get_running_loop().create_task(self._connection.close())
+
+    def _recover(self) -> None:
+        """Reopen every journal left on disk and resume its execution."""
+        for directory in sorted(self.runs_dir.iterdir()):
+            journal = Journal.load(directory)
+            if journal is None:
+                log.warning("discarding incomplete journal %s", directory)
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            log.info("recovered run %s from disk", journal.run)
+            self._hold(journal)
+
+    def _hold(self, journal: Journal) -> Held:
+        execution = RunExecution(
+            journal, self.spawner, self.options.identifier, dict(os.environ), self._on_event
+        )
+        held = Held(journal, execution)
+        self.held[journal.run] = held
+        held.task = asyncio.get_running_loop().create_task(self._execute(held))
+        return held
+
+    async def _execute(self, held: Held) -> None:
+        try:
+            await held.execution.execute()
+        except Exception:
+            log.exception("run %s: execution failed", held.journal.run)
+            if not held.journal.ended():
+                held.journal.append(
+                    "run_ended", status="exception", reason="the worker failed", date=_now()
+                )
+                self._on_event(held.journal)
+
+    def _on_event(self, _journal: Journal) -> None:
+        self._wake.set()
+
+    # Connection.
+
+    async def _connect_forever(self) -> None:
+        attempt = 0
+        index = 0
+        while not (self._stopping and self._all_flushed()):
+            url = _websocket_url(self.options.urls[index % len(self.options.urls)])
+            index += 1
+            try:
+                async with connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {self.options.token}"},
+                    max_size=m.MAX_FRAME_BYTES,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=20,
+                ) as connection:
+                    self._connection = connection
+                    attempt = 0
+                    await self._session(connection)
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                reason = exc.rcvd.reason if exc.rcvd else ""
+                log.warning("connection to %s closed: %s %s", url, code, reason)
+                if code in FATAL_CLOSE_CODES:
+                    log.error("the master refused this worker: %s", reason)
+                    self.exit_code = FATAL_CLOSE_CODES[code]
+                    return
+                if code == m.CLOSE_DISCONNECT_REQUESTED:
+                    log.info("disconnect requested by the master; exiting")
+                    return
+            except InvalidStatus as exc:
+                log.warning("master %s answered %s", url, exc.response.status_code)
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                log.warning("cannot connect to %s: %s", url, exc)
+            except ProtocolError as exc:
+                log.error("protocol error with %s: %s", url, exc)
+            finally:
+                self._connection = None
+            if self._stopping and (self._all_flushed() or attempt > 2):
+                return
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _all_flushed(self) -> bool:
+        return not self.held  # a run leaves `held` once its end is acknowledged
+
+    async def _session(self, connection: ClientConnection) -> None:
+        hello = m.Hello(
+            protocol=m.PROTOCOL_VERSION,
+            identifier=self.options.identifier,
+            display_name=self.options.display_name,
+            version=__version__,
+            properties=dict(self.options.properties),
+            executors=self.options.executors,
+            runs=sorted(self.held),
+        )
+        await connection.send(m.encode(hello))
+        welcome = m.decode_master_message(await asyncio.wait_for(connection.recv(), 30))
+        if not isinstance(welcome, m.Welcome):
+            raise ProtocolError("the master did not welcome this worker")
+        self._heartbeat = welcome.heartbeat_interval
+        for run, decision in welcome.runs.items():
+            held = self.held.get(run)
+            if held is None:
+                continue
+            if decision.action == "resume":
+                held.journal.acknowledged = decision.acknowledged
+                held.sent = decision.acknowledged
+                held.confirmed = True
+                self._forget_if_done(held)
+            else:
+                self._discard(run, decision.reason or "discarded by the master")
+        log.info("worker %s connected", self.options.identifier)
+        tasks = [
+            asyncio.create_task(self._receive(connection)),
+            asyncio.create_task(self._send(connection)),
+            asyncio.create_task(self._beat(connection)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+
+    async def _receive(self, connection: ClientConnection) -> None:
+        async for frame in connection:
+            message = m.decode_master_message(frame)
+            if isinstance(message, m.Assign):
+                self._assign(message)
+            elif isinstance(message, m.Ack):
+                self._acknowledge(message)
+            elif isinstance(message, m.Abort):
+                held = self.held.get(message.run)
+                if held is not None:
+                    log.info("run %s: abort requested", message.run)
+                    held.execution.abort()
+            elif isinstance(message, m.Discard):
+                self._discard(message.run, message.reason)
+            elif isinstance(message, m.Drain):
+                log.info("the master asked this worker to finish its runs and disconnect")
+                self._draining = True
+
+    async def _send(self, connection: ClientConnection) -> None:
+        while True:
+            self._wake.clear()
+            for held in list(self.held.values()):
+                if not held.confirmed:
+                    continue
+                in_flight = held.sent - held.journal.acknowledged
+                if in_flight >= SEND_WINDOW:
+                    continue
+                events = held.journal.unsent(held.sent, SEND_WINDOW - in_flight, SEND_BATCH_BYTES)
+                if events:
+                    await connection.send(m.encode(m.Report(run=held.journal.run, events=events)))
+                    held.sent = events[-1].sequence
+                    self._wake.set()
+            if self._stopping and self._all_flushed():
+                await connection.close()
+                return
+            await self._wake.wait()
+
+    async def _beat(self, connection: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            await connection.send(m.encode(m.Heartbeat()))
+
+    # Messages.
+
+    def _assign(self, assignment: m.Assign) -> None:
+        if assignment.run in self.held:
+            return
+        if self._stopping:
+            return  # the master will see it missing at the next hello and hand it out again
+        workspace = self._claim_workspace(assignment.workspace)
+        journal = Journal.create(self.runs_dir, assignment, workspace)
+        held = self._hold(journal)
+        held.confirmed = True
+        log.info("run %s assigned (%s/%s)", assignment.run, assignment.project, assignment.job)
+
+    def _acknowledge(self, ack: m.Ack) -> None:
+        held = self.held.get(ack.run)
+        if held is None:
+            return
+        held.journal.acknowledged = max(held.journal.acknowledged, ack.sequence)
+        self._forget_if_done(held)
+        self._wake.set()
+
+    def _forget_if_done(self, held: Held) -> None:
+        journal = held.journal
+        if journal.ended() and journal.acknowledged >= len(journal.events):
+            self.held.pop(journal.run, None)
+            journal.remove()
+            log.info("run %s reported and acknowledged", journal.run)
+            if self._draining and not self.held:
+                log.info("all runs finished; the master will close the connection")
+
+    def _discard(self, run: str, reason: str) -> None:
+        held = self.held.pop(run, None)
+        if held is None:
+            return
+        log.warning("run %s discarded: %s", run, reason)
+        held.execution.abort(reason)
+        if held.task is not None:
+            held.task.add_done_callback(lambda _t: held.journal.remove())
+        else:
+            held.journal.remove()
+
+    # Workspaces: one run at a time in each directory (a busy one gets an @2, @3... sibling).
+
+    def _claim_workspace(self, name: str) -> Path:
+        busy = {h.journal.workspace for h in self.held.values()}
+        base = self.workspaces_dir / name
+        candidate, number = base, 1
+        while candidate in busy:
+            number += 1
+            candidate = base.with_name(f"{base.name}@{number}")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        return candidate
+
+
+def _websocket_url(url: str) -> str:
+    base = url.rstrip("/")
+    if base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    elif base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    if not base.endswith("/workers/connect"):
+        base += "/api/v1/workers/connect"
+    return base
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

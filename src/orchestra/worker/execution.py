@@ -1,0 +1,254 @@
+"""Running one run's steps in order, on the worker, as processes started by the spawner.
+
+Each step's output is read from its log file as it grows and journaled as output events; its
+end is journaled when the spawner reports the exit status (or, for a step started before the
+agent restarted, when the exit file appears). Abort sends SIGTERM to the step's process group,
+then SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from orchestra.domain.commands import CommandContext, render_command
+from orchestra.errors import InvalidInput
+from orchestra.protocol.messages import MAX_OUTPUT_CHUNK
+from orchestra.worker.journal import Journal
+from orchestra.worker.spawner_client import Spawner
+
+log = logging.getLogger(__name__)
+TAIL_INTERVAL = 0.05
+ORPHAN_GRACE = 2.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class RunExecution:
+    def __init__(
+        self,
+        journal: Journal,
+        spawner: Spawner,
+        worker_identifier: str,
+        environment: Mapping[str, str],
+        on_event: Callable[[Journal], None],
+    ) -> None:
+        self.journal = journal
+        self.spawner = spawner
+        self.worker_identifier = worker_identifier
+        self.environment = environment
+        self.on_event = on_event
+        self.abort_reason: str | None = None
+        self._pid: int | None = None
+        self._offset = journal.log_size()
+
+    # Abort.
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Stop the run: SIGTERM to the current step's process group, SIGKILL after grace."""
+        if self.abort_reason is not None:
+            return
+        self.abort_reason = reason
+        if self._pid is not None:
+            asyncio.get_running_loop().create_task(self._terminate(self._pid))
+
+    async def _terminate(self, pid: int) -> None:
+        _signal_group(pid, signal.SIGTERM)
+        await asyncio.sleep(self.journal.assignment.abort_grace)
+        if self._pid == pid:
+            _signal_group(pid, signal.SIGKILL)
+
+    # Execution.
+
+    async def execute(self) -> None:
+        """Run (or resume) every step, then journal the run's end."""
+        if self.journal.ended():
+            return
+        status, reason = "succeeded", None
+        for index in range(len(self.journal.assignment.steps)):
+            started, ended = self.journal.step_events(index)
+            if ended is None:
+                if self.abort_reason is not None:
+                    status, reason = "aborted", self._reason()
+                    break
+                if started is None:
+                    step_status = await self._run_step(index)
+                else:
+                    step_status = await self._resume_step(index, started.get("pid"))
+            else:
+                step_status = ended["status"]
+            if step_status != "succeeded":
+                status = step_status
+                if step_status == "exception":
+                    reason = f"step {index} could not run (see its log)"
+                elif step_status == "aborted":
+                    reason = self._reason()
+                break
+        self._emit("run_ended", status=status, reason=reason, date=_now())
+
+    def _reason(self) -> str | None:
+        return None if self.abort_reason == "aborted" else self.abort_reason
+
+    async def _run_step(self, index: int) -> str:
+        assignment = self.journal.assignment
+        step = assignment.steps[index]
+        try:
+            argv = render_command(step.command, self._context())
+        except InvalidInput as exc:
+            self._emit("step_started", step=index, date=_now())
+            return await self._fail_to_start(index, f"cannot render the command: {exc}")
+        env = self._step_environment()
+        self.journal.workspace.mkdir(parents=True, exist_ok=True)
+        self.journal.step_log(index).touch()
+        pid, error = await self.spawner.spawn(
+            argv,
+            str(self.journal.workspace),
+            env,
+            self.journal.step_log(index),
+            self.journal.step_exit(index),
+        )
+        self._emit("step_started", step=index, date=_now(), pid=pid)
+        if error is not None or pid is None:
+            return await self._fail_to_start(index, error or "cannot start the command")
+        self._pid = pid
+        if self.abort_reason is not None:
+            asyncio.get_running_loop().create_task(self._terminate(pid))
+        code = await self._follow(index, self.spawner.wait(pid))
+        return self._finish(index, code)
+
+    async def _resume_step(self, index: int, pid: int | None) -> str:
+        """Pick up a step started before the agent restarted: its process may still run."""
+        log.info("run %s: resuming step %d (pid %s)", self.journal.run, index, pid)
+        self._pid = pid
+        if self.abort_reason is not None and pid is not None:
+            asyncio.get_running_loop().create_task(self._terminate(pid))
+        code = await self._follow(index, self._wait_exit_file(index, pid))
+        return self._finish(index, code)
+
+    async def _wait_exit_file(self, index: int, pid: int | None) -> int | None:
+        gone_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            code = self.journal.read_exit(index)
+            if code is not None:
+                return code
+            if pid is None or not _alive(pid):
+                # The process is gone; give its spawner a moment to write the exit file.
+                gone_since = gone_since or loop.time()
+                if loop.time() - gone_since > ORPHAN_GRACE:
+                    return None
+            await asyncio.sleep(TAIL_INTERVAL)
+
+    async def _follow(self, index: int, waiting: Awaitable[int | None]) -> int | None:
+        """Journal the step's output as it grows until the process ends; its exit status."""
+        task = asyncio.ensure_future(waiting)
+        path = self.journal.step_log(index)
+        position = self.journal.step_output_size(index)
+        with open(path, "rb") as handle:
+            handle.seek(position)
+            while True:
+                done = task.done()
+                position = self._read_output(handle, index, position)
+                if done:
+                    break
+                await asyncio.wait({task}, timeout=TAIL_INTERVAL)
+        self._pid = None
+        return task.result()
+
+    def _read_output(self, handle: BinaryIO, index: int, position: int) -> int:
+        while True:
+            data = handle.read(MAX_OUTPUT_CHUNK)
+            if not data:
+                return position
+            self._emit(
+                "output",
+                step=index,
+                offset=self._offset,
+                file_offset=position,
+                length=len(data),
+            )
+            self._offset += len(data)
+            position += len(data)
+
+    def _finish(self, index: int, code: int | None) -> str:
+        if code is None:
+            self._append_text(
+                index, "\n[orchestra] the step's process was lost with its exit status\n"
+            )
+            status = "exception"
+        elif self.abort_reason is not None:
+            status = "aborted"
+        else:
+            status = "succeeded" if code == 0 else "failed"
+        self._emit("step_ended", step=index, status=status, exit_code=code, date=_now())
+        return status
+
+    async def _fail_to_start(self, index: int, message: str) -> str:
+        self._append_text(index, f"[orchestra] {message}\n")
+        self._emit("step_ended", step=index, status="exception", exit_code=None, date=_now())
+        return "exception"
+
+    def _append_text(self, index: int, text: str) -> None:
+        path = self.journal.step_log(index)
+        position = path.stat().st_size if path.exists() else 0
+        with open(path, "ab") as handle:
+            handle.write(text.encode())
+        with open(path, "rb") as handle:
+            handle.seek(position)
+            self._read_output(handle, index, position)
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        self.journal.append(kind, **fields)
+        self.on_event(self.journal)
+
+    def _context(self) -> CommandContext:
+        assignment = self.journal.assignment
+        return CommandContext(
+            run_identifier=assignment.run,
+            project_identifier=assignment.project,
+            job_identifier=assignment.job,
+            worker_identifier=self.worker_identifier,
+            workspace=str(self.journal.workspace),
+            parameters=assignment.parameters,
+            environment=self.environment,
+        )
+
+    def _step_environment(self) -> dict[str, str]:
+        assignment = self.journal.assignment
+        return {
+            **self.environment,
+            "ORCHESTRA_RUN": assignment.run,
+            "ORCHESTRA_PROJECT": assignment.project,
+            "ORCHESTRA_JOB": assignment.job,
+            "ORCHESTRA_URL": assignment.url,
+            "ORCHESTRA_WORKER": self.worker_identifier,
+            "ORCHESTRA_WORKSPACE": str(self.journal.workspace),
+        }
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive: its parent (a dead spawner's successor, init) will reap it.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().split(b") ", 1)[-1][:1] != b"Z"
+    except OSError:
+        return False

@@ -1,0 +1,164 @@
+"""A run's journal on the worker's disk: what was assigned, every event in order, each step's
+output and exit status. Nothing leaves it before the master has acknowledged it, so a lost
+connection or a restarted agent loses nothing.
+
+Layout of runs/<run>/: assignment.json, workspace (the directory used), events.jsonl (one
+event per line, numbered from 1), step-<i>.log (the process output), step-<i>.exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from orchestra.protocol import messages as m
+
+
+class Journal:
+    def __init__(self, directory: Path, assignment: m.Assign, workspace: Path) -> None:
+        self.directory = directory
+        self.assignment = assignment
+        self.workspace = workspace
+        self.events: list[dict[str, Any]] = []
+        self.acknowledged = 0
+        self._events_file = open(directory / "events.jsonl", "a", encoding="utf-8")
+
+    @property
+    def run(self) -> str:
+        return self.assignment.run
+
+    @classmethod
+    def create(cls, root: Path, assignment: m.Assign, workspace: Path) -> Journal:
+        directory = root / assignment.run
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "workspace").write_text(str(workspace))
+        _write_atomic(directory / "assignment.json", m.encode(assignment))
+        return cls(directory, assignment, workspace)
+
+    @classmethod
+    def load(cls, directory: Path) -> Journal | None:
+        """Reopen a journal; None if it is incomplete (the assignment was never fully written)."""
+        try:
+            assignment = m.Assign.model_validate_json((directory / "assignment.json").read_text())
+            workspace = Path((directory / "workspace").read_text())
+        except (OSError, ValueError):
+            return None
+        journal = cls(directory, assignment, workspace)
+        path = directory / "events.jsonl"
+        good = 0
+        with open(path, "rb") as handle:
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # a torn last line: the agent died while writing it
+                try:
+                    journal.events.append(json.loads(line))
+                except ValueError:
+                    break
+                good += len(line)
+        if good != path.stat().st_size:
+            journal._events_file.close()
+            os.truncate(path, good)
+            journal._events_file = open(path, "a", encoding="utf-8")
+        return journal
+
+    # Events.
+
+    @property
+    def next_sequence(self) -> int:
+        return len(self.events) + 1
+
+    def append(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"kind": kind, "sequence": self.next_sequence, **fields}
+        self._events_file.write(json.dumps(event) + "\n")
+        self._events_file.flush()
+        self.events.append(event)
+        return event
+
+    def unsent(self, after: int, limit: int, max_bytes: int) -> list[m.Event]:
+        """Protocol events after sequence `after`, at most `limit` of them and about
+        `max_bytes` of output."""
+        result: list[m.Event] = []
+        size = 0
+        for event in self.events[after : after + limit]:
+            message = self._message(event)
+            result.append(message)
+            if isinstance(message, m.StepOutput):
+                size += event["length"]
+                if size >= max_bytes:
+                    break
+        return result
+
+    def _message(self, event: dict[str, Any]) -> m.Event:
+        kind = event["kind"]
+        if kind == "output":
+            with open(self.step_log(event["step"]), "rb") as handle:
+                handle.seek(event["file_offset"])
+                data = handle.read(event["length"])
+            return m.StepOutput(
+                sequence=event["sequence"],
+                step=event["step"],
+                offset=event["offset"],
+                data=base64.b64encode(data).decode(),
+            )
+        fields = {k: v for k, v in event.items() if k not in ("kind", "pid")}
+        model: Any = {
+            "step_started": m.StepStarted,
+            "step_ended": m.StepEnded,
+            "run_ended": m.RunEnded,
+        }[kind]
+        return model.model_validate(fields)  # type: ignore[no-any-return]
+
+    # State derived from the events.
+
+    def ended(self) -> bool:
+        return any(e["kind"] == "run_ended" for e in self.events)
+
+    def log_size(self) -> int:
+        return sum(e["length"] for e in self.events if e["kind"] == "output")
+
+    def step_output_size(self, step: int) -> int:
+        return sum(e["length"] for e in self.events if e["kind"] == "output" and e["step"] == step)
+
+    def step_events(self, step: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        started = ended = None
+        for event in self.events:
+            if event.get("step") == step:
+                if event["kind"] == "step_started":
+                    started = event
+                elif event["kind"] == "step_ended":
+                    ended = event
+        return started, ended
+
+    # Files.
+
+    def step_log(self, step: int) -> Path:
+        return self.directory / f"step-{step}.log"
+
+    def step_exit(self, step: int) -> Path:
+        return self.directory / f"step-{step}.exit"
+
+    def read_exit(self, step: int) -> int | None:
+        try:
+            return int(self.step_exit(step).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self._events_file.close()
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,103 @@
+"""The agent's side of the spawner: start it, ask it to start steps, learn of their exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Spawner:
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._requests: dict[int, asyncio.Future[tuple[int | None, str | None]]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._next = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "orchestra.worker.spawner",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def spawn(
+        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_path: Path, exit_path: Path
+    ) -> tuple[int | None, str | None]:
+        """Start a step; (pid, None) or (None, the reason it could not start)."""
+        assert self._process is not None and self._process.stdin is not None
+        self._next += 1
+        ident = self._next
+        future: asyncio.Future[tuple[int | None, str | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._requests[ident] = future
+        request = {
+            "id": ident,
+            "argv": list(argv),
+            "cwd": cwd,
+            "env": dict(env),
+            "log": str(log_path),
+            "exit": str(exit_path),
+        }
+        async with self._lock:
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            await self._process.stdin.drain()
+        pid, error = await future
+        if pid is not None:
+            self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        return pid, error
+
+    async def wait(self, pid: int) -> int | None:
+        """The exit status of a step this spawner started (None if the spawner died)."""
+        future = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        try:
+            return await future
+        finally:
+            self._exits.pop(pid, None)
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for line in self._process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if "id" in message:
+                future = self._requests.pop(message["id"], None)
+                if future is not None and not future.done():
+                    future.set_result((message.get("pid"), message.get("error")))
+            elif "exit" in message:
+                exit_future = self._exits.setdefault(
+                    message["pid"], asyncio.get_running_loop().create_future()
+                )
+                if not exit_future.done():
+                    exit_future.set_result(message["exit"])
+        log.error("the spawner exited")
+        for request in self._requests.values():
+            if not request.done():
+                request.set_result((None, "the spawner exited"))
+        for exit_future in self._exits.values():
+            if not exit_future.done():
+                exit_future.set_result(None)
+
+    async def close(self) -> None:
+        """Let the spawner go: it exits once the steps it started have ended."""
+        if self._process is not None and self._process.stdin is not None:
+            self._process.stdin.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
