@@ -23,6 +23,7 @@ from orchestra.web.app import create_app
 
 log = logging.getLogger(__name__)
 LOCAL_WORKER_USER = "local-worker"
+LOCAL_WORKERS_TOKEN = "local workers"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -103,7 +104,12 @@ async def _start_local_workers(
         )
     except Conflict:
         pass
-    _token, secret = await services.users.create_token(LOCAL_WORKER_USER, "local workers", None)
+    # One token per server start; the previous start's token is revoked.
+    tokens, _ = await services.users.list_tokens(LOCAL_WORKER_USER, None, 500)
+    for token in tokens:
+        if token.description == LOCAL_WORKERS_TOKEN:
+            await services.users.revoke_token(LOCAL_WORKER_USER, token.identifier)
+    _token, secret = await services.users.create_token(LOCAL_WORKER_USER, LOCAL_WORKERS_TOKEN, None)
     await services.db.dispose()
     data_dir = Path(services.settings.data_dir).resolve()
     processes = []

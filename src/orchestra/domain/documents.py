@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orchestra.domain import cron
 from orchestra.domain.commands import check_command, check_workspace
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.parameters import parse_parameters
-from orchestra.domain.schedules import check_expression
+from orchestra.domain.schedules import check_expression, parse_policies
 from orchestra.errors import InvalidInput
 
 PROJECT_FIELDS = frozenset({"identifier", "display_name", "services", "is_enabled"})
@@ -28,7 +28,19 @@ JOB_FIELDS = frozenset(
     }
 )
 SCHEDULE_FIELDS = frozenset(
-    {"identifier", "display_name", "job", "parameters", "expression", "time_zone", "is_enabled"}
+    {
+        "identifier",
+        "display_name",
+        "job",
+        "parameters",
+        "expression",
+        "time_zone",
+        "is_enabled",
+        "overlap",
+        "catchup",
+        "catchup_window",
+        "catchup_max",
+    }
 )
 MAX_STEPS = 200
 
@@ -123,10 +135,7 @@ def parse_schedule(raw: object) -> dict[str, Any]:
     time_zone = data.get("time_zone") or "UTC"
     if not isinstance(time_zone, str):
         raise InvalidInput("time_zone must be an IANA time zone name")
-    try:
-        ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {time_zone!r}") from None
+    cron.time_zone(time_zone)
     parameters = _json_mapping(data.get("parameters"), "parameters")
     return {
         "identifier": identifier,
@@ -136,6 +145,7 @@ def parse_schedule(raw: object) -> dict[str, Any]:
         "expression": check_expression(data.get("expression")),
         "time_zone": time_zone,
         "is_enabled": _bool(data.get("is_enabled", True), "is_enabled"),
+        **parse_policies(dict(data)),
     }
 
 

@@ -109,10 +109,12 @@ class Run:
     creation_date: datetime
     update_date: datetime
     steps: list[RunStep] = field(default_factory=list)
+    # Why a pending run has not started yet; computed on request, not stored.
+    waiting_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Row, steps: list[RunStep] | None = None) -> Run:
-        data = {f: row[f] for f in cls.__dataclass_fields__ if f != "steps"}
+        data = {f: row[f] for f in cls.__dataclass_fields__ if f not in ("steps", "waiting_reason")}
         data["status"] = RunStatus(row["status"])
         return cls(**data, steps=steps or [])
 
@@ -128,6 +130,15 @@ class Schedule:
     time_zone: str
     is_enabled: bool
     last_run: str | None
+    overlap: str
+    catchup: str
+    catchup_window: float | None
+    catchup_max: int | None
+    next_due_date: datetime | None
+    last_fire_date: datetime | None
+    last_skip_date: datetime | None
+    last_skip_reason: str | None
+    queued_due_date: datetime | None
     creation_date: datetime
     update_date: datetime
 

@@ -31,6 +31,7 @@ from orchestra.web.permissions import API, permission_for
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 LOOP_INTERVAL = 1.0
+SCHEDULE_INTERVAL = 0.5
 
 
 def master_identity() -> str:
@@ -51,7 +52,13 @@ class Master:
     # Life cycle.
 
     async def start(self) -> None:
-        for loop in (self._dispatch_loop, self._control_loop, self._maintenance_loop):
+        loops = (
+            self._dispatch_loop,
+            self._control_loop,
+            self._maintenance_loop,
+            self._schedule_loop,
+        )
+        for loop in loops:
             self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
         log.info("master %s started", self.identity)
 
@@ -98,7 +105,9 @@ class Master:
             await _close(websocket, m.CLOSE_PROTOCOL_ERROR, str(exc))
         except Forbidden as exc:
             await _close(websocket, m.CLOSE_FORBIDDEN, str(exc))
-        except (WebSocketDisconnect, TimeoutError):
+        except TimeoutError:
+            await _close(websocket, m.CLOSE_PROTOCOL_ERROR, "no message within three heartbeats")
+        except WebSocketDisconnect:
             pass
         finally:
             if session is not None and self.sessions.get(session.identifier) is session:
@@ -242,6 +251,17 @@ class Master:
                 if await session.send(m.Abort(run=run)):
                     session.aborts_sent.add(run)
                     log.info("run %s: abort sent to worker %s", run, worker)
+
+    # Schedules.
+
+    async def _schedule_loop(self) -> None:
+        await self.services.scheduler.tick()
+        wakeup = await self.services.scheduler.next_wakeup()
+        delay = SCHEDULE_INTERVAL
+        if wakeup is not None:
+            until = (wakeup - self.services.clock.now()).total_seconds()
+            delay = max(0.05, min(SCHEDULE_INTERVAL, until))
+        await asyncio.sleep(delay)
 
     # Maintenance: liveness, expiry, leases.
 

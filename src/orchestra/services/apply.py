@@ -11,11 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.clock import Clock
 from orchestra.domain.documents import parse_document
 from orchestra.domain.models import Job
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.errors import InvalidInput
 from orchestra.services.events import Events
+from orchestra.services.scheduler import next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -31,8 +33,9 @@ class Change:
 
 
 class ApplyService:
-    def __init__(self, db: Database, events: Events) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
         self.db = db
+        self.clock = clock
         self.events = events
 
     async def apply(self, document: object) -> list[Change]:
@@ -63,7 +66,13 @@ class ApplyService:
                         raise InvalidInput(f"schedule {schedule['identifier']!r}: {exc}") from None
                     name = f"{identifier}/{schedule['identifier']}"
                     values = {**schedule, **keys}
-                    changes.append(await _put(conn, schedule_table, keys, values, "schedule", name))
+                    due = {
+                        "next_due_date": next_due_date(identifier, schedule, self.clock.now()),
+                        "queued_due_date": None,
+                    }
+                    changes.append(
+                        await _put(conn, schedule_table, keys, values, "schedule", name, due)
+                    )
         self.events.publish("dispatch")
         return changes
 
@@ -75,12 +84,15 @@ async def _put(
     values: Mapping[str, Any],
     kind: str,
     name: str,
+    on_change: Mapping[str, Any] | None = None,
 ) -> Change:
+    """Insert or update; `on_change` holds derived values written only when something
+    changed (a schedule's next due time), so that an unchanged item stays untouched."""
     current = await records.fetch_one(conn, table, keys, for_update=True)
     if current is None:
-        await records.insert(conn, table, values)
+        await records.insert(conn, table, {**values, **(on_change or {})})
         return Change(kind, name, "created")
     if all(current[k] == v for k, v in values.items()):
         return Change(kind, name, "unchanged")
-    await records.update(conn, table, keys, values)
+    await records.update(conn, table, keys, {**values, **(on_change or {})})
     return Change(kind, name, "updated")

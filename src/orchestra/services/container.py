@@ -9,6 +9,7 @@ from orchestra.services.apply import ApplyService
 from orchestra.services.events import Events
 from orchestra.services.projects import ProjectService
 from orchestra.services.runs import RunService
+from orchestra.services.scheduler import Scheduler
 from orchestra.services.users import UserService
 from orchestra.services.workers import WorkerService
 from orchestra.settings import Settings
@@ -26,22 +27,25 @@ class Services:
     runs: RunService
     workers: WorkerService
     apply: ApplyService
+    scheduler: Scheduler
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
         clock = clock or SystemClock()
         db = Database(settings.resolved_database_url)
         events = Events()
+        runs = RunService(db, clock, events)
         return cls(
             settings=settings,
             db=db,
             clock=clock,
             events=events,
             users=UserService(db, clock),
-            projects=ProjectService(db, events),
-            runs=RunService(db, clock, events),
+            projects=ProjectService(db, clock, events),
+            runs=runs,
             workers=WorkerService(db, events),
-            apply=ApplyService(db, events),
+            apply=ApplyService(db, clock, events),
+            scheduler=Scheduler(db, clock, events, runs),
         )
 
     async def close(self) -> None:

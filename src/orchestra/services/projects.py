@@ -8,12 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.clock import Clock
 from orchestra.domain.documents import parse_job, parse_project, parse_schedule
 from orchestra.domain.models import Job, Project, Schedule
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.scheduler import next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -25,8 +27,9 @@ Parser = Callable[[object], dict[str, Any]]
 
 
 class ProjectService:
-    def __init__(self, db: Database, events: Events) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
         self.db = db
+        self.clock = clock
         self.events = events
 
     # Projects.
@@ -181,7 +184,7 @@ class ProjectService:
             return await self._schedule(conn, project, identifier)
 
     async def create_schedule(self, project: str, data: Mapping[str, Any]) -> Schedule:
-        values = parse_schedule(data)
+        values = self._schedule_values(project, parse_schedule(data))
         keys = {"project": project, "identifier": values["identifier"]}
         async with self.db.transaction() as conn:
             await self._check_schedule_job(conn, project, values)
@@ -192,7 +195,7 @@ class ProjectService:
     async def put_schedule(
         self, project: str, identifier: str, data: Mapping[str, Any]
     ) -> tuple[Schedule, bool]:
-        values = parse_schedule(_with_identifier(data, identifier))
+        values = self._schedule_values(project, parse_schedule(_with_identifier(data, identifier)))
         async with self.db.transaction() as conn:
             await self._check_schedule_job(conn, project, values)
             keys = {"project": project, "identifier": identifier}
@@ -204,7 +207,8 @@ class ProjectService:
     ) -> Schedule:
         async with self.db.transaction() as conn:
             current = await self._schedule(conn, project, identifier)
-            values = parse_schedule(_merge(_schedule_fields(current), changes, identifier))
+            merged = _merge(_schedule_fields(current), changes, identifier)
+            values = self._schedule_values(project, parse_schedule(merged))
             await self._check_schedule_job(conn, project, values)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, schedule_table, keys, values)
@@ -216,6 +220,14 @@ class ProjectService:
             await records.delete(
                 conn, schedule_table, {"project": project, "identifier": identifier}
             )
+
+    def _schedule_values(self, project: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A saved schedule starts (again) from now: no catch-up of the time before."""
+        return {
+            **values,
+            "next_due_date": next_due_date(project, values, self.clock.now()),
+            "queued_due_date": None,
+        }
 
     async def _schedule(self, conn: AsyncConnection, project: str, identifier: str) -> Schedule:
         keys = {"project": project, "identifier": identifier}
@@ -308,4 +320,8 @@ def _schedule_fields(schedule: Schedule) -> dict[str, Any]:
         "expression": schedule.expression,
         "time_zone": schedule.time_zone,
         "is_enabled": schedule.is_enabled,
+        "overlap": schedule.overlap,
+        "catchup": schedule.catchup,
+        "catchup_window": schedule.catchup_window,
+        "catchup_max": schedule.catchup_max,
     }

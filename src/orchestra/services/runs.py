@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
 from orchestra.domain.identifiers import check_identifier
+from orchestra.domain.matching import worker_matches
 from orchestra.domain.models import Job, Run
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
@@ -21,8 +24,41 @@ from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
+from orchestra.storage.schema import worker as worker_table
 
 FOLLOW_POLL_SECONDS = 1.0
+
+
+async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
+    """Why a pending run has not been given to a worker."""
+    project = await records.fetch_one(conn, project_table, {"identifier": run.project})
+    if project is not None and not project["is_enabled"]:
+        return "the project is disabled"
+    job = await records.fetch_one(conn, job_table, {"project": run.project, "identifier": run.job})
+    if job is None:
+        return "the job no longer exists"
+    if not job["is_enabled"]:
+        return "the job is disabled"
+    busy: dict[str, int] = dict(
+        (
+            await conn.execute(
+                sa.select(run_table.c.worker, sa.func.count())
+                .where(run_table.c.status == RunStatus.RUNNING.value)
+                .group_by(run_table.c.worker)
+            )
+        ).tuples()
+    )
+    workers = (await conn.execute(sa.select(worker_table))).mappings().all()
+    matching = [w for w in workers if worker_matches(job["properties"], w["properties"])]
+    if not matching:
+        wanted = ", ".join(f"{k}={v}" for k, v in job["properties"].items())
+        return f"no worker has the properties {wanted}"
+    active = [w for w in matching if w["is_active"]]
+    if not active:
+        return "no matching worker is connected"
+    if all(not w["is_enabled"] or busy.get(w["identifier"], 0) >= w["executors"] for w in active):
+        return "all matching workers are busy or disabled"
+    return "waiting for a master to assign it"
 
 
 class RunService:
@@ -101,8 +137,12 @@ class RunService:
             return await run_storage.page_runs(conn, filters, cursor, limit)
 
     async def get_run(self, project: str, identifier: str) -> Run:
+        """A run; a pending one says why it is still waiting."""
         async with self.db.read() as conn:
-            return await self._run(conn, project, identifier)
+            run = await self._run(conn, project, identifier)
+            if run.status is RunStatus.PENDING:
+                run = replace(run, waiting_reason=await waiting_reason(conn, run))
+            return run
 
     async def _run(self, conn: AsyncConnection, project: str, identifier: str) -> Run:
         run = await run_storage.get_run(conn, identifier, project)

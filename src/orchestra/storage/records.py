@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,9 +32,9 @@ async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, An
     """Insert one row with fresh creation and update dates; a taken key is a Conflict."""
     now = utcnow()
     row = dict(values)
-    if "creation_date" in table.c:
-        row.setdefault("creation_date", now)
-        row.setdefault("update_date", now)
+    for name in ("creation_date", "update_date"):
+        if name in table.c:
+            row.setdefault(name, now)
     try:
         async with conn.begin_nested():
             await conn.execute(table.insert().values(row))
@@ -101,13 +101,14 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
                 parsed = datetime.fromisoformat(value)
                 if parsed.tzinfo is None:
                     raise ValueError
-                result.append(parsed)
+                # Normalised here, so a date that overflows in UTC is a bad cursor, not a 500.
+                result.append(parsed.astimezone(UTC))
             elif not isinstance(value, kind):
                 raise ValueError
             else:
                 result.append(value)
         return result
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("invalid cursor") from None
 
 

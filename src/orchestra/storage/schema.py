@@ -172,7 +172,40 @@ schedule = sa.Table(
     sa.Column("time_zone", sa.String(100), nullable=False),
     sa.Column("is_enabled", sa.Boolean(), nullable=False),
     sa.Column("last_run", UUID, nullable=True),
+    # Policies: what to do when the previous run is still active, and after downtime.
+    sa.Column("overlap", sa.String(10), nullable=False, server_default="skip"),
+    sa.Column("catchup", sa.String(10), nullable=False, server_default="latest"),
+    sa.Column("catchup_window", sa.Float(), nullable=True),
+    sa.Column("catchup_max", sa.Integer(), nullable=True),
+    # The next due time (UTC), so a tick reads only the schedules that are due.
+    sa.Column("next_due_date", UTCDateTime(), nullable=True),
+    sa.Column("last_fire_date", UTCDateTime(), nullable=True),
+    sa.Column("last_skip_date", UTCDateTime(), nullable=True),
+    sa.Column("last_skip_reason", sa.Text(), nullable=True),
+    # With overlap `queue`: the one due time waiting for the previous run to end.
+    sa.Column("queued_due_date", UTCDateTime(), nullable=True),
     *_dates(),
+    sa.Index("ix_schedule_due", "is_enabled", "next_due_date"),
+    sa.Index("ix_schedule_queued", "queued_due_date"),
+)
+
+# One row per due time a schedule handled (fired, or skipped and why): the unique key makes
+# "at most once per due time" hold across restarts and masters.
+schedule_firing = sa.Table(
+    "schedule_firing",
+    metadata,
+    sa.Column("project", IDENTIFIER, primary_key=True),
+    sa.Column("schedule", IDENTIFIER, primary_key=True),
+    sa.Column("due_date", UTCDateTime(), primary_key=True),
+    sa.Column("run", UUID, nullable=True),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("creation_date", UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["project", "schedule"],
+        ["schedule.project", "schedule.identifier"],
+        ondelete="CASCADE",
+    ),
 )
 
 user = sa.Table(

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from orchestra.errors import OrchestraError, TooManyRequests, Unauthenticated
@@ -49,6 +49,13 @@ def install_error_handlers(app: FastAPI) -> None:
             503,
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold, such as a NUL in a PostgreSQL text: the client's
+        # input, so a 422 and not a 500.
+        log.info("unstorable value during %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse({"detail": "invalid input: a value cannot be stored or compared"}, 422)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:

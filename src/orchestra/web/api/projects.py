@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Response
 
+from orchestra.domain.models import Schedule
+from orchestra.domain.schedules import preview
 from orchestra.web.api.schemas import (
     JobIn,
     JobOut,
@@ -22,6 +26,22 @@ from orchestra.web.deps import Cursor, Limit, ServicesDep
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["projects"])
+
+
+def schedule_out(schedule: Schedule) -> ScheduleOut:
+    """A schedule with its description and next due times, as of now."""
+    description, upcoming = preview(
+        schedule.project,
+        schedule.identifier,
+        schedule.expression,
+        schedule.time_zone,
+        datetime.now(UTC),
+    )
+    return ScheduleOut(
+        **{k: v for k, v in vars(schedule).items() if k != "next_due_date"},
+        description=description,
+        next_due_dates=upcoming if schedule.is_enabled else [],
+    )
 
 
 @router.get("/projects", response_model=Page[ProjectOut])
@@ -105,18 +125,18 @@ async def list_schedules(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[ScheduleOut]:
     items, next_cursor = await services.projects.list_schedules(project, cursor, limit)
-    return Page(items=[ScheduleOut.model_validate(s) for s in items], next_cursor=next_cursor)
+    return Page(items=[schedule_out(s) for s in items], next_cursor=next_cursor)
 
 
 @router.post("/projects/{project}/schedules", response_model=ScheduleOut, status_code=201)
 async def create_schedule(project: str, body: ScheduleIn, services: ServicesDep) -> ScheduleOut:
     schedule = await services.projects.create_schedule(project, body.changes())
-    return ScheduleOut.model_validate(schedule)
+    return schedule_out(schedule)
 
 
 @router.get("/projects/{project}/schedules/{schedule}", response_model=ScheduleOut)
 async def get_schedule(project: str, schedule: str, services: ServicesDep) -> ScheduleOut:
-    return ScheduleOut.model_validate(await services.projects.get_schedule(project, schedule))
+    return schedule_out(await services.projects.get_schedule(project, schedule))
 
 
 @router.put("/projects/{project}/schedules/{schedule}", response_model=ScheduleOut)
@@ -125,7 +145,7 @@ async def put_schedule(
 ) -> ScheduleOut:
     result, created = await services.projects.put_schedule(project, schedule, body.changes())
     response.status_code = 201 if created else 200
-    return ScheduleOut.model_validate(result)
+    return schedule_out(result)
 
 
 @router.patch("/projects/{project}/schedules/{schedule}", response_model=ScheduleOut)
@@ -133,7 +153,7 @@ async def patch_schedule(
     project: str, schedule: str, body: SchedulePatch, services: ServicesDep
 ) -> ScheduleOut:
     result = await services.projects.patch_schedule(project, schedule, body.changes())
-    return ScheduleOut.model_validate(result)
+    return schedule_out(result)
 
 
 @router.delete("/projects/{project}/schedules/{schedule}", status_code=204)

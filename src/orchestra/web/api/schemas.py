@@ -4,7 +4,7 @@ secret (except once, at creation) or a hash."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -203,11 +203,28 @@ class ScheduleOut(Out):
     time_zone: str
     is_enabled: bool
     last_run: str | None
+    overlap: str
+    catchup: str
+    catchup_window: float | None
+    catchup_max: int | None
+    description: str
+    next_due_dates: list[datetime]
+    last_fire_date: datetime | None
+    last_skip_date: datetime | None
+    last_skip_reason: str | None
+    queued_due_date: datetime | None
     creation_date: datetime
     update_date: datetime
 
 
-class ScheduleIn(Body):
+class SchedulePolicies(Body):
+    overlap: Literal["skip", "queue", "allow"] | None = None
+    catchup: Literal["latest", "none", "all"] | None = None
+    catchup_window: float | None = None
+    catchup_max: int | None = None
+
+
+class ScheduleIn(SchedulePolicies):
     identifier: str
     display_name: str | None = None
     job: str
@@ -221,7 +238,7 @@ class SchedulePut(ScheduleIn):
     identifier: str | None = None  # type: ignore[assignment]  # taken from the path
 
 
-class SchedulePatch(Body):
+class SchedulePatch(SchedulePolicies):
     identifier: str | None = None
     display_name: str | None = None
     job: str | None = None
@@ -263,6 +280,8 @@ class RunOut(Out):
     should_cancel: bool
     should_abort: bool
     reason: str | None
+    waiting_reason: str | None = None
+    late_report: str | None = None
     creation_date: datetime
     update_date: datetime
 
