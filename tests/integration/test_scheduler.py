@@ -1,0 +1,202 @@
+"""The scheduler against real databases with a controllable clock: at most once per due time
+across restarts and concurrent masters, policies that never wedge, and what the API shows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from orchestra.services.container import Services
+from orchestra.storage.schema import schedule_firing
+from tests.conftest import MakeUser, build_services
+from tests.helpers import API, ManualClock, RecordingClient, auth
+
+T0 = datetime(2026, 6, 1, 11, 59, 30, tzinfo=UTC)
+
+
+async def setup(services: Services, expression: str = "* * * * *", **policies: object) -> None:
+    await services.projects.create_project({"identifier": "p"})
+    await services.projects.create_job(
+        "p", {"identifier": "j", "steps": [{"name": "a", "command": ["true"]}]}
+    )
+    await services.projects.create_schedule(
+        "p", {"identifier": "s", "job": "j", "expression": expression, **policies}
+    )
+
+
+async def schedule_runs(services: Services) -> list[str]:
+    runs, _ = await services.runs.list_runs("p", limit=500)
+    assert all(r.source == {"type": "schedule", "schedule": "s"} for r in runs)
+    return [r.identifier for r in runs]
+
+
+async def finish(services: Services, run: str) -> None:
+    await services.runs.cancel("p", run)
+
+
+async def test_scheduler_fires_once_per_due_time(database_url: str, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services)
+        clock.current = T0 + timedelta(seconds=31)
+        assert await services.scheduler.tick() == 1
+        assert await services.scheduler.tick() == 0
+        runs = await schedule_runs(services)
+        assert len(runs) == 1
+        schedule = await services.projects.get_schedule("p", "s")
+        assert schedule.last_run == runs[0]
+        assert schedule.last_fire_date == T0 + timedelta(seconds=30)
+        assert schedule.next_due_date == T0 + timedelta(seconds=90)
+    finally:
+        await services.close()
+
+
+async def test_scheduler_restart_catches_up_latest_once(database_url: str, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    first = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(first)
+    finally:
+        await first.close()
+    clock.current = T0 + timedelta(hours=2, seconds=45)  # the master was down two hours
+    second = build_services(database_url, tmp_path, clock)
+    try:
+        assert await second.scheduler.tick() == 1
+        assert await second.scheduler.tick() == 0
+        schedule = await second.projects.get_schedule("p", "s")
+        assert schedule.last_fire_date == T0 + timedelta(hours=2, seconds=30)
+        assert schedule.last_skip_reason == "missed while no master was running"
+    finally:
+        await second.close()
+
+
+async def test_scheduler_overlap_skip_never_wedges(database_url: str, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services)
+        clock.advance(31)
+        assert await services.scheduler.tick() == 1
+        clock.advance(60)  # the first run is still pending: skipped, and recorded
+        assert await services.scheduler.tick() == 0
+        schedule = await services.projects.get_schedule("p", "s")
+        assert schedule.last_skip_reason == "the previous run is still pending or running"
+        (run,) = await schedule_runs(services)
+        await finish(services, run)  # any final status frees the schedule
+        clock.advance(60)
+        assert await services.scheduler.tick() == 1
+    finally:
+        await services.close()
+
+
+async def test_scheduler_overlap_queue_fires_when_previous_ends(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services, overlap="queue")
+        clock.advance(31)
+        assert await services.scheduler.tick() == 1
+        clock.advance(60)
+        assert await services.scheduler.tick() == 0
+        assert (await services.projects.get_schedule("p", "s")).queued_due_date is not None
+        (run,) = await schedule_runs(services)
+        await finish(services, run)
+        clock.advance(1)
+        assert await services.scheduler.tick() == 1
+        assert (await services.projects.get_schedule("p", "s")).queued_due_date is None
+    finally:
+        await services.close()
+
+
+async def test_scheduler_overlap_allow_and_catchup_all(database_url: str, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services, overlap="allow", catchup="all", catchup_window=3600, catchup_max=4)
+        clock.advance(30 + 10 * 60 + 5)  # ten due times missed
+        assert await services.scheduler.tick() == 4
+        assert len(await schedule_runs(services)) == 4
+    finally:
+        await services.close()
+
+
+async def test_scheduler_catchup_none_waits_for_next_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services, "0 * * * *", catchup="none")
+        clock.current = T0 + timedelta(hours=2)  # 12:00 and 13:00 missed by far
+        assert await services.scheduler.tick() == 0
+        assert await schedule_runs(services) == []
+        clock.current = T0 + timedelta(hours=3, seconds=35)  # 15:00:05, on time
+        assert await services.scheduler.tick() == 1
+    finally:
+        await services.close()
+
+
+async def test_two_schedulers_racing_fire_each_due_time_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    one = build_services(database_url, tmp_path, clock)
+    two = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(one, overlap="allow")
+        for _ in range(5):
+            clock.advance(60)
+            await asyncio.gather(*(s.scheduler.tick() for s in (one, two, one, two)))
+        runs = await schedule_runs(one)
+        assert len(runs) == 5
+        async with one.db.read() as conn:
+            fired = await conn.scalar(
+                sa.select(sa.func.count()).where(schedule_firing.c.outcome == "fired")
+            )
+        assert fired == 5
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_disabled_schedule_does_not_fire(database_url: str, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services)
+        await services.projects.patch_schedule("p", "s", {"is_enabled": False})
+        clock.advance(300)
+        assert await services.scheduler.tick() == 0
+        await services.projects.patch_schedule("p", "s", {"is_enabled": True})
+        assert await services.scheduler.tick() == 0  # re-enabled: from now, no catch-up
+        clock.advance(60)
+        assert await services.scheduler.tick() == 1
+    finally:
+        await services.close()
+
+
+async def test_api_shows_schedule_description_and_next_times(
+    api: RecordingClient, make_user: MakeUser
+) -> None:
+    headers = auth(await make_user("admin", ["administrator"]))
+    base = f"{API}/projects/p"
+    await api.request("PUT", base, json={}, headers=headers)
+    job = {"steps": [{"name": "a", "command": ["true"]}]}
+    await api.request("PUT", f"{base}/jobs/j", json=job, headers=headers)
+    body = {"identifier": "s", "job": "j", "expression": "30 2 * * *", "time_zone": "Europe/Paris"}
+    response = await api.request("POST", f"{base}/schedules", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    data = response.json()
+    assert data["description"] == "At 02:30, every day (Europe/Paris)"
+    assert len(data["next_due_dates"]) == 5
+    assert data["overlap"] == "skip" and data["catchup"] == "latest"
+    for expression, message in (("0 0 30 2 *", "never fires"), ("61 * * * *", "minute")):
+        bad = {**body, "identifier": "t", "expression": expression}
+        response = await api.request("POST", f"{base}/schedules", json=bad, headers=headers)
+        assert response.status_code == 422 and message in response.json()["detail"]
