@@ -46,11 +46,14 @@ def build_app(services: Services) -> FastAPI:
     startup, shutdown, routers = (
         master_parts(services) if services.settings.runs_master else ([], [], [])
     )
+    site = None
     if services.settings.serves_api:
-        from orchestra.web.site.pages import site_router
+        from orchestra.web.site.pages import install_site, site_router
 
-        routers = [*routers, site_router()]
-    return create_app(services, on_startup=startup, on_shutdown=shutdown, routers=routers)
+        site = (site_router(), install_site)
+    return create_app(
+        services, on_startup=startup, on_shutdown=shutdown, routers=routers, site=site
+    )
 
 
 def serve(settings: Settings, local_workers: int = 0) -> None:

@@ -46,7 +46,9 @@ async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
                 .where(run_table.c.status == RunStatus.RUNNING.value)
                 .group_by(run_table.c.worker)
             )
-        ).tuples()
+        )
+        .tuples()
+        .all()  # a Result has keys(): dict() would take it for a mapping
     )
     workers = (await conn.execute(sa.select(worker_table))).mappings().all()
     matching = [w for w in workers if worker_matches(job["properties"], w["properties"])]
@@ -117,7 +119,7 @@ class RunService:
 
     async def list_runs(
         self,
-        project: str,
+        project: str | None,
         *,
         job: str | None = None,
         status: str | None = None,
@@ -131,10 +133,22 @@ class RunService:
             if value is not None:
                 check_identifier(value, what)
         async with self.db.read() as conn:
-            if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
-                raise NotFound(f"no project {project!r}")
+            if project is not None:
+                if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+                    raise NotFound(f"no project {project!r}")
             filters = {"project": project, "job": job, "status": status, "worker": worker}
             return await run_storage.page_runs(conn, filters, cursor, limit)
+
+    async def latest_per_job(
+        self, project: str, jobs: list[str], count: int
+    ) -> dict[str, list[Run]]:
+        """The newest `count` runs of each job (one index range each), for status grids."""
+        result: dict[str, list[Run]] = {}
+        async with self.db.read() as conn:
+            for job in jobs:
+                filters = {"project": project, "job": job}
+                result[job], _ = await run_storage.page_runs(conn, filters, None, count)
+        return result
 
     async def get_run(self, project: str, identifier: str) -> Run:
         """A run; a pending one says why it is still waiting."""

@@ -31,8 +31,10 @@ def create_app(
     on_startup: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
     routers: list[APIRouter] | None = None,
+    site: tuple[APIRouter, Callable[[FastAPI], None]] | None = None,
 ) -> FastAPI:
-    """Build the application; `routers` adds the master's worker endpoint and the website."""
+    """Build the application; `routers` adds the master's worker endpoint, `site` the website
+    (its router, which authorizes with sessions, and its installer)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,10 +58,13 @@ def create_app(
     install_error_handlers(app)
     api_routers = [m.router for m in (system, me, users, projects, runs, workers)]
     api_routers += [*(routers or []), _metrics_router()]
-    check_table(api_routers)
+    check_table([*api_routers, *([site[0]] if site else [])])
     app.state.api_routers = api_routers
     for router in api_routers:
         app.include_router(router, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
+    if site is not None:
+        app.include_router(site[0])
+        site[1](app)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     return app
 

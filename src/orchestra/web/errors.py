@@ -23,15 +23,19 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid input"
 
 
+def error_response(exc: OrchestraError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="orchestra"'
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = "60"
+    return JSONResponse({"detail": exc.message}, exc.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OrchestraError)
     async def _orchestra(_request: Request, exc: OrchestraError) -> JSONResponse:
-        headers = {}
-        if isinstance(exc, Unauthenticated):
-            headers["WWW-Authenticate"] = 'Bearer realm="orchestra"'
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = "60"
-        return JSONResponse({"detail": exc.message}, exc.status_code, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,9 +1,41 @@
-"""The website (pages come with the website issue)."""
+"""The website: server-rendered pages over the same services as the API, in process."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from orchestra.errors import OrchestraError
+from orchestra.web.errors import error_response
+from orchestra.web.site import pages_admin, pages_runs
+from orchestra.web.site.render import render
+from orchestra.web.site.security import LoginRequired, site_authorize
+
+STATIC = Path(__file__).parent / "static"
 
 
 def site_router() -> APIRouter:
-    return APIRouter()
+    router = APIRouter(dependencies=[Depends(site_authorize)], include_in_schema=False)
+    router.include_router(pages_runs.router)
+    router.include_router(pages_admin.router)
+    return router
+
+
+def install_site(app: FastAPI) -> None:
+    """Static files, and errors answered as pages for browsers."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OrchestraError)
+        if request.url.path.startswith("/api/") or request.url.path == "/metrics":
+            return error_response(exc)
+        if isinstance(exc, LoginRequired):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+        return render(request, "error.html", status_code=exc.status_code, error=exc.message)
+
+    app.add_exception_handler(OrchestraError, handle)

@@ -1,0 +1,256 @@
+"""Website pages for projects, jobs, schedules and runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from orchestra.domain.permissions import Action, allowed
+from orchestra.domain.schedules import preview
+from orchestra.domain.statuses import RunStatus
+from orchestra.errors import InvalidInput, OrchestraError
+from orchestra.services.container import Services
+from orchestra.web.site.forms import back, form_of
+from orchestra.web.site.render import duration, render
+from orchestra.web.site.render import format_date as _date
+
+router = APIRouter()
+LOG_PREVIEW_BYTES = 1 << 20
+STATUSES = [s.value for s in RunStatus]
+Cursor = Annotated[str | None, Query(max_length=1000)]
+Filter = Annotated[str | None, Query(max_length=100)]
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    services = services_of(request)
+    roles = request.state.caller.user.roles
+    context: dict[str, Any] = {"recent": [], "running": [], "workers": []}
+    if allowed(roles, Action.RUN_READ):
+        context["running"], _ = await services.runs.list_runs(None, status="running", limit=20)
+        context["recent"], _ = await services.runs.list_runs(None, limit=20)
+    if allowed(roles, Action.WORKER_READ):
+        context["workers"], _ = await services.workers.list_workers(None, 50)
+    return render(request, "home.html", **context)
+
+
+@router.get("/projects")
+async def projects(request: Request, cursor: Cursor = None) -> Response:
+    items, next_cursor = await services_of(request).projects.list_projects(cursor, 50)
+    return render(request, "projects.html", projects=items, next_cursor=next_cursor)
+
+
+@router.get("/projects/{project}")
+async def project_page(request: Request, project: str) -> Response:
+    services = services_of(request)
+    found = await services.projects.get_project(project)
+    jobs, _ = await services.projects.list_jobs(project, None, 500)
+    schedules, _ = await services.projects.list_schedules(project, None, 500)
+    grid = await services.runs.latest_per_job(project, [j.identifier for j in jobs], 12)
+    return render(request, "project.html", project=found, jobs=jobs, schedules=schedules, grid=grid)
+
+
+@router.post("/projects/{project}/state")
+async def project_state(request: Request, project: str) -> Response:
+    form = await form_of(request)
+    enabled = form.get("is_enabled") == "true"
+    await services_of(request).projects.patch_project(project, {"is_enabled": enabled})
+    return back(f"/projects/{project}", f"Project {'enabled' if enabled else 'disabled'}.")
+
+
+@router.get("/projects/{project}/jobs/{job}")
+async def job_page(
+    request: Request, project: str, job: str, cursor: Cursor = None, status: Filter = None
+) -> Response:
+    services = services_of(request)
+    found = await services.projects.get_job(project, job)
+    runs, next_cursor = await services.runs.list_runs(
+        project, job=job, status=status or None, cursor=cursor, limit=25
+    )
+    return render(
+        request,
+        "job.html",
+        job=found,
+        runs=runs,
+        next_cursor=next_cursor,
+        status=status,
+        statuses=STATUSES,
+    )
+
+
+@router.post("/projects/{project}/jobs/{job}/state")
+async def job_state(request: Request, project: str, job: str) -> Response:
+    form = await form_of(request)
+    enabled = form.get("is_enabled") == "true"
+    await services_of(request).projects.patch_job(project, job, {"is_enabled": enabled})
+    return back(f"/projects/{project}/jobs/{job}", f"Job {'enabled' if enabled else 'disabled'}.")
+
+
+@router.post("/projects/{project}/jobs/{job}/trigger")
+async def trigger(request: Request, project: str, job: str) -> Response:
+    services = services_of(request)
+    form = await form_of(request)
+    parameters = {
+        key[len("parameter.") :]: value
+        for key, value in form.items()
+        if key.startswith("parameter.") and isinstance(value, str)
+    }
+    source = {"type": "website", "user": request.state.caller.user.identifier}
+    try:
+        run = await services.runs.trigger(project, job, parameters, source)
+    except InvalidInput as exc:
+        return back(f"/projects/{project}/jobs/{job}", error=str(exc))
+    return back(f"/projects/{project}/runs/{run.identifier}", "Run triggered.")
+
+
+@router.get("/projects/{project}/runs")
+async def runs_page(
+    request: Request,
+    project: str,
+    cursor: Cursor = None,
+    status: Filter = None,
+    job: Filter = None,
+    worker: Filter = None,
+) -> Response:
+    services = services_of(request)
+    found = await services.projects.get_project(project)
+    runs, next_cursor = await services.runs.list_runs(
+        project,
+        job=job or None,
+        status=status or None,
+        worker=worker or None,
+        cursor=cursor,
+        limit=50,
+    )
+    jobs, _ = await services.projects.list_jobs(project, None, 500)
+    return render(
+        request,
+        "runs.html",
+        project=found,
+        runs=runs,
+        jobs=jobs,
+        next_cursor=next_cursor,
+        filters={"status": status or "", "job": job or "", "worker": worker or ""},
+        statuses=STATUSES,
+    )
+
+
+@router.get("/projects/{project}/runs/{run}")
+async def run_page(request: Request, project: str, run: str) -> Response:
+    services = services_of(request)
+    found = await services.runs.get_run(project, run)
+    logs: list[tuple[str, int]] = []
+    budget = LOG_PREVIEW_BYTES
+    for step in found.steps:
+        data = b""
+        async for chunk in await services.runs.read_log(project, run, 0, step.index):
+            data += chunk
+            if len(data) >= budget:
+                break
+        data = data[:budget]
+        budget -= len(data)
+        logs.append((data.decode(errors="replace"), len(data)))
+    return render(request, "run.html", run=found, logs=logs, truncated=budget <= 0)
+
+
+@router.get("/projects/{project}/runs/{run}/log")
+async def run_log(
+    request: Request,
+    project: str,
+    run: str,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    step: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+    follow: bool = False,
+    download: bool = False,
+) -> Response:
+    services = services_of(request)
+    read = services.runs.follow_log if follow else services.runs.read_log
+    chunks = await read(project, run, offset, step)
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{project}-{run}.log"'
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8", headers=headers)
+
+
+@router.get("/projects/{project}/runs/{run}/state")
+async def run_state(request: Request, project: str, run: str) -> Response:
+    found = await services_of(request).runs.get_run(project, run)
+    return JSONResponse(
+        {
+            "status": found.status.value,
+            "final": found.status.is_final,
+            "reason": found.reason,
+            "waiting_reason": found.waiting_reason,
+            "worker": found.worker,
+            "started": _date(found.start_date),
+            "duration": duration(found.start_date, found.completion_date),
+            "steps": [
+                {
+                    "index": s.index,
+                    "status": s.status.value,
+                    "exit_code": s.exit_code,
+                    "duration": duration(s.start_date, s.completion_date) if s.start_date else "",
+                }
+                for s in found.steps
+            ],
+        }
+    )
+
+
+@router.post("/projects/{project}/runs/{run}/cancel")
+async def cancel(request: Request, project: str, run: str) -> Response:
+    return await _control(request, project, run, "cancel")
+
+
+@router.post("/projects/{project}/runs/{run}/abort")
+async def abort(request: Request, project: str, run: str) -> Response:
+    return await _control(request, project, run, "abort")
+
+
+async def _control(request: Request, project: str, run: str, action: str) -> Response:
+    services = services_of(request)
+    target = f"/projects/{project}/runs/{run}"
+    try:
+        if action == "cancel":
+            await services.runs.cancel(project, run)
+        else:
+            await services.runs.abort(project, run)
+    except OrchestraError as exc:
+        if exc.status_code != 409:
+            raise
+        return back(target, error=str(exc))
+    return back(target, "Run cancelled." if action == "cancel" else "Abort requested.")
+
+
+@router.get("/projects/{project}/schedules/{schedule}")
+async def schedule_page(request: Request, project: str, schedule: str) -> Response:
+    found = await services_of(request).projects.get_schedule(project, schedule)
+    description, upcoming = preview(
+        project, schedule, found.expression, found.time_zone, datetime.now(UTC), 10
+    )
+    return render(
+        request,
+        "schedule.html",
+        schedule=found,
+        description=description,
+        upcoming=upcoming if found.is_enabled else [],
+        parameters=json.dumps(found.parameters, ensure_ascii=False),
+    )
+
+
+@router.post("/projects/{project}/schedules/{schedule}/state")
+async def schedule_state(request: Request, project: str, schedule: str) -> Response:
+    form = await form_of(request)
+    enabled = form.get("is_enabled") == "true"
+    await services_of(request).projects.patch_schedule(project, schedule, {"is_enabled": enabled})
+    message = f"Schedule {'enabled' if enabled else 'disabled'}."
+    return back(f"/projects/{project}/schedules/{schedule}", message)

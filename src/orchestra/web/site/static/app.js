@@ -1,0 +1,112 @@
+// Orchestra's website script: theme switch, confirmations, and the live run page.
+// Small and hand-written on purpose; the pages work without it.
+"use strict";
+
+(function theme() {
+  const saved = localStorage.getItem("orchestra-theme");
+  if (saved) document.documentElement.dataset.theme = saved;
+  document.addEventListener("DOMContentLoaded", () => {
+    const button = document.getElementById("theme-toggle");
+    if (!button) return;
+    button.addEventListener("click", () => {
+      const dark = document.documentElement.dataset.theme
+        ? document.documentElement.dataset.theme === "dark"
+        : window.matchMedia("(prefers-color-scheme: dark)").matches;
+      const next = dark ? "light" : "dark";
+      document.documentElement.dataset.theme = next;
+      localStorage.setItem("orchestra-theme", next);
+    });
+  });
+})();
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+  }
+});
+
+document.addEventListener("change", (event) => {
+  const field = event.target;
+  if (field instanceof HTMLSelectElement && field.hasAttribute("data-autosubmit") && field.form) {
+    field.form.submit();
+  }
+});
+
+document.addEventListener("DOMContentLoaded", () => {
+  const run = document.getElementById("run");
+  if (!run) return;
+  const base = `/projects/${encodeURIComponent(run.dataset.project)}/runs/${encodeURIComponent(run.dataset.run)}`;
+  const logs = Array.from(document.querySelectorAll("pre.log[data-step]"));
+  const state = logs.map((pre) => ({
+    pre,
+    step: Number(pre.dataset.step),
+    offset: Number(pre.dataset.size || 0),
+    decoder: new TextDecoder(),
+    active: false,
+  }));
+  let final = run.dataset.final === "true";
+  let lastStatus = null;
+
+  function statusBadge(value) {
+    const span = document.createElement("span");
+    span.className = `status s-${value}`;
+    span.textContent = value;
+    return span;
+  }
+
+  async function pollState() {
+    const response = await fetch(`${base}/state`, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const data = await response.json();
+    if (data.status !== lastStatus) {
+      document.getElementById("run-status").replaceChildren(statusBadge(data.status));
+      if (lastStatus !== null && (data.status !== "pending" || data.final)) {
+        // The available actions changed (cancel becomes abort, abort disappears).
+        const actions = document.querySelector("#run .actions");
+        if (actions) actions.querySelectorAll("form").forEach((form) => form.remove());
+      }
+      lastStatus = data.status;
+    }
+    const waiting = document.getElementById("waiting");
+    if (waiting && data.status !== "pending") waiting.remove();
+    document.getElementById("run-duration").textContent = data.duration;
+    document.getElementById("run-started").textContent = data.started;
+    for (const step of data.steps) {
+      const item = document.getElementById(`step-${step.index}`);
+      if (!item) continue;
+      item.querySelector(".step-status").replaceChildren(statusBadge(step.status));
+      item.querySelector(".step-duration").textContent = step.duration;
+      const inline = document.querySelector(`#log-step-${step.index} .step-status-inline`);
+      if (inline) inline.replaceChildren(statusBadge(step.status));
+      if (state[step.index]) state[step.index].active = step.status !== "pending";
+    }
+    final = data.final;
+  }
+
+  async function pollLog(entry) {
+    const response = await fetch(`${base}/log?step=${entry.step}&offset=${entry.offset}`);
+    if (!response.ok) return;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (bytes.length === 0) return;
+    entry.offset += bytes.length;
+    const atBottom = entry.pre.scrollHeight - entry.pre.scrollTop - entry.pre.clientHeight < 40;
+    entry.pre.append(document.createTextNode(entry.decoder.decode(bytes, { stream: true })));
+    if (atBottom) entry.pre.scrollTop = entry.pre.scrollHeight;
+  }
+
+  async function tick() {
+    try {
+      const wasFinal = final;
+      await pollState();
+      for (const entry of state) {
+        if (entry.active || final) await pollLog(entry);
+      }
+      if (wasFinal && final) return; // one last pass after the run ended
+    } catch (error) {
+      // A failed poll (server restarting) is retried at the next tick.
+    }
+    setTimeout(tick, 500);
+  }
+  tick();
+});
