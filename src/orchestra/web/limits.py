@@ -27,18 +27,29 @@ class BodyLimit:
                     return
         received = 0
         started = False
+        exceeded = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _TooLarge()
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if refused:
+                return
+            if exceeded and not started:
+                # The framework may catch _TooLarge while parsing the body and answer with its
+                # own error (FastAPI says 400): the client gets the 413 instead.
+                refused = started = True
+                await _refuse(send, self.max_bytes)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

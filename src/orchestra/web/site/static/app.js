@@ -61,11 +61,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const data = await response.json();
     if (data.status !== lastStatus) {
       document.getElementById("run-status").replaceChildren(statusBadge(data.status));
-      if (lastStatus !== null && (data.status !== "pending" || data.final)) {
-        // The available actions changed (cancel becomes abort, abort disappears).
-        const actions = document.querySelector("#run .actions");
-        if (actions) actions.querySelectorAll("form").forEach((form) => form.remove());
-      }
+      // Only the action that fits the status is offered: cancel while pending, abort while running.
+      const cancel = document.getElementById("cancel-form");
+      const abort = document.getElementById("abort-form");
+      if (cancel) cancel.hidden = data.status !== "pending";
+      if (abort) abort.hidden = data.status !== "running";
       lastStatus = data.status;
     }
     const waiting = document.getElementById("waiting");
