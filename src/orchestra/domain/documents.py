@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestra.domain import cron
+from orchestra.domain import controls, cron
 from orchestra.domain.commands import check_command, check_workspace
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.parameters import parse_parameters
 from orchestra.domain.schedules import check_expression, parse_policies
 from orchestra.errors import InvalidInput
 
-PROJECT_FIELDS = frozenset({"identifier", "display_name", "services", "is_enabled"})
+PROJECT_FIELDS = frozenset({"identifier", "display_name", "services", "is_enabled", "concurrency"})
 JOB_FIELDS = frozenset(
     {
         "identifier",
@@ -25,6 +25,11 @@ JOB_FIELDS = frozenset(
         "properties",
         "is_enabled",
         "lease",
+        "timeout",
+        "retry",
+        "concurrency",
+        "priority",
+        "expiry",
     }
 )
 SCHEDULE_FIELDS = frozenset(
@@ -80,6 +85,7 @@ def parse_project(raw: object) -> dict[str, Any]:
         "display_name": check_text(data.get("display_name") or identifier, "display_name"),
         "services": _json_mapping(data.get("services"), "services"),
         "is_enabled": _bool(data.get("is_enabled", True), "is_enabled"),
+        "concurrency": controls.whole(data.get("concurrency"), "concurrency", 1, 100_000),
     }
 
 
@@ -107,9 +113,17 @@ def parse_job(raw: object) -> dict[str, Any]:
     for index, step_raw in enumerate(steps_raw):
         where = f"steps[{index}]"
         step = _mapping(step_raw, where)
-        _known(step, frozenset({"name", "command"}), where)
+        _known(step, frozenset({"name", "command", "timeout"}), where)
         name = check_text(step.get("name") or f"step-{index + 1}", f"{where}.name", max_length=200)
-        steps.append({"name": name, "command": check_command(step.get("command"), declared, where)})
+        parsed_step: dict[str, Any] = {
+            "name": name,
+            "command": check_command(step.get("command"), declared, where),
+        }
+        timeout = controls.seconds(step.get("timeout"), f"{where}.timeout")
+        if timeout is not None:
+            parsed_step["timeout"] = timeout
+        steps.append(parsed_step)
+    retry = controls.parse_retry(data.get("retry"))
     lease = data.get("lease")
     if lease is not None and (
         isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0
@@ -125,6 +139,11 @@ def parse_job(raw: object) -> dict[str, Any]:
         "properties": parse_properties(data.get("properties")),
         "is_enabled": _bool(data.get("is_enabled", True), "is_enabled"),
         "lease": None if lease is None else float(lease),
+        "timeout": controls.seconds(data.get("timeout"), "timeout"),
+        "retry": None if retry is None else retry.to_dict(),
+        "concurrency": controls.whole(data.get("concurrency"), "concurrency", 1, 100_000),
+        "priority": controls.priority(data.get("priority")),
+        "expiry": controls.seconds(data.get("expiry"), "expiry"),
     }
 
 

@@ -20,6 +20,7 @@ class Project:
     display_name: str
     services: dict[str, Any]
     is_enabled: bool
+    concurrency: int | None
     creation_date: datetime
     update_date: datetime
 
@@ -32,9 +33,13 @@ class Project:
 class Step:
     name: str
     command: list[str]
+    timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "command": list(self.command)}
+        data: dict[str, Any] = {"name": self.name, "command": list(self.command)}
+        if self.timeout is not None:
+            data["timeout"] = self.timeout
+        return data
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,21 @@ class Job:
     properties: dict[str, Any]
     is_enabled: bool
     lease: float | None
+    timeout: float | None
+    retry: dict[str, Any] | None
+    concurrency: int | None
+    priority: int
+    expiry: float | None
     creation_date: datetime
     update_date: datetime
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
         data = {f: row[f] for f in cls.__dataclass_fields__}
-        data["steps"] = [Step(name=s["name"], command=list(s["command"])) for s in row["steps"]]
+        data["steps"] = [
+            Step(name=s["name"], command=list(s["command"]), timeout=s.get("timeout"))
+            for s in row["steps"]
+        ]
         data["parameters"] = [
             Parameter(
                 key=p["key"],
@@ -79,6 +92,7 @@ class RunStep:
     start_date: datetime | None = None
     completion_date: datetime | None = None
     log_size: int = 0
+    timeout: float | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> RunStep:
@@ -106,11 +120,26 @@ class Run:
     late_report: str | None
     event_sequence: int
     log_size: int
+    timeout: float | None
+    retry: dict[str, Any] | None
+    priority: int
+    expiry_date: datetime | None
+    attempt: int
+    retry_of: str | None
+    not_before: datetime | None
+    secret_parameters: list[str] | None
+    warning: str | None
+    forced_by: str | None
     creation_date: datetime
     update_date: datetime
     steps: list[RunStep] = field(default_factory=list)
     # Why a pending run has not started yet; computed on request, not stored.
     waiting_reason: str | None = None
+
+    def shown_parameters(self) -> dict[str, str]:
+        """The parameters as people may see them: secret values masked."""
+        secret = set(self.secret_parameters or ())
+        return {k: ("***" if k in secret else v) for k, v in self.parameters.items()}
 
     @classmethod
     def from_row(cls, row: Row, steps: list[RunStep] | None = None) -> Run:

@@ -15,10 +15,10 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestra.domain.models import Run
 from orchestra.domain.permissions import allowed
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.master.session import WorkerSession
@@ -44,7 +44,7 @@ class Master:
         self.settings = services.settings
         self.identity = master_identity()
         self.execution = ExecutionService(
-            services.db, services.clock, services.events, self.identity
+            services.db, services.clock, services.events, services.runs, self.identity
         )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -205,7 +205,7 @@ class Master:
             await self._send_assignment(assignments[run.identifier], run)
         return len(candidates) >= 200 and any(n > 0 for n in free.values())
 
-    async def _send_assignment(self, worker: str, run: Any) -> None:
+    async def _send_assignment(self, worker: str, run: Run) -> None:
         session = self.sessions.get(worker)
         message = m.Assign(
             run=run.identifier,
@@ -213,9 +213,15 @@ class Master:
             job=run.job,
             parameters=run.parameters,
             workspace=run.workspace,
-            steps=[m.AssignedStep(name=s.name, command=s.command) for s in run.steps],
+            steps=[
+                m.AssignedStep(name=s.name, command=s.command, timeout=s.timeout) for s in run.steps
+            ],
             abort_grace=self.settings.abort_grace,
             url=self.settings.public_url,
+            timeout=run.timeout,
+            secrets=[
+                run.parameters[k] for k in run.secret_parameters or () if run.parameters.get(k)
+            ],
         )
         if session is not None:
             session.assigned.add(run.identifier)
@@ -245,6 +251,11 @@ class Master:
                 await session.send(m.Drain())
                 if not session.assigned:
                     await session.close(m.CLOSE_DISCONNECT_REQUESTED, "disconnect requested")
+        held = {run: s for s in self.sessions.values() for run in s.assigned}
+        for run in await self.execution.ended_among(held):
+            session = held[run]
+            session.assigned.discard(run)
+            await session.send(m.Discard(run=run, reason="the run was ended on the master"))
         for worker, run in await self.execution.runs_to_abort(self.sessions):
             session = self.sessions.get(worker)
             if session is not None and run not in session.aborts_sent:

@@ -116,6 +116,7 @@ class Welcome(Message):
 class AssignedStep(Message):
     name: str
     command: list[str]
+    timeout: float | None = None
 
 
 class Assign(Message):
@@ -128,6 +129,9 @@ class Assign(Message):
     steps: list[AssignedStep]
     abort_grace: float
     url: str
+    timeout: float | None = None
+    # Values to mask in the output (secret parameters), before it leaves the worker.
+    secrets: list[str] = []
 
 
 class Ack(Message):

@@ -34,7 +34,7 @@ class Services:
         clock = clock or SystemClock()
         db = Database(settings.resolved_database_url)
         events = Events()
-        runs = RunService(db, clock, events)
+        runs = RunService(db, clock, events, settings.pending_expiry)
         return cls(
             settings=settings,
             db=db,

@@ -19,11 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain.controls import retry_from_row
 from orchestra.domain.models import Row, Run
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.services.events import Events
+from orchestra.services.runs import RunService
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
@@ -44,6 +46,89 @@ class Candidate:
 
     identifier: str
     properties: dict[str, Any]
+    project: str = ""
+    job: str = ""
+
+
+@dataclass
+class Caps:
+    """Concurrency caps and the running runs that count against them."""
+
+    job_cap: dict[tuple[str, str], int]
+    project_cap: dict[str, int]
+    job_running: dict[tuple[str, str], int]
+    project_running: dict[str, int]
+
+    def take(self, project: str, job: str) -> bool:
+        """Reserve a slot for a run of this job if neither cap is reached."""
+        key = (project, job)
+        if key in self.job_cap and self.job_running.get(key, 0) >= self.job_cap[key]:
+            return False
+        if project in self.project_cap and (
+            self.project_running.get(project, 0) >= self.project_cap[project]
+        ):
+            return False
+        self.job_running[key] = self.job_running.get(key, 0) + 1
+        self.project_running[project] = self.project_running.get(project, 0) + 1
+        return True
+
+
+def _pending_of(project: str, now: datetime, batch: int) -> sa.Select[Any]:
+    return (
+        sa.select(
+            run_table.c.identifier,
+            run_table.c.job,
+            run_table.c.priority,
+            run_table.c.creation_date,
+            job_table.c.properties,
+        )
+        .join(
+            job_table,
+            sa.and_(
+                job_table.c.project == run_table.c.project,
+                job_table.c.identifier == run_table.c.job,
+            ),
+        )
+        .join(project_table, project_table.c.identifier == run_table.c.project)
+        .where(
+            run_table.c.status == RunStatus.PENDING.value,
+            run_table.c.project == project,
+            job_table.c.is_enabled.is_(True),
+            project_table.c.is_enabled.is_(True),
+            sa.or_(run_table.c.not_before.is_(None), run_table.c.not_before <= now),
+        )
+        .order_by(run_table.c.priority.desc(), run_table.c.creation_date, run_table.c.identifier)
+        .limit(batch)
+    )
+
+
+async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
+    """The caps in force and the running runs counting against them. With `lock` (PostgreSQL),
+    the capped jobs and projects are locked until the transaction ends, so that two masters
+    claiming at once cannot both take the last slot."""
+    job_query = sa.select(
+        job_table.c.project, job_table.c.identifier, job_table.c.concurrency
+    ).where(job_table.c.concurrency.is_not(None))
+    project_query = sa.select(project_table.c.identifier, project_table.c.concurrency).where(
+        project_table.c.concurrency.is_not(None)
+    )
+    if lock and conn.dialect.name == "postgresql":
+        job_query = job_query.with_for_update()
+        project_query = project_query.with_for_update()
+    job_cap = {(r.project, r.identifier): r.concurrency for r in await conn.execute(job_query)}
+    project_cap = {r.identifier: r.concurrency for r in await conn.execute(project_query)}
+    job_running: dict[tuple[str, str], int] = {}
+    project_running: dict[str, int] = {}
+    if job_cap or project_cap:
+        counts = await conn.execute(
+            sa.select(run_table.c.project, run_table.c.job, sa.func.count())
+            .where(run_table.c.status == RunStatus.RUNNING.value)
+            .group_by(run_table.c.project, run_table.c.job)
+        )
+        for project, job, count in counts.tuples():
+            job_running[(project, job)] = count
+            project_running[project] = project_running.get(project, 0) + count
+    return Caps(job_cap, project_cap, job_running, project_running)
 
 
 @dataclass(frozen=True)
@@ -54,10 +139,13 @@ class ReportResult:
 
 
 class ExecutionService:
-    def __init__(self, db: Database, clock: Clock, events: Events, master: str) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, events: Events, runs: RunService, master: str
+    ) -> None:
         self.db = db
         self.clock = clock
         self.events = events
+        self.runs = runs
         self.master = master
 
     # Workers.
@@ -142,15 +230,30 @@ class ExecutionService:
             {"completion_date": now, "reason": reason},
         )
         if moved:
-            await conn.execute(
-                step_table.update()
-                .where(step_table.c.run == run_id, step_table.c.status == StepStatus.RUNNING.value)
-                .values(status=StepStatus.EXCEPTION.value, completion_date=now)
-            )
+            await run_storage.end_running_steps(conn, run_id, StepStatus.EXCEPTION, now)
             await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
             log.warning("run %s ended exception: %s", run_id, reason)
+            await self._after_final(conn, run_id)
             self.events.publish(f"run:{run_id}")
         return moved
+
+    async def _after_final(self, conn: AsyncConnection, run_id: str) -> None:
+        """A run just ended: retry it if its policy says so (in the same transaction, so a
+        retry is never lost nor made twice: `retry_of` is unique)."""
+        run = await run_storage.get_run(conn, run_id)
+        if run is None:
+            return
+        retry = retry_from_row(run.retry)
+        if retry is not None and retry.applies(run.status.value, run.attempt):
+            retried = await self.runs.retry_in(conn, run, retry)
+            log.info(
+                "run %s ended %s: attempt %d is run %s",
+                run_id,
+                run.status.value,
+                retried.attempt,
+                retried.identifier,
+            )
+            self.events.publish("dispatch")
 
     async def disconnected(self, worker: str) -> None:
         async with self.db.transaction() as conn:
@@ -202,38 +305,69 @@ class ExecutionService:
             )
             return [(r.worker, r.identifier) for r in await conn.execute(query)]
 
+    async def ended_among(self, runs: Iterable[str]) -> list[str]:
+        """Those of these runs that are no longer running (forced or given up meanwhile)."""
+        identifiers = list(runs)
+        if not identifiers:
+            return []
+        async with self.db.read() as conn:
+            query = sa.select(run_table.c.identifier).where(
+                run_table.c.identifier.in_(identifiers),
+                run_table.c.status != RunStatus.RUNNING.value,
+            )
+            return list((await conn.execute(query)).scalars())
+
     # Dispatch.
 
-    async def candidates(self) -> list[Candidate]:
-        """Pending runs of enabled jobs in enabled projects, oldest first."""
+    async def candidates(self, batch: int = DISPATCH_BATCH) -> list[Candidate]:
+        """Pending runs that may start now, in dispatch order: higher priority first; within a
+        priority, projects take turns (a project flooding the queue cannot starve the others);
+        within a project, oldest first. Runs of disabled jobs or projects, runs waiting out a
+        retry delay and runs over a concurrency cap are left out."""
+        now = self.clock.now()
         async with self.db.read() as conn:
-            query = (
-                sa.select(run_table.c.identifier, job_table.c.properties)
-                .join(
-                    job_table,
-                    sa.and_(
-                        job_table.c.project == run_table.c.project,
-                        job_table.c.identifier == run_table.c.job,
-                    ),
+            projects = (
+                await conn.execute(
+                    sa.select(run_table.c.project)
+                    .where(run_table.c.status == RunStatus.PENDING.value)
+                    .distinct()
                 )
-                .join(project_table, project_table.c.identifier == run_table.c.project)
-                .where(
-                    run_table.c.status == RunStatus.PENDING.value,
-                    job_table.c.is_enabled.is_(True),
-                    project_table.c.is_enabled.is_(True),
-                )
-                .order_by(run_table.c.creation_date, run_table.c.identifier)
-                .limit(DISPATCH_BATCH)
-            )
-            return [Candidate(r.identifier, dict(r.properties)) for r in await conn.execute(query)]
+            ).scalars()
+            ranked: list[tuple[int, int, datetime, Candidate]] = []
+            for project in list(projects):
+                rows = await conn.execute(_pending_of(project, now, batch))
+                ranks: dict[int, int] = {}  # per priority: this project's turn number
+                for row in rows:
+                    rank = ranks[row.priority] = ranks.get(row.priority, -1) + 1
+                    candidate = Candidate(row.identifier, dict(row.properties), project, row.job)
+                    ranked.append((-row.priority, rank, row.creation_date, candidate))
+            ranked.sort(key=lambda item: item[:3])
+            caps = await _caps(conn)
+        chosen: list[Candidate] = []
+        for *_, candidate in ranked:
+            if caps.take(candidate.project, candidate.job):
+                chosen.append(candidate)
+            if len(chosen) >= batch:
+                break
+        return chosen
 
     async def claim(self, assignments: Mapping[str, str]) -> list[Run]:
         """Atomically give each pending run to its worker; returns the runs this master won
-        (a run another master claimed first is simply not among them)."""
+        (a run another master claimed first, or one a cap no longer allows, is not among
+        them)."""
         won: list[Run] = []
         now = self.clock.now()
         async with self.db.transaction() as conn:
+            caps = await _caps(conn, lock=True)
             for run_id, worker in assignments.items():
+                key = await conn.execute(
+                    sa.select(run_table.c.project, run_table.c.job).where(
+                        run_table.c.identifier == run_id
+                    )
+                )
+                found = key.first()
+                if found is None or not caps.take(found.project, found.job):
+                    continue
                 claimed = await run_storage.set_run_status(
                     conn,
                     run_id,
@@ -280,7 +414,9 @@ class ExecutionService:
                     )
                 log_size = await self._apply(conn, report.run, event, log_size)
                 sequence = event.sequence
-                finished = finished or isinstance(event, m.RunEnded)
+                if isinstance(event, m.RunEnded):
+                    finished = True
+                    await self._after_final(conn, report.run)
             await conn.execute(
                 run_table.update()
                 .where(run_table.c.identifier == report.run)
@@ -360,20 +496,28 @@ class ExecutionService:
     # Leases and expiry.
 
     async def expire_pending(self, max_age: float) -> int:
-        """Cancel runs pending for longer than `max_age` seconds."""
+        """Cancel runs pending past their expiry date (the job's `expiry`, or `max_age`
+        seconds)."""
         now = self.clock.now()
         cutoff = now - timedelta(seconds=max_age)
         async with self.db.transaction() as conn:
             query = (
-                sa.select(run_table.c.identifier)
+                sa.select(run_table.c.identifier, run_table.c.creation_date)
                 .where(
                     run_table.c.status == RunStatus.PENDING.value,
-                    run_table.c.creation_date < cutoff,
+                    sa.or_(
+                        run_table.c.expiry_date < now,
+                        sa.and_(
+                            run_table.c.expiry_date.is_(None), run_table.c.creation_date < cutoff
+                        ),
+                    ),
                 )
                 .limit(1000)
             )
-            expired = list((await conn.execute(query)).scalars())
-            for run_id in expired:
+            rows = list(await conn.execute(query))
+            expired = [r.identifier for r in rows]
+            for run_id, created in rows:
+                waited = (now - created).total_seconds()
                 moved = await run_storage.set_run_status(
                     conn,
                     run_id,
@@ -382,7 +526,7 @@ class ExecutionService:
                     {
                         "should_cancel": True,
                         "completion_date": now,
-                        "reason": f"expired: still pending after {max_age:g} seconds",
+                        "reason": f"expired: still pending after {waited:.0f} seconds",
                     },
                 )
                 if moved:

@@ -294,6 +294,7 @@ def _project_fields(project: Project) -> dict[str, Any]:
         "display_name": project.display_name,
         "services": project.services,
         "is_enabled": project.is_enabled,
+        "concurrency": project.concurrency,
     }
 
 
@@ -308,6 +309,11 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "properties": job.properties,
         "is_enabled": job.is_enabled,
         "lease": job.lease,
+        "timeout": job.timeout,
+        "retry": job.retry,
+        "concurrency": job.concurrency,
+        "priority": job.priority,
+        "expiry": job.expiry,
     }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain import controls
+from orchestra.domain.controls import Retry
 from orchestra.domain.identifiers import check_identifier
 from orchestra.domain.matching import worker_matches
 from orchestra.domain.models import Job, Run
@@ -27,6 +30,17 @@ from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import worker as worker_table
 
 FOLLOW_POLL_SECONDS = 1.0
+FORCEABLE = ("failed", "aborted", "exception")
+
+
+async def unmatched_warning(conn: AsyncConnection, properties: Mapping[str, Any]) -> str | None:
+    """Fail fast: say so when no registered worker could ever take a job's runs."""
+    query = sa.select(worker_table.c.properties)
+    for (worker_properties,) in await conn.execute(query):
+        if worker_matches(properties, worker_properties):
+            return None
+    wanted = ", ".join(f"{k}={v}" for k, v in properties.items()) or "any"
+    return f"no registered worker has the properties {wanted}"
 
 
 async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
@@ -39,6 +53,27 @@ async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
         return "the job no longer exists"
     if not job["is_enabled"]:
         return "the job is disabled"
+    if run.not_before is not None and run.not_before > datetime.now(UTC):
+        return f"retry attempt {run.attempt} waits until {run.not_before.isoformat()}"
+    for cap, scope, where in (
+        (job["concurrency"], "job", run_table.c.job == run.job),
+        (project["concurrency"] if project is not None else None, "project", sa.true()),
+    ):
+        if cap is None:
+            continue
+        holders = list(
+            (
+                await conn.execute(
+                    sa.select(run_table.c.identifier).where(
+                        run_table.c.project == run.project,
+                        where,
+                        run_table.c.status == RunStatus.RUNNING.value,
+                    )
+                )
+            ).scalars()
+        )
+        if len(holders) >= cap:
+            return f"the {scope}'s concurrency limit ({cap}) is held by runs {', '.join(holders)}"
     busy: dict[str, int] = dict(
         (
             await conn.execute(
@@ -64,17 +99,25 @@ async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
 
 
 class RunService:
-    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, events: Events, pending_expiry: float = 86400.0
+    ) -> None:
         self.db = db
         self.clock = clock
         self.events = events
+        self.pending_expiry = pending_expiry
 
     async def trigger(
-        self, project: str, job: str, parameters: object, source: Mapping[str, Any]
+        self,
+        project: str,
+        job: str,
+        parameters: object,
+        source: Mapping[str, Any],
+        priority: object = None,
     ) -> Run:
         """Create a pending run holding its own copy of the job's steps, in one transaction."""
         async with self.db.transaction() as conn:
-            run = await self.trigger_in(conn, project, job, parameters, source)
+            run = await self.trigger_in(conn, project, job, parameters, source, priority)
         self.events.publish("dispatch")
         return run
 
@@ -85,6 +128,7 @@ class RunService:
         job: str,
         parameters: object,
         source: Mapping[str, Any],
+        priority: object = None,
     ) -> Run:
         if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
             raise NotFound(f"no project {project!r}")
@@ -93,6 +137,7 @@ class RunService:
             raise NotFound(f"no job {job!r} in project {project!r}")
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
+        now = self.clock.now()
         identifier = str(uuid.uuid4())
         await run_storage.insert_run(
             conn,
@@ -110,8 +155,55 @@ class RunService:
                 "lease": definition.lease,
                 "event_sequence": 0,
                 "log_size": 0,
+                "timeout": definition.timeout,
+                "retry": definition.retry,
+                "priority": definition.priority
+                if priority is None
+                else controls.priority(priority),
+                "expiry_date": now + timedelta(seconds=definition.expiry or self.pending_expiry),
+                "attempt": 1,
+                "secret_parameters": [p.key for p in definition.parameters if p.secret] or None,
+                "warning": await unmatched_warning(conn, definition.properties),
             },
             [s.to_dict() for s in definition.steps],
+        )
+        run = await run_storage.get_run(conn, identifier)
+        assert run is not None
+        return run
+
+    async def retry_in(self, conn: AsyncConnection, original: Run, retry: Retry) -> Run:
+        """A new run repeating `original` (its own steps, parameters and controls), linked to
+        it, waiting out the backoff delay before it may start."""
+        now = self.clock.now()
+        attempt = original.attempt + 1
+        identifier = str(uuid.uuid4())
+        expiry = (original.expiry_date - original.creation_date) if original.expiry_date else None
+        await run_storage.insert_run(
+            conn,
+            {
+                "identifier": identifier,
+                "project": original.project,
+                "job": original.job,
+                "parameters": original.parameters,
+                "source": original.source,
+                "worker": None,
+                "status": RunStatus.PENDING.value,
+                "workspace": original.workspace,
+                "should_cancel": False,
+                "should_abort": False,
+                "lease": original.lease,
+                "event_sequence": 0,
+                "log_size": 0,
+                "timeout": original.timeout,
+                "retry": original.retry,
+                "priority": original.priority,
+                "not_before": now + retry.delay_before(attempt),
+                "expiry_date": now + (expiry or timedelta(seconds=self.pending_expiry)),
+                "attempt": attempt,
+                "retry_of": original.identifier,
+                "secret_parameters": original.secret_parameters,
+            },
+            [{"name": s.name, "command": s.command, "timeout": s.timeout} for s in original.steps],
         )
         run = await run_storage.get_run(conn, identifier)
         assert run is not None
@@ -204,6 +296,41 @@ class RunService:
                 where=run_table.c.status == RunStatus.RUNNING.value,
             )
             run = await self._run(conn, project, identifier)
+        self.events.publish("control")
+        return run
+
+    async def force(
+        self, project: str, identifier: str, status: object, reason: object, user: str
+    ) -> Run:
+        """The last step of an escalating stop: when the worker never answers (gone,
+        partitioned), an operator ends a running run with a final status and a reason; the
+        record says who. Whatever the worker reports later is refused and kept aside."""
+        if status not in FORCEABLE:
+            raise InvalidInput(f"status must be one of {', '.join(FORCEABLE)}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("a reason is required to force a run's status")
+        text = f"forced by {user}: {' '.join(reason.split())[:1000]}"
+        async with self.db.transaction() as conn:
+            run = await self._run(conn, project, identifier)
+            if run.status is RunStatus.PENDING:
+                raise Conflict("a pending run is cancelled, not forced")
+            if run.status is not RunStatus.RUNNING:
+                raise Conflict(f"the run is already {run.status}")
+            now = self.clock.now()
+            moved = await run_storage.set_run_status(
+                conn,
+                identifier,
+                RunStatus(status),
+                [RunStatus.RUNNING],
+                {"completion_date": now, "reason": text, "forced_by": user, "should_abort": True},
+            )
+            if not moved:
+                raise Conflict("the run changed while forcing it; look again")
+            step_status = StepStatus.ABORTED if status == "aborted" else StepStatus.EXCEPTION
+            await run_storage.end_running_steps(conn, identifier, step_status, now)
+            await run_storage.skip_pending_steps(conn, identifier, StepStatus.SKIPPED)
+            run = await self._run(conn, project, identifier)
+        self.events.publish(f"run:{identifier}")
         self.events.publish("control")
         return run
 

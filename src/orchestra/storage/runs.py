@@ -37,6 +37,7 @@ async def insert_run(
                     "command": step["command"],
                     "status": StepStatus.PENDING.value,
                     "log_size": 0,
+                    "timeout": step.get("timeout"),
                 }
                 for index, step in enumerate(steps)
             ],
@@ -134,6 +135,16 @@ async def update_step(
         .values(**values)
     )
     return result.rowcount == 1
+
+
+async def end_running_steps(
+    conn: AsyncConnection, run: str, status: StepStatus, now: datetime
+) -> None:
+    await conn.execute(
+        step_table.update()
+        .where(step_table.c.run == run, step_table.c.status == StepStatus.RUNNING.value)
+        .values(status=status.value, completion_date=now)
+    )
 
 
 async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus) -> None:

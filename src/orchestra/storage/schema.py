@@ -62,6 +62,8 @@ project = sa.Table(
     sa.Column("display_name", sa.Text(), nullable=False),
     sa.Column("services", JSON, nullable=False),
     sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    # At most this many runs of the project's jobs at once (None: no limit).
+    sa.Column("concurrency", sa.Integer(), nullable=True),
     *_dates(),
 )
 
@@ -84,6 +86,13 @@ job = sa.Table(
     sa.Column("is_enabled", sa.Boolean(), nullable=False),
     # Seconds a worker may stay away before its runs of this job end `exception`.
     sa.Column("lease", sa.Float(), nullable=True),
+    # Job controls: whole-run timeout (seconds), retry policy, concurrency cap, priority, and
+    # seconds a run may stay pending before it is cancelled.
+    sa.Column("timeout", sa.Float(), nullable=True),
+    sa.Column("retry", JSON, nullable=True),
+    sa.Column("concurrency", sa.Integer(), nullable=True),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("expiry", sa.Float(), nullable=True),
     *_dates(),
 )
 
@@ -120,6 +129,22 @@ run = sa.Table(
     # number of output bytes stored: together they make every report idempotent.
     sa.Column("event_sequence", sa.Integer(), nullable=False),
     sa.Column("log_size", sa.BigInteger(), nullable=False),
+    # Job controls, copied from the job at trigger so that later edits change no existing run.
+    sa.Column("timeout", sa.Float(), nullable=True),
+    sa.Column("retry", JSON, nullable=True),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("expiry_date", UTCDateTime(), nullable=True),
+    # Retries: the attempt number (from 1) and the run this one retries; a retry waits until
+    # not_before (its backoff delay).
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("retry_of", UUID, nullable=True, unique=True),
+    sa.Column("not_before", UTCDateTime(), nullable=True),
+    # The keys of the parameters whose values are secret: never shown, masked in the log.
+    sa.Column("secret_parameters", JSON, nullable=True),
+    # Set at trigger when no registered worker could ever take the run.
+    sa.Column("warning", sa.Text(), nullable=True),
+    # Who forced the run to its final status, when an operator did.
+    sa.Column("forced_by", IDENTIFIER, nullable=True),
     *_dates(),
     sa.Index("ix_run_creation", "creation_date", "identifier"),
     sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),
@@ -127,6 +152,7 @@ run = sa.Table(
     sa.Index("ix_run_project_status_creation", "project", "status", "creation_date", "identifier"),
     sa.Index("ix_run_project_worker_creation", "project", "worker", "creation_date", "identifier"),
     sa.Index("ix_run_status_creation", "status", "creation_date"),
+    sa.Index("ix_run_dispatch", "status", "project", "priority", "creation_date"),
     sa.Index("ix_run_worker_status", "worker", "status"),
 )
 
@@ -142,6 +168,7 @@ run_step = sa.Table(
     sa.Column("start_date", UTCDateTime(), nullable=True),
     sa.Column("completion_date", UTCDateTime(), nullable=True),
     sa.Column("log_size", sa.BigInteger(), nullable=False),
+    sa.Column("timeout", sa.Float(), nullable=True),
 )
 
 # A run's output, in chunks as the worker sent them. `offset` is the chunk's position in the

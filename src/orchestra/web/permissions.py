@@ -63,6 +63,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", f"{API}/projects/{{project}}/runs/{{run}}/steps/{{index}}/log"): P.RUN_READ,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/cancel"): P.RUN_CONTROL,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/abort"): P.RUN_CONTROL,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run}}/force"): P.RUN_CONTROL,
     # Workers.
     ("GET", f"{API}/workers"): P.WORKER_READ,
     ("GET", f"{API}/workers/{{worker}}"): P.WORKER_READ,

@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from orchestra.domain.commands import CommandContext, render_command
 from orchestra.errors import InvalidInput
@@ -72,6 +72,41 @@ class RunExecution:
         """Run (or resume) every step, then journal the run's end."""
         if self.journal.ended():
             return
+        timer = self._run_timer()
+        try:
+            await self._execute_steps()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _run_timer(self) -> asyncio.TimerHandle | None:
+        timeout = self.journal.assignment.timeout
+        if timeout is None:
+            return None
+        started = next(
+            (e["date"] for e in self.journal.events if e["kind"] == "step_started"), None
+        )
+        elapsed = (
+            (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else 0
+        )
+        reason = f"timed out: the run took longer than its timeout of {timeout:g} s"
+        return asyncio.get_running_loop().call_later(
+            max(0.0, timeout - elapsed), self.abort, reason
+        )
+
+    def _step_timer(self, index: int, started: str | None = None) -> asyncio.TimerHandle | None:
+        step = self.journal.assignment.steps[index]
+        if step.timeout is None:
+            return None
+        elapsed = (
+            (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else 0
+        )
+        reason = f"timed out: step {step.name!r} took longer than {step.timeout:g} s"
+        return asyncio.get_running_loop().call_later(
+            max(0.0, step.timeout - elapsed), self.abort, reason
+        )
+
+    async def _execute_steps(self) -> None:
         status, reason = "succeeded", None
         for index in range(len(self.journal.assignment.steps)):
             started, ended = self.journal.step_events(index)
@@ -82,7 +117,7 @@ class RunExecution:
                 if started is None:
                     step_status = await self._run_step(index)
                 else:
-                    step_status = await self._resume_step(index, started.get("pid"))
+                    step_status = await self._resume_step(index, started)
             else:
                 step_status = ended["status"]
             if step_status != "succeeded":
@@ -121,16 +156,27 @@ class RunExecution:
         self._pid = pid
         if self.abort_reason is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
-        code = await self._follow(index, self.spawner.wait(pid))
+        timer = self._step_timer(index)
+        try:
+            code = await self._follow(index, self.spawner.wait(pid))
+        finally:
+            if timer is not None:
+                timer.cancel()
         return self._finish(index, code)
 
-    async def _resume_step(self, index: int, pid: int | None) -> str:
+    async def _resume_step(self, index: int, started: dict[str, Any]) -> str:
         """Pick up a step started before the agent restarted: its process may still run."""
+        pid = started.get("pid")
         log.info("run %s: resuming step %d (pid %s)", self.journal.run, index, pid)
         self._pid = pid
         if self.abort_reason is not None and pid is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
-        code = await self._follow(index, self._wait_exit_file(index, pid))
+        timer = self._step_timer(index, started.get("date"))
+        try:
+            code = await self._follow(index, self._wait_exit_file(index, pid))
+        finally:
+            if timer is not None:
+                timer.cancel()
         return self._finish(index, code)
 
     async def _wait_exit_file(self, index: int, pid: int | None) -> int | None:
@@ -156,16 +202,23 @@ class RunExecution:
             handle.seek(position)
             while True:
                 done = task.done()
-                position = self._read_output(handle, index, position)
+                position = self._read_output(handle, index, position, final=done)
                 if done:
                     break
                 await asyncio.wait({task}, timeout=TAIL_INTERVAL)
         self._pid = None
         return task.result()
 
-    def _read_output(self, handle: BinaryIO, index: int, position: int) -> int:
+    def _read_output(
+        self, handle: BinaryIO, index: int, position: int, *, final: bool = True
+    ) -> int:
         while True:
-            data = handle.read(MAX_OUTPUT_CHUNK)
+            available = os.fstat(handle.fileno()).st_size - position
+            if not final:
+                available -= self.journal.holdback
+            if available <= 0:
+                return position
+            data = handle.read(min(MAX_OUTPUT_CHUNK, available))
             if not data:
                 return position
             self._emit(

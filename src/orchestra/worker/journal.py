@@ -92,12 +92,20 @@ class Journal:
                     break
         return result
 
+    @property
+    def secrets(self) -> list[bytes]:
+        return [s.encode() for s in self.assignment.secrets if s]
+
+    @property
+    def holdback(self) -> int:
+        """Bytes of output kept back while a step runs, so that a secret split across two
+        reads is still seen whole when it is masked."""
+        return max((len(s) for s in self.secrets), default=1) - 1
+
     def _message(self, event: dict[str, Any]) -> m.Event:
         kind = event["kind"]
         if kind == "output":
-            with open(self.step_log(event["step"]), "rb") as handle:
-                handle.seek(event["file_offset"])
-                data = handle.read(event["length"])
+            data = self._read_masked(event["step"], event["file_offset"], event["length"])
             return m.StepOutput(
                 sequence=event["sequence"],
                 step=event["step"],
@@ -111,6 +119,21 @@ class Journal:
             "run_ended": m.RunEnded,
         }[kind]
         return model.model_validate(fields)  # type: ignore[no-any-return]
+
+    def _read_masked(self, step: int, start: int, length: int) -> bytes:
+        """Bytes [start, start+length) of a step's output with every secret value replaced by
+        asterisks of the same length, looking around the range for secrets that cross it."""
+        margin = self.holdback
+        begin = max(0, start - margin)
+        with open(self.step_log(step), "rb") as handle:
+            handle.seek(begin)
+            window = bytearray(handle.read(start - begin + length + margin))
+        for secret in self.secrets:
+            found = window.find(secret)
+            while found != -1:
+                window[found : found + len(secret)] = b"*" * len(secret)
+                found = window.find(secret, found + len(secret))
+        return bytes(window[start - begin : start - begin + length])
 
     # State derived from the events.
 

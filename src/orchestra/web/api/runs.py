@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from orchestra.domain.models import Run
-from orchestra.web.api.schemas import Page, RunOut, TriggerIn
+from orchestra.web.api.schemas import ForceIn, Page, RunOut, TriggerIn
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.permissions import API
 
@@ -21,7 +21,9 @@ LOG_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def run_out(run: Run) -> RunOut:
-    return RunOut.model_validate(run)
+    """A run as the API shows it: secret parameter values masked."""
+    shown = RunOut.model_validate(run)
+    return shown.model_copy(update={"parameters": run.shown_parameters()})
 
 
 @router.post("/projects/{project}/jobs/{job}/trigger", response_model=RunOut, status_code=201)
@@ -29,8 +31,10 @@ async def trigger(
     project: str, job: str, caller: CallerDep, services: ServicesDep, body: TriggerIn | None = None
 ) -> RunOut:
     source = {"type": "api", "user": caller.user.identifier}
-    parameters = body.parameters if body else {}
-    return run_out(await services.runs.trigger(project, job, parameters, source))
+    body = body or TriggerIn()
+    return run_out(
+        await services.runs.trigger(project, job, body.parameters, source, body.priority)
+    )
 
 
 @router.get("/projects/{project}/runs", response_model=Page[RunOut])
@@ -62,6 +66,16 @@ async def cancel(project: str, run: str, services: ServicesDep) -> RunOut:
 @router.post("/projects/{project}/runs/{run}/abort", response_model=RunOut)
 async def abort(project: str, run: str, services: ServicesDep) -> RunOut:
     return run_out(await services.runs.abort(project, run))
+
+
+@router.post("/projects/{project}/runs/{run}/force", response_model=RunOut)
+async def force(
+    project: str, run: str, body: ForceIn, caller: CallerDep, services: ServicesDep
+) -> RunOut:
+    forced = await services.runs.force(
+        project, run, body.status, body.reason, caller.user.identifier
+    )
+    return run_out(forced)
 
 
 @router.get(

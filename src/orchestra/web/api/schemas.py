@@ -106,6 +106,7 @@ class ProjectOut(Out):
     display_name: str
     services: dict[str, Any]
     is_enabled: bool
+    concurrency: int | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -115,6 +116,7 @@ class ProjectIn(Body):
     display_name: str | None = None
     services: dict[str, Any] | None = None
     is_enabled: bool | None = None
+    concurrency: int | None = None
 
 
 class ProjectPatch(Body):
@@ -122,11 +124,19 @@ class ProjectPatch(Body):
     display_name: str | None = None
     services: dict[str, Any] | None = None
     is_enabled: bool | None = None
+    concurrency: int | None = None
 
 
 class StepDef(Body):
     name: str | None = None
     command: list[str]
+    timeout: float | None = None
+
+
+class RetryDef(Body):
+    count: int
+    delay: float | None = None
+    on: list[Literal["exception", "failed"]] | None = None
 
 
 class ParameterDef(Body):
@@ -140,6 +150,7 @@ class ParameterDef(Body):
 class StepOut(Out):
     name: str
     command: list[str]
+    timeout: float | None = None
 
 
 class ParameterOut(Out):
@@ -161,11 +172,25 @@ class JobOut(Out):
     properties: dict[str, Any]
     is_enabled: bool
     lease: float | None
+    timeout: float | None = None
+    retry: dict[str, Any] | None = None
+    concurrency: int | None = None
+    priority: int = 0
+    expiry: float | None = None
     creation_date: datetime
     update_date: datetime
 
 
-class JobIn(Body):
+class JobControls(Body):
+    lease: float | None = None
+    timeout: float | None = None
+    retry: RetryDef | None = None
+    concurrency: int | None = None
+    priority: int | None = None
+    expiry: float | None = None
+
+
+class JobIn(JobControls):
     identifier: str
     display_name: str | None = None
     description: str | None = None
@@ -174,14 +199,13 @@ class JobIn(Body):
     parameters: list[ParameterDef] | None = None
     properties: dict[str, PropertyValue] | None = None
     is_enabled: bool | None = None
-    lease: float | None = None
 
 
 class JobPut(JobIn):
     identifier: str | None = None  # type: ignore[assignment]  # taken from the path
 
 
-class JobPatch(Body):
+class JobPatch(JobControls):
     identifier: str | None = None
     display_name: str | None = None
     description: str | None = None
@@ -190,7 +214,6 @@ class JobPatch(Body):
     parameters: list[ParameterDef] | None = None
     properties: dict[str, PropertyValue] | None = None
     is_enabled: bool | None = None
-    lease: float | None = None
 
 
 class ScheduleOut(Out):
@@ -253,6 +276,12 @@ class SchedulePatch(SchedulePolicies):
 
 class TriggerIn(Body):
     parameters: dict[str, Scalar] = Field(default_factory=dict)
+    priority: int | None = None
+
+
+class ForceIn(Body):
+    status: Literal["failed", "aborted", "exception"]
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 class RunStepOut(Out):
@@ -263,6 +292,7 @@ class RunStepOut(Out):
     exit_code: int | None
     start_date: datetime | None
     completion_date: datetime | None
+    timeout: float | None = None
 
 
 class RunOut(Out):
@@ -282,6 +312,14 @@ class RunOut(Out):
     reason: str | None
     waiting_reason: str | None = None
     late_report: str | None = None
+    warning: str | None = None
+    priority: int = 0
+    attempt: int = 1
+    retry_of: str | None = None
+    timeout: float | None = None
+    expiry_date: datetime | None = None
+    not_before: datetime | None = None
+    forced_by: str | None = None
     creation_date: datetime
     update_date: datetime
 

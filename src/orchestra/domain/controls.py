@@ -1,0 +1,92 @@
+"""Job controls: timeouts, retries, concurrency caps, priorities and queue expiry.
+
+All optional, with defaults that keep the plain behaviour: no timeout, no retry, no cap,
+priority 0, the instance's pending expiry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from orchestra.errors import InvalidInput
+
+RETRYABLE = ("exception", "failed")
+MAX_RETRIES = 100
+MAX_PRIORITY = 1_000_000
+MAX_SECONDS = 366 * 86400.0
+
+
+def seconds(raw: object, what: str, *, allow_zero: bool = False) -> float | None:
+    """A positive number of seconds, or None."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InvalidInput(f"{what} must be a number of seconds")
+    if raw < 0 or (raw == 0 and not allow_zero) or raw > MAX_SECONDS:
+        raise InvalidInput(
+            f"{what} must be {'at least 0' if allow_zero else 'positive'} and at most a year"
+        )
+    return float(raw)
+
+
+def whole(raw: object, what: str, low: int, high: int) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise InvalidInput(f"{what} must be a whole number from {low} to {high}")
+    return raw
+
+
+def priority(raw: object, what: str = "priority") -> int:
+    value = whole(raw, what, -MAX_PRIORITY, MAX_PRIORITY)
+    return 0 if value is None else value
+
+
+@dataclass(frozen=True)
+class Retry:
+    count: int
+    delay: float
+    on: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "delay": self.delay, "on": list(self.on)}
+
+    def delay_before(self, attempt: int) -> timedelta:
+        """The wait before attempt number `attempt` (2 for the first retry): exponential."""
+        return timedelta(seconds=min(self.delay * 2 ** max(0, attempt - 2), MAX_SECONDS))
+
+    def applies(self, status: str, attempt: int) -> bool:
+        return status in self.on and attempt <= self.count
+
+
+def parse_retry(raw: object) -> Retry | None:
+    """{"count": N, "delay": seconds, "on": ["exception", "failed"]}; `on` defaults to
+    exception only (the system failed, not the job)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidInput('retry must be a mapping such as {"count": 2, "delay": 10}')
+    unknown = sorted(str(k) for k in raw if k not in ("count", "delay", "on"))
+    if unknown:
+        raise InvalidInput(f"retry: unknown fields {', '.join(unknown)}")
+    count = whole(raw.get("count"), "retry.count", 1, MAX_RETRIES)
+    if count is None:
+        raise InvalidInput("retry.count is required")
+    on = raw.get("on") or ["exception"]
+    if isinstance(on, str):
+        on = [on]
+    if not isinstance(on, list) or not on or any(o not in RETRYABLE for o in on):
+        raise InvalidInput(f"retry.on must list statuses among {', '.join(RETRYABLE)}")
+    return Retry(
+        count,
+        seconds(raw.get("delay") or 0, "retry.delay", allow_zero=True) or 0.0,
+        tuple(dict.fromkeys(on)),
+    )
+
+
+def retry_from_row(raw: Any) -> Retry | None:
+    if not raw:
+        return None
+    return Retry(int(raw["count"]), float(raw["delay"]), tuple(raw["on"]))
