@@ -1,0 +1,277 @@
+"""Job controls on real databases, with a controllable clock: priorities and fair shares in
+dispatch order, concurrency caps, retries and their chain, queue expiry, forced statuses and
+secret parameters."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestra.domain.statuses import RunStatus
+from orchestra.errors import Conflict, InvalidInput
+from orchestra.protocol import messages as m
+from orchestra.services.container import Services
+from orchestra.services.execution import ExecutionService
+from orchestra.storage import records
+from orchestra.storage.schema import worker as worker_table
+from tests.conftest import MakeUser, build_services
+from tests.helpers import API, ManualClock, RecordingClient, auth
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+STEP = {"name": "a", "command": ["true"]}
+
+
+async def job(services: Services, project: str, identifier: str, **controls: object) -> None:
+    try:
+        await services.projects.create_project({"identifier": project})
+    except Conflict:
+        pass
+    await services.projects.create_job(
+        project, {"identifier": identifier, "steps": [STEP], **controls}
+    )
+
+
+def execution(services: Services) -> ExecutionService:
+    return ExecutionService(services.db, services.clock, services.events, services.runs, "test")
+
+
+async def add_worker(services: Services, identifier: str = "w") -> None:
+    try:
+        await services.users.create_user("owner", roles=["worker"])
+    except Conflict:
+        pass
+    async with services.db.transaction() as conn:
+        await records.insert(
+            conn,
+            worker_table,
+            {
+                "identifier": identifier,
+                "owner": "owner",
+                "version": "test",
+                "display_name": identifier,
+                "properties": {},
+                "is_enabled": True,
+                "is_active": True,
+                "should_disconnect": False,
+                "executors": 100,
+                "master": "test",
+                "last_seen_date": services.clock.now(),
+            },
+        )
+
+
+async def finish(services: Services, run: str, status: str, worker: str = "w") -> None:
+    """Play a worker's report for a claimed run: started, a line of output, ended."""
+    now = services.clock.now()
+    report = m.Report(
+        run=run,
+        events=[
+            m.StepStarted(sequence=1, step=0, date=now),
+            m.StepOutput(sequence=2, step=0, offset=0, data=base64.b64encode(b"hi\n").decode()),
+            m.StepEnded(
+                sequence=3,
+                step=0,
+                status=status,
+                exit_code=0 if status == "succeeded" else 1,
+                date=now,
+            ),  # type: ignore[arg-type]
+            m.RunEnded(sequence=4, status=status, date=now),  # type: ignore[arg-type]
+        ],
+    )
+    await execution(services).apply_report(worker, report)
+
+
+@pytest.fixture
+async def controlled(database_url: str, tmp_path: Path) -> Services:
+    services = build_services(database_url, tmp_path, ManualClock(T0))
+    yield services  # type: ignore[misc]
+    await services.close()
+
+
+async def test_dispatch_takes_higher_priority_first_then_oldest(controlled: Services) -> None:
+    await job(controlled, "p", "j")
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    low = await controlled.runs.trigger("p", "j", {}, {})
+    clock.advance(1)
+    high = await controlled.runs.trigger("p", "j", {}, {}, priority=10)
+    clock.advance(1)
+    later = await controlled.runs.trigger("p", "j", {}, {})
+    order = [c.identifier for c in await execution(controlled).candidates()]
+    assert order == [high.identifier, low.identifier, later.identifier]
+
+
+async def test_dispatch_shares_turns_between_projects_when_one_floods(
+    controlled: Services,
+) -> None:
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    for project in ("flood", "a", "b"):
+        await job(controlled, project, "j")
+    async with controlled.db.transaction() as conn:  # one transaction: a thousand at once
+        for _ in range(1000):
+            await controlled.runs.trigger_in(conn, "flood", "j", {}, {})
+    clock.advance(1)
+    for project in ("a", "b"):
+        for _ in range(5):
+            await controlled.runs.trigger(project, "j", {}, {})
+    first = await execution(controlled).candidates(batch=15)
+    by_project = [c.project for c in first]
+    # The two small projects get their share of the first places despite arriving last.
+    assert by_project.count("a") == 5 and by_project.count("b") == 5
+    assert by_project.count("flood") == 5
+    assert set(by_project[:3]) == {"flood", "a", "b"}
+
+
+async def test_concurrency_caps_hold_back_runs_until_a_slot_frees(controlled: Services) -> None:
+    await job(controlled, "p", "capped", concurrency=2)
+    await add_worker(controlled)
+    runs = [await controlled.runs.trigger("p", "capped", {}, {}) for _ in range(4)]
+    engine = execution(controlled)
+    candidates = await engine.candidates()
+    assert [c.identifier for c in candidates] == [r.identifier for r in runs[:2]]
+    # Even asked for all four, the claim gives out only the two slots.
+    won = await engine.claim({r.identifier: "w" for r in runs})
+    assert len(won) == 2
+    waiting = await controlled.runs.get_run("p", runs[2].identifier)
+    assert waiting.waiting_reason is not None
+    assert "concurrency limit (2)" in waiting.waiting_reason
+    assert won[0].identifier in waiting.waiting_reason
+    await finish(controlled, won[0].identifier, "failed")  # any final status frees the slot
+    assert [c.identifier for c in await engine.candidates()] == [runs[2].identifier]
+
+
+async def test_project_concurrency_caps_all_its_jobs(controlled: Services) -> None:
+    await controlled.projects.create_project({"identifier": "p", "concurrency": 1})
+    await job(controlled, "p", "one")
+    await job(controlled, "p", "two")
+    await add_worker(controlled)
+    first = await controlled.runs.trigger("p", "one", {}, {})
+    second = await controlled.runs.trigger("p", "two", {}, {})
+    engine = execution(controlled)
+    assert [r.identifier for r in await engine.claim({first.identifier: "w"})] == [first.identifier]
+    assert await engine.candidates() == []
+    waiting = await controlled.runs.get_run("p", second.identifier)
+    assert "project's concurrency limit (1)" in (waiting.waiting_reason or "")
+
+
+async def test_retry_makes_a_linked_run_after_an_exponential_delay(controlled: Services) -> None:
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    await job(controlled, "p", "flaky", retry={"count": 2, "delay": 10, "on": ["failed"]})
+    await add_worker(controlled)
+    engine = execution(controlled)
+    first = await controlled.runs.trigger("p", "flaky", {}, {})
+    await engine.claim({first.identifier: "w"})
+    await finish(controlled, first.identifier, "failed")
+    runs, _ = await controlled.runs.list_runs("p")
+    second = runs[0]
+    assert second.retry_of == first.identifier and second.attempt == 2
+    assert second.not_before == T0 + timedelta(seconds=10)
+    assert await engine.candidates() == []  # waiting out the delay
+    clock.advance(10)
+    assert [c.identifier for c in await engine.candidates()] == [second.identifier]
+    await engine.claim({second.identifier: "w"})
+    await finish(controlled, second.identifier, "failed")
+    runs, _ = await controlled.runs.list_runs("p")
+    third = runs[0]
+    assert third.attempt == 3 and third.retry_of == second.identifier
+    assert third.not_before == clock.now() + timedelta(seconds=20)
+    clock.advance(20)
+    await engine.claim({third.identifier: "w"})
+    await finish(controlled, third.identifier, "failed")
+    runs, _ = await controlled.runs.list_runs("p")
+    assert len(runs) == 3  # the count is spent: no fourth attempt
+    assert all(r.status is RunStatus.FAILED for r in runs)
+
+
+async def test_retry_on_exception_only_by_default(controlled: Services) -> None:
+    await job(controlled, "p", "j", retry={"count": 1})
+    await add_worker(controlled)
+    engine = execution(controlled)
+    failed = await controlled.runs.trigger("p", "j", {}, {})
+    await engine.claim({failed.identifier: "w"})
+    await finish(controlled, failed.identifier, "failed")
+    assert len((await controlled.runs.list_runs("p"))[0]) == 1
+    lost = await controlled.runs.trigger("p", "j", {}, {})
+    await engine.claim({lost.identifier: "w"})
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    clock.advance(3600)  # the worker is gone longer than the lease
+    assert await engine.expire_leases(600, 5, []) == 1
+    runs, _ = await controlled.runs.list_runs("p")
+    assert runs[0].retry_of == lost.identifier and runs[0].status is RunStatus.PENDING
+
+
+async def test_job_expiry_overrides_the_default(controlled: Services) -> None:
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    await job(controlled, "p", "quick", expiry=60)
+    await job(controlled, "p", "patient")
+    quick = await controlled.runs.trigger("p", "quick", {}, {})
+    patient = await controlled.runs.trigger("p", "patient", {}, {})
+    clock.advance(61)
+    assert await execution(controlled).expire_pending(86400) == 1
+    expired = await controlled.runs.get_run("p", quick.identifier)
+    assert expired.status is RunStatus.CANCELLED and "expired" in (expired.reason or "")
+    assert (await controlled.runs.get_run("p", patient.identifier)).status is RunStatus.PENDING
+
+
+async def test_trigger_warns_when_no_registered_worker_could_match(controlled: Services) -> None:
+    await job(controlled, "p", "nowhere", properties={"os": "plan9"})
+    run = await controlled.runs.trigger("p", "nowhere", {}, {})
+    assert run.warning == "no registered worker has the properties os=plan9"
+    assert run.status is RunStatus.PENDING  # accepted all the same
+
+
+async def test_force_ends_a_running_run_and_says_who(controlled: Services) -> None:
+    await job(controlled, "p", "j")
+    await add_worker(controlled)
+    run = await controlled.runs.trigger("p", "j", {}, {})
+    with pytest.raises(Conflict):
+        await controlled.runs.force("p", run.identifier, "failed", "why", "op")
+    await execution(controlled).claim({run.identifier: "w"})
+    with pytest.raises(InvalidInput):
+        await controlled.runs.force("p", run.identifier, "succeeded", "lie", "op")
+    with pytest.raises(InvalidInput):
+        await controlled.runs.force("p", run.identifier, "failed", " ", "op")
+    forced = await controlled.runs.force("p", run.identifier, "exception", "host died", "op")
+    assert forced.status is RunStatus.EXCEPTION
+    assert forced.forced_by == "op" and forced.reason == "forced by op: host died"
+    # The worker's late report is refused and kept aside.
+    await finish(controlled, run.identifier, "succeeded")
+    late = await controlled.runs.get_run("p", run.identifier)
+    assert late.status is RunStatus.EXCEPTION and "refused" in (late.late_report or "")
+
+
+async def test_secret_parameters_never_appear_in_the_api(
+    api: RecordingClient, make_user: MakeUser
+) -> None:
+    headers = auth(await make_user("admin", ["administrator"]))
+    await api.request("PUT", f"{API}/projects/p", json={}, headers=headers)
+    definition = {
+        "steps": [{"name": "a", "command": ["echo", "{parameters[token]}"]}],
+        "parameters": [
+            {"key": "token", "secret": True},
+            {"key": "color", "choices": ["red", "blue"], "default": "red"},
+        ],
+    }
+    response = await api.request(
+        "PUT", f"{API}/projects/p/jobs/j", json=definition, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    body = {"parameters": {"token": "s3cr3t-value"}, "priority": 7}
+    response = await api.request(
+        "POST", f"{API}/projects/p/jobs/j/trigger", json=body, headers=headers
+    )
+    assert response.status_code == 201
+    run = response.json()
+    assert run["parameters"] == {"token": "***", "color": "red"}
+    assert run["priority"] == 7 and run["attempt"] == 1
+    listed = await api.request("GET", f"{API}/projects/p/runs", headers=headers)
+    assert "s3cr3t-value" not in listed.text
+    shown = await api.request("GET", f"{API}/projects/p/runs/{run['identifier']}", headers=headers)
+    assert "s3cr3t-value" not in shown.text
+    bad = {"parameters": {"token": "x", "color": "green"}}
+    response = await api.request(
+        "POST", f"{API}/projects/p/jobs/j/trigger", json=bad, headers=headers
+    )
+    assert response.status_code == 422 and "must be one of" in response.json()["detail"]
