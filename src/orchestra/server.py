@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from orchestra.errors import InvalidInput
 from orchestra.services.container import Services
+from orchestra.services.notify import PostgresBridge
 from orchestra.settings import Settings
 from orchestra.storage.migrate import upgrade
 from orchestra.web.app import create_app
@@ -46,6 +47,18 @@ def build_app(services: Services) -> FastAPI:
     startup, shutdown, routers = (
         master_parts(services) if services.settings.runs_master else ([], [], [])
     )
+    if not services.db.is_sqlite:
+        # Other processes hear of new runs, cancels and aborts at once, not at their next poll.
+        bridge = PostgresBridge(services.db.url, services.events)
+
+        async def start_bridge(_app: FastAPI) -> None:
+            await bridge.start()
+
+        async def stop_bridge(_app: FastAPI) -> None:
+            await bridge.stop()
+
+        startup = [start_bridge, *startup]
+        shutdown = [*shutdown, stop_bridge]
     site = None
     if services.settings.serves_api:
         from orchestra.web.site.pages import install_site, site_router

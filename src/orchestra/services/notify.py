@@ -1,0 +1,86 @@
+"""Carry event topics between processes through PostgreSQL LISTEN/NOTIFY.
+
+Each process keeps one connection that LISTENs (outside any pool, so a pooler cannot steal it)
+and one that sends NOTIFYs, batching the topics published meanwhile. When PostgreSQL is away,
+both reconnect with backoff; the waiters' polling covers the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+import sqlalchemy as sa
+
+from orchestra.services.events import Events
+
+log = logging.getLogger(__name__)
+CHANNEL = "orchestra_events"
+MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+RETRY_CAP = 10.0
+
+
+def libpq_url(url: str) -> str:
+    parsed = sa.engine.make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class PostgresBridge:
+    def __init__(self, url: str, events: Events) -> None:
+        self.url = libpq_url(url)
+        self.events = events
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self.events.forward_to(self._queue)
+        self._tasks = [
+            asyncio.create_task(self._retrying(self._listen), name="notify-listen"),
+            asyncio.create_task(self._retrying(self._send), name="notify-send"),
+        ]
+
+    async def stop(self) -> None:
+        self.events.forward_to(None)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _queue(self, topic: str) -> None:
+        if len(topic) < MAX_PAYLOAD:
+            self._pending.add(topic)
+            self._wake.set()
+
+    async def _retrying(self, loop: object) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await loop()  # type: ignore[operator]
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                self.listening.clear()
+                log.warning("LISTEN/NOTIFY connection lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_CAP, delay * 2)
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            self.listening.set()
+            async for notification in conn.notifies():
+                self.events.publish(notification.payload, remote=False)
+
+    async def _send(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                topics, self._pending = sorted(self._pending), set()
+                for topic in topics:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
