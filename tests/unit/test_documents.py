@@ -1,0 +1,75 @@
+"""orchestra.domain.documents: projects, jobs, schedules and whole apply documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestra.domain.documents import parse_document, parse_job, parse_schedule
+from orchestra.errors import InvalidInput
+
+
+def test_job_defaults_workspace_and_display_name_to_the_identifier() -> None:
+    job = parse_job({"identifier": "build", "steps": [{"command": ["make"]}]})
+    assert job["workspace"] == "build"
+    assert job["display_name"] == "build"
+    assert job["steps"] == [{"name": "step-1", "command": ["make"]}]
+    assert job["is_enabled"] is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"identifier": "j"},
+        {"identifier": "j", "steps": []},
+        {"identifier": "j", "steps": [{"command": ["x"], "shell": True}]},
+        {"identifier": "j", "steps": [{"command": ["x"]}], "lease": 0},
+        {"identifier": "j", "steps": [{"command": ["x"]}], "lease": True},
+        {"identifier": "j", "steps": [{"command": ["x"]}], "properties": {"os": []}},
+        {"identifier": "j", "steps": [{"command": ["x"]}], "colour": "red"},
+    ],
+)
+def test_job_refuses_bad_definitions(raw: dict) -> None:
+    with pytest.raises(InvalidInput):
+        parse_job(raw)
+
+
+def test_schedule_refuses_bad_expressions_and_time_zones() -> None:
+    good = {"identifier": "s", "job": "j", "expression": "@hourly"}
+    assert parse_schedule(good)["time_zone"] == "UTC"
+    for change in (
+        {"expression": "* * *"},
+        {"expression": "61 * * * *"},
+        {"expression": ""},
+        {"time_zone": "Mars/Olympus"},
+    ):
+        with pytest.raises(InvalidInput):
+            parse_schedule({**good, **change})
+
+
+def test_document_collects_every_error_with_its_path() -> None:
+    document = {
+        "projects": [
+            {
+                "identifier": "p",
+                "jobs": [
+                    {"identifier": "a/b", "steps": [{"command": ["x"]}]},
+                    {"identifier": "ok", "steps": [{"command": ["{0}"]}]},
+                ],
+                "schedules": [{"identifier": "s", "job": "ghost", "expression": "@daily"}],
+            },
+            {"identifier": "p"},
+        ]
+    }
+    with pytest.raises(InvalidInput) as caught:
+        parse_document(document)
+    message = str(caught.value)
+    for path in ("projects[0].jobs[0]", "projects[0].jobs[1]", "projects[0].schedules[0]"):
+        assert path in message
+    assert "appears twice" in message
+
+
+def test_document_refuses_what_is_not_a_mapping_of_projects() -> None:
+    for raw in (None, [], {"projects": {"p": 1}}, {"projects": [], "extra": 1}):
+        with pytest.raises(InvalidInput):
+            parse_document(raw)
+    assert parse_document({"projects": []}) == []

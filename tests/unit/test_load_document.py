@@ -1,0 +1,49 @@
+"""orchestra.cli.client.load_document: YAML as users write it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestra.cli.client import load_document
+from orchestra.errors import InvalidInput
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "orchestra.yaml"
+
+
+def test_load_document_keeps_on_as_a_string_key(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text("retry: {on: [failed], off: no, yes: y}\nflag: true\nother: False\n")
+    document = load_document(path)
+    assert document["retry"]["on"] == ["failed"]
+    assert "on" in document["retry"]
+    assert True not in document["retry"]
+    assert document["retry"]["off"] == "no"
+    assert document["retry"]["yes"] == "y"
+    assert document["flag"] is True
+    assert document["other"] is False
+
+
+def test_load_document_reads_the_example(tmp_path: Path) -> None:
+    document = load_document(EXAMPLE)
+    project = document["projects"][0]
+    assert project["identifier"] == "example"
+    assert {j["identifier"] for j in project["jobs"]} >= {"hello"}
+
+
+def test_load_document_refuses_unsafe_tags_and_bad_yaml(tmp_path: Path) -> None:
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("x: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        load_document(unsafe)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        load_document(broken)
+    with pytest.raises(InvalidInput, match="cannot read"):
+        load_document(tmp_path / "missing.yaml")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        load_document(binary)
