@@ -6,14 +6,15 @@ import asyncio
 import getpass
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestra.domain.durations import parse_duration
-from orchestra.services.container import Services
 from orchestra.settings import load_settings
-from orchestra.storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from orchestra.services.container import Services
 
 app = typer.Typer(help="Bootstrap commands working directly on the database.", no_args_is_help=True)
 
@@ -24,6 +25,11 @@ DataDir = Annotated[Path | None, typer.Option(help="the server's data directory"
 
 
 def _services(database: str | None, data_dir: Path | None) -> Services:
+    # Imported here: the database stack costs a second to import, which commands that only
+    # talk HTTP (`orchestra run ...`) should not pay.
+    from orchestra.services.container import Services
+    from orchestra.storage.migrate import upgrade
+
     settings = load_settings({"database_url": database, "data_dir": data_dir})
     upgrade(settings.resolved_database_url)
     return Services.build(settings)
@@ -32,6 +38,8 @@ def _services(database: str | None, data_dir: Path | None) -> Services:
 @app.command("migrate")
 def migrate(database: Database = None, data_dir: DataDir = None) -> None:
     """Bring the database schema up to date."""
+    from orchestra.storage.migrate import upgrade
+
     settings = load_settings({"database_url": database, "data_dir": data_dir})
     upgrade(settings.resolved_database_url)
     typer.echo("database is up to date")
