@@ -47,7 +47,7 @@ def build_app(services: Services) -> FastAPI:
     startup, shutdown, routers = (
         master_parts(services) if services.settings.runs_master else ([], [], [])
     )
-    if not services.db.is_sqlite:
+    if not services.db.is_sqlite and services.settings.listen_notify:
         # Other processes hear of new runs, cancels and aborts at once, not at their next poll.
         bridge = PostgresBridge(services.db.url, services.events)
 

@@ -31,6 +31,8 @@ class Settings:
     heartbeat_interval: float = 5.0
     # Seconds between SIGTERM and SIGKILL when a run is aborted.
     abort_grace: float = 10.0
+    # PostgreSQL LISTEN/NOTIFY between processes (off: polling alone, for comparison).
+    listen_notify: bool = True
     # The largest request body the API accepts.
     max_body_bytes: int = 10 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -63,6 +65,17 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false, got {raw!r}")
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -76,6 +89,7 @@ def load_settings(
         lease=_float(env, "ORCHESTRA_LEASE", Settings.lease),
         heartbeat_interval=_float(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
         abort_grace=_float(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),
+        listen_notify=_bool(env, "ORCHESTRA_LISTEN_NOTIFY", Settings.listen_notify),
     )
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "data_dir" in given:
