@@ -16,15 +16,17 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from orchestra.domain.models import Run
-from orchestra.domain.permissions import allowed
+from orchestra.domain.permissions import Role, allowed
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.master.session import WorkerSession
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import ExecutionService
+from orchestra.services.users import still_allowed
 from orchestra.web.auth import authenticate
 from orchestra.web.permissions import API, permission_for
 
@@ -99,6 +101,7 @@ class Master:
         try:
             hello = await self._hello(websocket)
             session = await self._open(websocket, caller.user.identifier, hello)
+            session.token = caller.token
             await self._serve(session)
         except ProtocolError as exc:
             log.warning("worker connection closed: %s", exc)
@@ -109,6 +112,9 @@ class Master:
             await _close(websocket, m.CLOSE_PROTOCOL_ERROR, "no message within three heartbeats")
         except WebSocketDisconnect:
             pass
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("worker connection closed: the database failed: %s", exc.orig or exc)
+            await _close(websocket, 1011, "the master's database is unavailable; retry later")
         finally:
             if session is not None and self.sessions.get(session.identifier) is session:
                 del self.sessions[session.identifier]
@@ -238,6 +244,7 @@ class Master:
         await self.control_once()
 
     async def control_once(self) -> None:
+        await self._check_credentials()
         flags = await self.execution.worker_flags(self.sessions)
         for worker, (is_enabled, should_disconnect) in flags.items():
             session = self.sessions.get(worker)
@@ -273,6 +280,18 @@ class Master:
             until = (wakeup - self.services.clock.now()).total_seconds()
             delay = max(0.05, min(SCHEDULE_INTERVAL, until))
         await asyncio.sleep(delay)
+
+    async def _check_credentials(self) -> None:
+        """Close the connections whose token was revoked or expired, or whose user was
+        disabled or lost the worker role, since they connected."""
+        tokens = {s.token for s in self.sessions.values() if s.token}
+        valid = await still_allowed(
+            self.services.db, tokens, Role.WORKER, self.services.clock.now()
+        )
+        for session in list(self.sessions.values()):
+            if session.token and session.token not in valid:
+                log.warning("worker %s: its credentials are no longer valid", session.identifier)
+                await session.close(m.CLOSE_UNAUTHORIZED, "credentials revoked or expired")
 
     # Maintenance: liveness, expiry, leases.
 

@@ -19,6 +19,7 @@ class WorkerSession:
     properties: dict[str, Any]
     executors: int
     websocket: WebSocket
+    token: str | None = None  # the credential it connected with, checked again while open
     is_enabled: bool = True
     draining: bool = False
     assigned: set[str] = field(default_factory=set)

@@ -397,9 +397,9 @@ class ExecutionService:
             row = await records.fetch_one(
                 conn, run_table, {"identifier": report.run}, for_update=True
             )
-            if row is None:
-                return ReportResult(0, "no such run")
-            if row["worker"] != worker or row["status"] != RunStatus.RUNNING.value:
+            if row is None or row["worker"] != worker:
+                raise ProtocolError(f"run {report.run} is not assigned to this worker")
+            if row["status"] != RunStatus.RUNNING.value:
                 await self._record_late(conn, row, worker, report)
                 return ReportResult(row["event_sequence"], "the master gave up on this run")
             sequence = int(row["event_sequence"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -284,6 +284,26 @@ class UserService:
                     .values(last_used_date=now)
                 )
         return Caller(user=found, token=row["identifier"])
+
+
+async def still_allowed(db: Database, tokens: Iterable[str], role: str, now: datetime) -> set[str]:
+    """Those of these token identifiers that are still valid (not revoked, not expired) and
+    whose user is enabled and still has `role`: open connections are held to this too."""
+    identifiers = list(tokens)
+    if not identifiers:
+        return set()
+    async with db.read() as conn:
+        query = (
+            sa.select(auth_table.c.identifier, auth_table.c.expiration_date, user_table.c.roles)
+            .join(user_table, user_table.c.identifier == auth_table.c.user)
+            .where(auth_table.c.identifier.in_(identifiers), user_table.c.is_enabled.is_(True))
+        )
+        rows = list(await conn.execute(query))
+    return {
+        r.identifier
+        for r in rows
+        if (r.expiration_date is None or r.expiration_date > now) and role in r.roles
+    }
 
 
 def _hashed_columns(hashed: credentials.HashedSecret) -> dict[str, Any]:
