@@ -164,6 +164,16 @@ class Master:
             message = m.decode_worker_message(frame)
             if isinstance(message, m.Report):
                 await self._report(session, message)
+            elif isinstance(message, m.Capacity):
+                session.accepting = message.accepting
+                log.warning(
+                    "worker %s %s new runs%s",
+                    session.identifier,
+                    "takes" if message.accepting else "takes no",
+                    f": {message.reason}" if message.reason else "",
+                )
+                if message.accepting:
+                    self.services.events.publish("dispatch")
             elif isinstance(message, m.Hello):
                 raise ProtocolError("hello was already received")
 

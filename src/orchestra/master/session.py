@@ -21,6 +21,7 @@ class WorkerSession:
     websocket: WebSocket
     token: str | None = None  # the credential it connected with, checked again while open
     is_enabled: bool = True
+    accepting: bool = True  # the worker says it can take runs (its disk has room)
     draining: bool = False
     assigned: set[str] = field(default_factory=set)
     aborts_sent: set[str] = field(default_factory=set)
@@ -28,7 +29,7 @@ class WorkerSession:
 
     @property
     def free(self) -> int:
-        if not self.is_enabled or self.draining:
+        if not self.is_enabled or self.draining or not self.accepting:
             return 0
         return max(0, self.executors - len(self.assigned))
 

@@ -94,7 +94,15 @@ class Heartbeat(Message):
     type: Literal["heartbeat"] = "heartbeat"
 
 
-WorkerMessage = Annotated[Hello | Report | Heartbeat, Field(discriminator="type")]
+class Capacity(Message):
+    """Whether the worker takes new runs (it stops when its disk is full, and says why)."""
+
+    type: Literal["capacity"] = "capacity"
+    accepting: bool
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+WorkerMessage = Annotated[Hello | Report | Heartbeat | Capacity, Field(discriminator="type")]
 
 
 # Master to worker.
@@ -163,7 +171,7 @@ _worker_messages: TypeAdapter[Any] = TypeAdapter(WorkerMessage)
 _master_messages: TypeAdapter[Any] = TypeAdapter(MasterMessage)
 
 
-def decode_worker_message(frame: str | bytes) -> Hello | Report | Heartbeat:
+def decode_worker_message(frame: str | bytes) -> Hello | Report | Heartbeat | Capacity:
     """Parse a worker's frame; ProtocolError (the connection closes with it) when invalid."""
     return _decode(_worker_messages, frame)  # type: ignore[no-any-return]
 

@@ -359,6 +359,19 @@ class ExecutionService:
         now = self.clock.now()
         async with self.db.transaction() as conn:
             caps = await _caps(conn, lock=True)
+            # The database, not the session, says whether a worker is enabled: a worker
+            # disabled a moment ago gets nothing, whatever the master last heard.
+            enabled = set(
+                (
+                    await conn.execute(
+                        sa.select(worker_table.c.identifier).where(
+                            worker_table.c.identifier.in_(set(assignments.values())),
+                            worker_table.c.is_enabled.is_(True),
+                            worker_table.c.should_disconnect.is_(False),
+                        )
+                    )
+                ).scalars()
+            )
             for run_id, worker in assignments.items():
                 key = await conn.execute(
                     sa.select(run_table.c.project, run_table.c.job).where(
@@ -366,7 +379,9 @@ class ExecutionService:
                     )
                 )
                 found = key.first()
-                if found is None or not caps.take(found.project, found.job):
+                if worker not in enabled or found is None:
+                    continue
+                if not caps.take(found.project, found.job):
                     continue
                 claimed = await run_storage.set_run_status(
                     conn,

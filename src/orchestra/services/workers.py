@@ -58,6 +58,7 @@ class WorkerService:
             await self._worker(conn, identifier)
             await records.update(conn, worker_table, {"identifier": identifier}, values)
             worker = await self._worker(conn, identifier)
+        self.events.publish("control")
         self.events.publish("dispatch")
         return worker
 

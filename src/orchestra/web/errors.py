@@ -47,7 +47,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+        log.warning(
+            "database unavailable during %s %s: %s",
+            getattr(request, "method", "WEBSOCKET"),
+            request.url.path,
+            exc,
+        )
         return JSONResponse(
             {"detail": "the database is unavailable; try again shortly"},
             503,
@@ -58,12 +63,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
         # A value the database cannot hold, such as a NUL in a PostgreSQL text: the client's
         # input, so a 422 and not a 500.
-        log.info("unstorable value during %s %s: %s", request.method, request.url.path, exc.orig)
+        log.info(
+            "unstorable value during %s %s: %s",
+            getattr(request, "method", "WEBSOCKET"),
+            request.url.path,
+            exc.orig,
+        )
         return JSONResponse({"detail": "invalid input: a value cannot be stored or compared"}, 422)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return JSONResponse({"detail": "the database connection was lost; try again"}, 503)
-        log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
+        log.error(
+            "database error during %s %s",
+            getattr(request, "method", "WEBSOCKET"),
+            request.url.path,
+            exc_info=exc,
+        )
         return JSONResponse({"detail": "internal error"}, 500)

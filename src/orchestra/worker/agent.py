@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from orchestra import __version__
 from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
-from orchestra.worker.execution import RunExecution
+from orchestra.worker.execution import RunExecution, disk_full
 from orchestra.worker.journal import Journal
 from orchestra.worker.spawner_client import Spawner
 
@@ -35,6 +35,7 @@ BACKOFF_CAP = 10.0
 SEND_WINDOW = 64  # events in flight per run before waiting for acknowledgements
 SEND_BATCH_BYTES = 1 << 20
 STOP_FLUSH_SECONDS = 3.0
+DISK_CHECK_SECONDS = 2.0
 FATAL_CLOSE_CODES = {m.CLOSE_UNAUTHORIZED: 3, m.CLOSE_FORBIDDEN: 3}
 
 
@@ -224,6 +225,7 @@ class Agent:
             asyncio.create_task(self._receive(connection)),
             asyncio.create_task(self._send(connection)),
             asyncio.create_task(self._beat(connection)),
+            asyncio.create_task(self._watch_disk(connection)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -273,6 +275,20 @@ class Agent:
                 return
             await self._wake.wait()
 
+    async def _watch_disk(self, connection: ClientConnection) -> None:
+        """Tell the master to send no runs while the disk is full, and again when it has room;
+        journals waiting to be written are written then."""
+        accepting = True
+        while True:
+            full = disk_full(self.options.data_dir)
+            if (full is None) != accepting:
+                accepting = full is None
+                await connection.send(m.encode(m.Capacity(accepting=accepting, reason=full)))
+            if accepting:
+                for held in list(self.held.values()):
+                    held.journal.save()
+            await asyncio.sleep(min(self._heartbeat, DISK_CHECK_SECONDS))
+
     async def _beat(self, connection: ClientConnection) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
@@ -286,7 +302,13 @@ class Agent:
         if self._stopping:
             return  # the master will see it missing at the next hello and hand it out again
         workspace = self._claim_workspace(assignment.workspace)
-        journal = Journal.create(self.runs_dir, assignment, workspace)
+        try:
+            journal = Journal.create(self.runs_dir, assignment, workspace)
+        except OSError as exc:
+            # Without a journal the run cannot be taken. Reconnecting makes the master see the
+            # run missing from this worker's hello and hand it to another: nothing ran.
+            shutil.rmtree(self.runs_dir / assignment.run, ignore_errors=True)
+            raise ConnectionError(f"cannot journal run {assignment.run}: {exc.strerror}") from exc
         held = self._hold(journal)
         held.confirmed = True
         log.info("run %s assigned (%s/%s)", assignment.run, assignment.project, assignment.job)

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestra.domain.commands import CommandContext, render_command
@@ -127,6 +129,8 @@ class RunExecution:
                 elif step_status == "aborted":
                     reason = self._reason()
                 break
+        if status in ("failed", "exception") and (full := disk_full(self.journal.directory)):
+            reason = full  # the likely cause, and the one the user can act on
         self._emit("run_ended", status=status, reason=reason, date=_now())
 
     def _reason(self) -> str | None:
@@ -250,10 +254,15 @@ class RunExecution:
         return "exception"
 
     def _append_text(self, index: int, text: str) -> None:
+        """Add a note of the worker's own to a step's log (when the disk allows)."""
         path = self.journal.step_log(index)
-        position = path.stat().st_size if path.exists() else 0
-        with open(path, "ab") as handle:
-            handle.write(text.encode())
+        try:
+            position = path.stat().st_size if path.exists() else 0
+            with open(path, "ab") as handle:
+                handle.write(text.encode())
+        except OSError as exc:
+            log.warning("run %s: cannot write to the log: %s", self.journal.run, exc.strerror)
+            return
         with open(path, "rb") as handle:
             handle.seek(position)
             self._read_output(handle, index, position)
@@ -285,6 +294,20 @@ class RunExecution:
             "ORCHESTRA_WORKER": self.worker_identifier,
             "ORCHESTRA_WORKSPACE": str(self.journal.workspace),
         }
+
+
+MIN_FREE_BYTES = 32 * 1024 * 1024
+
+
+def disk_full(directory: Path) -> str | None:
+    """A reason when the disk holding `directory` is (nearly) full, else None."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return None
+    if free >= MIN_FREE_BYTES:
+        return None
+    return f"the worker's disk is full ({free // (1024 * 1024)} MiB free under {directory})"
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from orchestra.protocol import messages as m
+
+log = logging.getLogger(__name__)
 
 
 class Journal:
@@ -24,8 +27,9 @@ class Journal:
         self.assignment = assignment
         self.workspace = workspace
         self.events: list[dict[str, Any]] = []
+        self._unsaved: list[str] = []
         self.acknowledged = 0
-        self._events_file = open(directory / "events.jsonl", "a", encoding="utf-8")
+        self._events_fd = _open_append(directory / "events.jsonl")
 
     @property
     def run(self) -> str:
@@ -60,9 +64,7 @@ class Journal:
                     break
                 good += len(line)
         if good != path.stat().st_size:
-            journal._events_file.close()
             os.truncate(path, good)
-            journal._events_file = open(path, "a", encoding="utf-8")
         return journal
 
     # Events.
@@ -72,11 +74,31 @@ class Journal:
         return len(self.events) + 1
 
     def append(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Journal an event. When the disk is full the event is kept in memory (it is still
+        sent) and written as soon as space comes back."""
         event = {"kind": kind, "sequence": self.next_sequence, **fields}
-        self._events_file.write(json.dumps(event) + "\n")
-        self._events_file.flush()
         self.events.append(event)
+        self._unsaved.append(json.dumps(event) + "\n")
+        self.save()
         return event
+
+    def save(self) -> bool:
+        """Write the events not yet on disk; False if the disk refused them."""
+        while self._unsaved:
+            data = self._unsaved[0].encode()
+            # One unbuffered write per event; a torn one (disk full half way) is cut off
+            # again, so the journal only ever holds whole lines.
+            size = os.fstat(self._events_fd).st_size
+            try:
+                written = os.write(self._events_fd, data)
+            except OSError as exc:
+                log.warning("run %s: cannot write its journal: %s", self.run, exc.strerror)
+                return False
+            if written != len(data):
+                os.ftruncate(self._events_fd, size)
+                return False
+            self._unsaved.pop(0)
+        return True
 
     def unsent(self, after: int, limit: int, max_bytes: int) -> list[m.Event]:
         """Protocol events after sequence `after`, at most `limit` of them and about
@@ -171,11 +193,17 @@ class Journal:
             return None
 
     def close(self) -> None:
-        self._events_file.close()
+        if self._events_fd >= 0:
+            os.close(self._events_fd)
+            self._events_fd = -1
 
     def remove(self) -> None:
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 def _write_atomic(path: Path, text: str) -> None:

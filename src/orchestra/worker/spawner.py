@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 _out_lock = threading.Lock()
@@ -42,8 +43,14 @@ def _write_exit(path: str, code: int) -> None:
 
 def _watch(process: subprocess.Popen[bytes], exit_path: str) -> None:
     code = process.wait()
-    _write_exit(exit_path, code)
     _say({"pid": process.pid, "exit": code})
+    # The file is for an agent that restarts: keep trying while the disk is full.
+    while True:
+        try:
+            _write_exit(exit_path, code)
+            return
+        except OSError:
+            time.sleep(1.0)
 
 
 def _spawn(request: dict[str, Any], watchers: list[threading.Thread]) -> None:

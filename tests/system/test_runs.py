@@ -1,0 +1,158 @@
+"""Runs from trigger to result with real processes: output, failures, commands that cannot
+start, parameters that stay one argument, the steps' environment, and the CLI's --follow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.system.harness import PYTHON, Cluster, numbered_lines, py
+
+PRINT_LINES = """
+    import sys
+    first, last = int(sys.argv[1]), int(sys.argv[2])
+    for n in range(first, last + 1):
+        print(f"line {n}")
+"""
+
+
+def test_run_succeeds_with_every_line_in_order(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    cluster.api.put_job(
+        "j",
+        [
+            {"name": "first", "command": py(PRINT_LINES, "1", "250")},
+            {"name": "second", "command": py(PRINT_LINES, "251", "500")},
+        ],
+    )
+
+    run = cluster.api.trigger("j")
+    assert run["status"] == "pending"
+    done = cluster.api.wait_for_status(run, "succeeded")
+
+    assert [s["status"] for s in done["steps"]] == ["succeeded", "succeeded"]
+    assert [s["exit_code"] for s in done["steps"]] == [0, 0]
+    assert done["worker"] == "w1"
+    assert cluster.api.log(run) == numbered_lines(1, 500).encode()
+    assert cluster.api.log(run, step=0) == numbered_lines(1, 250).encode()
+    assert cluster.api.log(run, step=1) == numbered_lines(251, 500).encode()
+    head = len(numbered_lines(1, 100))
+    assert cluster.api.log(run, offset=head) == numbered_lines(101, 500).encode()
+    assert cluster.api.log(run, step=1, offset=len("line 251\n")) == (
+        numbered_lines(252, 500).encode()
+    )
+
+
+def test_run_failing_step_fails_run_and_skips_later_steps(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    never = tmp_path / "third-step-ran"
+    cluster.api.put_job(
+        "j",
+        [
+            py("print('first step')"),
+            py("import sys; print('second step fails'); sys.exit(3)"),
+            py(
+                "import pathlib, sys; pathlib.Path(sys.argv[1]).touch(); print('third')", str(never)
+            ),
+        ],
+    )
+
+    run = cluster.api.trigger("j")
+    done = cluster.api.wait_for_status(run, "failed")
+
+    assert [s["status"] for s in done["steps"]] == ["succeeded", "failed", "skipped"]
+    assert done["steps"][1]["exit_code"] == 3
+    assert done["steps"][2]["start_date"] is None
+    assert cluster.api.log(run) == b"first step\nsecond step fails\n"
+    assert not never.exists()
+
+
+def test_run_command_that_cannot_start_ends_exception(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    missing = "/nonexistent-orchestra-dir/no-such-program"
+    cluster.api.put_job("j", [[missing, "--flag"], py("print('after')")])
+
+    run = cluster.api.trigger("j")
+    done = cluster.api.wait_for_status(run, "exception")
+
+    assert [s["status"] for s in done["steps"]] == ["exception", "skipped"]
+    step_log = cluster.api.log(run, step=0).decode()
+    assert "no-such-program" in step_log
+    assert "after" not in cluster.api.log(run).decode()
+
+
+def test_run_parameter_value_stays_one_argument_without_shell(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    markers = [tmp_path / f"marker-{n}" for n in range(5)]
+    value = (
+        f"two words; touch {markers[0]} $(touch {markers[1]}) `touch {markers[2]}` "
+        f"&& touch {markers[3]} | tee {markers[4]} 'single' \"double\" {{workspace}} * ~"
+    )
+    cluster.api.put_job(
+        "j",
+        [py("import json, sys; print(json.dumps(sys.argv[1:]))", "{parameters[value]}")],
+        parameters=[{"key": "value"}],
+    )
+
+    run = cluster.api.trigger("j", parameters={"value": value})
+    done = cluster.api.wait_for_status(run, "succeeded")
+
+    assert done["parameters"] == {"value": value}
+    assert json.loads(cluster.api.log(run)) == [value]
+    assert [m for m in markers if m.exists()] == []
+
+
+def test_run_steps_get_orchestra_environment(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    show = """
+        import json, os, urllib.request
+        names = ["ORCHESTRA_RUN", "ORCHESTRA_PROJECT", "ORCHESTRA_JOB", "ORCHESTRA_URL"]
+        seen = {name: os.environ.get(name) for name in names}
+        with urllib.request.urlopen(seen["ORCHESTRA_URL"] + "/api/v1/health") as answer:
+            seen["health"] = answer.status
+        print(json.dumps(seen))
+    """
+    cluster.api.put_job("j", [py(show), py(show)])
+
+    run = cluster.api.trigger("j")
+    cluster.api.wait_for_status(run, "succeeded")
+
+    expected = {
+        "ORCHESTRA_RUN": run["identifier"],
+        "ORCHESTRA_PROJECT": "p",
+        "ORCHESTRA_JOB": "j",
+        "ORCHESTRA_URL": cluster.url,
+        "health": 200,
+    }
+    for step in (0, 1):
+        assert json.loads(cluster.api.log(run, step=step)) == expected
+
+
+def test_cli_trigger_follow_exit_status_follows_run_result(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    cluster.api.put_job("good", [py(PRINT_LINES, "1", "30"), py("print('good end')")])
+    cluster.api.put_job("bad", [py("import sys; print('bad output'); sys.exit(2)")])
+
+    def follow(job: str) -> subprocess.CompletedProcess[str]:
+        argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", job, "--follow"]
+        return subprocess.run(
+            argv, env=cluster.client_env(), capture_output=True, text=True, timeout=120
+        )
+
+    good = follow("good")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout == numbered_lines(1, 30) + "good end\n"
+
+    bad = follow("bad")
+    assert bad.returncode != 0
+    assert "bad output" in bad.stdout
+    assert [r["status"] for r in cluster.api.runs(job="bad")] == ["failed"]

@@ -1,0 +1,56 @@
+"""The server stopped in the middle of runs and started again on the same database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.system.harness import Cluster, free_port, numbered_lines, py, wait_until
+
+# Appends the run's identifier to a file, prints ten lines, waits for a file, prints ten more.
+TWO_HALVES = """
+    import os, pathlib, sys, time
+    ids, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    with open(ids, "a") as handle:
+        handle.write(os.environ["ORCHESTRA_RUN"] + "\\n")
+    for n in range(1, 11):
+        print(f"line {n}", flush=True)
+    deadline = time.monotonic() + 90
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit("the go file never came")
+        time.sleep(0.05)
+    for n in range(11, 21):
+        print(f"line {n}", flush=True)
+        time.sleep(0.02)
+"""
+
+
+def test_server_restarted_mid_runs_completes_them_once(cluster: Cluster, tmp_path: Path) -> None:
+    port = free_port()  # the worker is given this URL, so the server comes back on it
+    cluster.start(port=port)
+    cluster.start_worker("w1", executors=2)
+    ids, go = tmp_path / "ids", tmp_path / "go"
+    cluster.api.put_job("j", [py(TWO_HALVES, str(ids), str(go))])
+    runs = [cluster.api.trigger("j") for _ in range(3)]
+
+    def two_started() -> bool:
+        statuses = [cluster.api.get_run(r)["status"] for r in runs]
+        logs = [cluster.api.log(r) for r in runs[:2]]
+        return statuses == ["running", "running", "pending"] and all(
+            log == numbered_lines(1, 10).encode() for log in logs
+        )
+
+    wait_until(two_started, 30, "two runs half done and one pending")
+    first_server = cluster.server
+    assert first_server is not None
+    first_server.stop()
+    assert not first_server.running()
+    go.touch()  # the two running runs finish while no master is there
+    cluster.start_server(port=port)
+
+    done = [cluster.api.wait_for_status(r, "succeeded", timeout=90) for r in runs]
+
+    assert [r["worker"] for r in done] == ["w1"] * 3
+    for run in runs:
+        assert cluster.api.log(run) == numbered_lines(1, 20).encode()
+    assert sorted(ids.read_text().splitlines()) == sorted(r["identifier"] for r in runs)
