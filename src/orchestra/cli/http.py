@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from orchestra.errors import OrchestraError
+from orchestra.errors import InvalidInput, OrchestraError
 
 API = "/api/v1"
 
@@ -54,6 +54,17 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+
+
+def key_values(items: list[str] | None, option: str) -> dict[str, str]:
+    """`--option KEY=VALUE` given several times, as a mapping."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{option} takes KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
 
 
 def _check(response: httpx.Response) -> None:

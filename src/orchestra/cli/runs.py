@@ -8,20 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestra.cli.http import Client
-from orchestra.errors import InvalidInput
+from orchestra.cli.http import Client, key_values
 
 app = typer.Typer(help="Trigger and follow runs.", no_args_is_help=True)
-
-
-def _parameters(values: list[str] | None) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--parameter takes KEY=VALUE, got {item!r}")
-        result[key] = value
-    return result
 
 
 def _show(run: dict[str, Any]) -> None:
@@ -54,7 +43,7 @@ def trigger(
         run = client.request(
             "POST",
             f"/projects/{project}/jobs/{job}/trigger",
-            json={"parameters": _parameters(parameter)},
+            json={"parameters": key_values(parameter, "--parameter")},
         )
         if not follow:
             typer.echo(run["identifier"])

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from orchestra.cli.http import key_values
 from orchestra.errors import InvalidInput
 from orchestra.log_setup import configure_logging
 
@@ -33,12 +34,7 @@ def worker(
     from orchestra.worker.app import WorkerOptions, run_worker
 
     configure_logging()
-    properties: dict[str, str] = {}
-    for item in property or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--property takes KEY=VALUE, got {item!r}")
-        properties[key] = value
+    properties = key_values(property, "--property")
     url = url or os.environ.get("ORCHESTRA_URL")
     user = user or os.environ.get("ORCHESTRA_USER")
     token = token or os.environ.get("ORCHESTRA_TOKEN")

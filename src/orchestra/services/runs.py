@@ -138,23 +138,15 @@ class RunService:
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
         now = self.clock.now()
-        identifier = str(uuid.uuid4())
-        await run_storage.insert_run(
+        return await self._insert_pending(
             conn,
             {
-                "identifier": identifier,
                 "project": project,
                 "job": job,
                 "parameters": values,
                 "source": dict(source),
-                "worker": None,
-                "status": RunStatus.PENDING.value,
                 "workspace": definition.workspace,
-                "should_cancel": False,
-                "should_abort": False,
                 "lease": definition.lease,
-                "event_sequence": 0,
-                "log_size": 0,
                 "timeout": definition.timeout,
                 "retry": definition.retry,
                 "priority": definition.priority
@@ -167,33 +159,22 @@ class RunService:
             },
             [s.to_dict() for s in definition.steps],
         )
-        run = await run_storage.get_run(conn, identifier)
-        assert run is not None
-        return run
 
     async def retry_in(self, conn: AsyncConnection, original: Run, retry: Retry) -> Run:
         """A new run repeating `original` (its own steps, parameters and controls), linked to
         it, waiting out the backoff delay before it may start."""
         now = self.clock.now()
         attempt = original.attempt + 1
-        identifier = str(uuid.uuid4())
         expiry = (original.expiry_date - original.creation_date) if original.expiry_date else None
-        await run_storage.insert_run(
+        return await self._insert_pending(
             conn,
             {
-                "identifier": identifier,
                 "project": original.project,
                 "job": original.job,
                 "parameters": original.parameters,
                 "source": original.source,
-                "worker": None,
-                "status": RunStatus.PENDING.value,
                 "workspace": original.workspace,
-                "should_cancel": False,
-                "should_abort": False,
                 "lease": original.lease,
-                "event_sequence": 0,
-                "log_size": 0,
                 "timeout": original.timeout,
                 "retry": original.retry,
                 "priority": original.priority,
@@ -204,6 +185,25 @@ class RunService:
                 "secret_parameters": original.secret_parameters,
             },
             [{"name": s.name, "command": s.command, "timeout": s.timeout} for s in original.steps],
+        )
+
+    async def _insert_pending(
+        self, conn: AsyncConnection, values: Mapping[str, Any], steps: list[dict[str, Any]]
+    ) -> Run:
+        identifier = str(uuid.uuid4())
+        await run_storage.insert_run(
+            conn,
+            {
+                **values,
+                "identifier": identifier,
+                "worker": None,
+                "status": RunStatus.PENDING.value,
+                "should_cancel": False,
+                "should_abort": False,
+                "event_sequence": 0,
+                "log_size": 0,
+            },
+            steps,
         )
         run = await run_storage.get_run(conn, identifier)
         assert run is not None
