@@ -211,5 +211,6 @@ def _write_atomic(path: Path, text: str) -> None:
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+    # Renamed into place whole; not fsynced: what this guards against is the agent's death, and
+    # the page cache survives that. A machine crash loses the worker's runs to the lease anyway.
     os.replace(temporary, path)

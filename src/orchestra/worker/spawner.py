@@ -37,7 +37,8 @@ def _write_exit(path: str, code: int) -> None:
     with open(temporary, "w") as handle:
         handle.write(str(code))
         handle.flush()
-        os.fsync(handle.fileno())
+    # Renamed into place whole; not fsynced: what this guards against is the agent's death, and
+    # the page cache survives that. A machine crash loses the worker's runs to the lease anyway.
     os.replace(temporary, path)
 
 
