@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 LOOP_INTERVAL = 1.0
 SCHEDULE_INTERVAL = 0.5
+CONTROL_POLL = 2.0
 
 
 def master_identity() -> str:
@@ -50,6 +51,7 @@ class Master:
         )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_vouch = float("-inf")
 
     # Life cycle.
 
@@ -154,7 +156,11 @@ class Master:
         self.sessions[hello.identifier] = session
         log.info("worker %s connected (%d runs resumed)", hello.identifier, len(session.assigned))
         self.services.events.publish("dispatch")
-        self.services.events.publish("control")
+        # Aborts requested while the worker was away: sent now, to this worker only (a
+        # global control pass per connection would cost O(workers) each, O(n²) in a storm).
+        for _worker, run in await self.execution.runs_to_abort([hello.identifier]):
+            if await session.send(m.Abort(run=run)):
+                session.aborts_sent.add(run)
         return session
 
     async def _serve(self, session: WorkerSession) -> None:
@@ -250,7 +256,9 @@ class Master:
     # Control: aborts, enable and disable, disconnects.
 
     async def _control_loop(self) -> None:
-        await self.services.events.wait("control", LOOP_INTERVAL)
+        # Requests (abort, disable, disconnect, a revoked token) signal "control" at once,
+        # through LISTEN/NOTIFY from other processes; the poll is only the safety net.
+        await self.services.events.wait("control", CONTROL_POLL)
         await self.control_once()
 
     async def control_once(self) -> None:
@@ -306,7 +314,12 @@ class Master:
     # Maintenance: liveness, expiry, leases.
 
     async def _maintenance_loop(self) -> None:
-        await self.execution.vouch(self.sessions)
+        # Vouching writes one row per connected worker: once a heartbeat interval is enough
+        # (a worker counts as away after three), whatever the pace of the other checks.
+        now = asyncio.get_running_loop().time()
+        if now - self._last_vouch >= self.settings.heartbeat_interval:
+            self._last_vouch = now
+            await self.execution.vouch(self.sessions)
         await self.execution.expire_pending(self.settings.pending_expiry)
         await self.execution.expire_leases(
             self.settings.lease, self.settings.heartbeat_interval, self.sessions

@@ -40,7 +40,7 @@ class Services:
             db=db,
             clock=clock,
             events=events,
-            users=UserService(db, clock),
+            users=UserService(db, clock, events=events),
             projects=ProjectService(db, clock, events),
             runs=runs,
             workers=WorkerService(db, events),

@@ -19,6 +19,7 @@ from orchestra.domain.models import Token, User
 from orchestra.domain.permissions import check_roles
 from orchestra.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from orchestra.services import credentials
+from orchestra.services.events import Events
 from orchestra.services.throttle import LoginThrottle
 from orchestra.storage import records
 from orchestra.storage.engine import Database
@@ -43,10 +44,17 @@ class Caller:
 
 
 class UserService:
-    def __init__(self, db: Database, clock: Clock, throttle: LoginThrottle | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        throttle: LoginThrottle | None = None,
+        events: Events | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
+        self.events = events
 
     # Users.
 
@@ -115,12 +123,20 @@ class UserService:
             await records.update(conn, user_table, {"identifier": identifier}, values)
             if hashed is not None:
                 await self._store_password(conn, identifier, hashed)
-            return await self._user(conn, identifier)
+            user = await self._user(conn, identifier)
+        self._credentials_changed()
+        return user
 
     async def delete_user(self, identifier: str) -> None:
         async with self.db.transaction() as conn:
             if not await records.delete(conn, user_table, {"identifier": identifier}):
                 raise NotFound(f"no user {identifier!r}")
+        self._credentials_changed()
+
+    def _credentials_changed(self) -> None:
+        """Masters re-check the credentials of open worker connections at once."""
+        if self.events is not None:
+            self.events.publish("control")
 
     async def _user(self, conn: AsyncConnection, identifier: str) -> User:
         row = await records.fetch_one(conn, user_table, {"identifier": identifier})
@@ -253,6 +269,7 @@ class UserService:
             )
             if result.rowcount != 1:
                 raise NotFound(f"no token {token_id!r} for user {identifier!r}")
+        self._credentials_changed()
 
     async def authenticate(self, secret: str, user: str | None = None) -> Caller | None:
         """The caller a token belongs to, or None when the token is unknown, expired, belongs
