@@ -1,0 +1,34 @@
+"""`make bench` at a tiny size, so that the benchmarks cannot rot. No figure is asserted:
+benchmarks are not tests; this only checks that every workload still runs and reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    output = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    document = json.loads(output.read_text())
+    assert document["smoke"] is True
+    assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["python"]
+    for name in WORKLOADS:
+        workload = document["workloads"][name]
+        assert workload["error"] is None, f"{name}: {workload['error']}"
+        values = [f["value"] for f in workload["figures"]]
+        assert values, f"{name} reported no figure"
+        assert all(isinstance(v, int | float) for v in values), f"{name}: {values}"
