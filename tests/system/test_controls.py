@@ -151,3 +151,39 @@ def test_secret_parameter_is_masked_in_the_log_even_split_across_writes(
     log = cluster.api.log(run).decode()
     assert "s3cr3t" not in log and "t0ken" not in log
     assert log == "whole: " + "*" * 18 + "\nsplit: " + "*" * 18 + "\ndone\n"
+
+
+def test_higher_priority_runs_start_first(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start()
+    cluster.start_worker("w")
+    gate = tmp_path / "gate"
+    order = tmp_path / "order"
+    blocker = """
+        import pathlib, sys, time
+        while not pathlib.Path(sys.argv[1]).exists():
+            time.sleep(0.05)
+    """
+    note = "import os, sys\nopen(sys.argv[1], 'a').write(os.environ['ORCHESTRA_RUN'] + '\\n')"
+    cluster.api.put_job("block", [py(blocker, str(gate))])
+    cluster.api.put_job("note", [py(note, str(order))])
+    first = cluster.api.trigger("block")
+    cluster.api.wait_for_status(first, "running")  # the only executor is busy
+    low = cluster.api.trigger("note")
+    high = cluster.api.request(
+        "POST", "/projects/p/jobs/note/trigger", 201, json={"priority": 10}
+    ).json()
+    assert high["priority"] == 10
+    gate.write_text("go")
+    for run in (low, high):
+        cluster.api.wait_for_status(run, "succeeded")
+    assert order.read_text().split() == [high["identifier"], low["identifier"]]
+
+
+def test_job_expiry_and_fail_fast_warning(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start_worker("w")
+    cluster.api.put_job("nowhere", [py("print('never')")], properties={"os": "plan9"}, expiry=2)
+    run = cluster.api.trigger("nowhere")
+    assert run["warning"] == "no registered worker has the properties os=plan9"
+    ended = cluster.api.wait_for_status(run, "cancelled", timeout=30)
+    assert ended["reason"].startswith("expired")
