@@ -2,9 +2,11 @@
 
 A topic is a name ("dispatch", "control", "run:ID"); publishing wakes everyone waiting on it.
 Signals carry no data: the database is the source of truth, a signal only says "look again".
-With several processes on PostgreSQL, a bridge (services/notify.py) carries every topic to the
-other processes through LISTEN/NOTIFY; every waiter also polls with a timeout, so a lost signal
-costs latency, never correctness.
+A signal published while nobody waits is kept until the next wait on its topic, so a loop that
+looks at the database and then waits cannot miss a change made in between. With several
+processes on PostgreSQL, a bridge (services/notify.py) carries every topic to the other
+processes through LISTEN/NOTIFY; every waiter also polls with a timeout, so a lost signal costs
+latency, never correctness.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+
+# Signals kept for topics nobody waits on (run:ID of runs nobody follows) are bounded.
+MAX_KEPT = 10_000
 
 
 class Events:
@@ -24,18 +29,32 @@ class Events:
         self._forward = sender
 
     def publish(self, topic: str, *, remote: bool = True) -> None:
-        event = self._events.pop(topic, None)
-        if event is not None:
-            event.set()
+        event = self._events.get(topic)
+        if event is None:
+            event = self._events[topic] = asyncio.Event()
+            if len(self._events) > MAX_KEPT:
+                self._forget_unwatched()
+        event.set()
         if remote and self._forward is not None:
             self._forward(topic)
 
     async def wait(self, topic: str, timeout: float) -> bool:
-        """Wait until `topic` is published or `timeout` passes; True if it was published."""
+        """Wait until `topic` is published (or was, since the last wait) or `timeout` passes;
+        True if it was published."""
         event = self._events.get(topic)
         if event is None:
             event = self._events[topic] = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        return False
+        if not event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        if not event.is_set():
+            return False
+        if self._events.get(topic) is event:
+            del self._events[topic]  # consumed: the next wait waits for the next signal
+        return True
+
+    def _forget_unwatched(self) -> None:
+        """Drop the oldest half of the signals already given (nobody waits on a set event)."""
+        kept = [t for t, e in self._events.items() if e.is_set()]
+        for topic in kept[: len(kept) // 2]:
+            del self._events[topic]
