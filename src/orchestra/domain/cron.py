@@ -125,7 +125,7 @@ def _parse_item(item: str, spec: _FieldSpec, seed: str) -> range | list[int]:
     base, slash, step_text = item.partition("/")
     step = 1
     if slash:
-        if not step_text.isdigit() or int(step_text) == 0:
+        if not _is_number(step_text) or int(step_text) == 0:
             raise InvalidInput(f"{spec.name}: step must be a positive number in {item!r}")
         step = int(step_text)
     high = 6 if spec.high == 7 else spec.high  # `*` and H in day of week cover 0-6
@@ -156,11 +156,16 @@ def _range(text: str, spec: _FieldSpec, item: str) -> tuple[int, int]:
     return low, top
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts superscripts and other scripts' digits."""
+    return text.isascii() and text.isdigit()
+
+
 def _value(text: str, spec: _FieldSpec, item: str) -> int:
     upper = text.upper()
     if upper in spec.names:
         return spec.names[upper]
-    if not text.isdigit():
+    if not _is_number(text):
         raise InvalidInput(f"{spec.name}: {text!r} is not a number or name in {item!r}")
     value = int(text)
     if not spec.low <= value <= spec.high:
