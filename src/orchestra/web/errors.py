@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from orchestra.errors import OrchestraError, TooManyRequests, Unauthenticated
@@ -55,6 +56,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(
             {"detail": "the database is unavailable; try again shortly"},
+            503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool's timeout: overload, not a bug.
+        log.warning(
+            "no database connection free during %s %s: %s",
+            getattr(request, "method", "WEBSOCKET"),
+            request.url.path,
+            exc,
+        )
+        return JSONResponse(
+            {"detail": "the server is too busy to reach its database; try again shortly"},
             503,
             headers={"Retry-After": "5"},
         )
