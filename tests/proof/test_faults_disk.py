@@ -132,11 +132,6 @@ def test_disk_full_fails_the_run_with_the_reason_and_worker_pauses_until_space_i
     wait_until(lambda: cluster.api.worker("w1")["is_active"], 10, "the worker active")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="product bug (a race): the agent checks its disk only every heartbeat (at most 2 s), "
-    "so in the moments after a run fills the disk it still takes the next pending run",
-)
 def test_run_triggered_just_after_the_disk_filled_is_not_given_to_the_full_worker(
     cluster: ProofCluster, ledger: Ledger, small_disk: Path
 ) -> None:

@@ -126,12 +126,6 @@ def test_cut_longer_than_lease_run_ends_exception_and_worker_takes_runs_again(
     ledger.verify(cluster.api, deadline=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a worker back after the lease is told to discard the run in `welcome` "
-    "and drops its journal without reporting, so the run's outcome on the worker is never "
-    "recorded in `late_report` (docs/protocol.md says it is)",
-)
 def test_cut_longer_than_lease_workers_outcome_is_recorded_as_late_report(
     cluster: ProofCluster, ledger: Ledger, namespace: netns.Namespace, figure
 ) -> None:

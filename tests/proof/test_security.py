@@ -10,6 +10,7 @@ test_authorization.py.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import hmac
 import json
@@ -95,12 +96,6 @@ def test_worker_whose_token_is_revoked_or_user_disabled_is_closed_4001_and_exits
     assert asyncio.run(handshake()) == "refused 403"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the master refuses a revoked token at the handshake (HTTP 403, "
-    "before any close code), and the agent treats that as a transient error: it retries "
-    "forever instead of exiting with status 3 as for close code 4001",
-)
 def test_worker_started_with_a_revoked_token_exits_3(cluster: ProofCluster) -> None:
     cluster.start()
     token = cluster.create_user("agent-r", ["worker"])
@@ -111,6 +106,48 @@ def test_worker_started_with_a_revoked_token_exits_3(cluster: ProofCluster) -> N
     worker = cluster.start_agent("wr", user="agent-r", token=token, wait=False)
     wait_until(lambda: not worker.running(), 10, "the worker with a revoked token to exit")
     assert worker.popen.returncode == 3
+
+
+def test_workers_connecting_while_credentials_change_are_never_closed_as_revoked(
+    cluster: ProofCluster, figure
+) -> None:
+    """100 lightweight workers, each with a token of its own, connect at once, three times,
+    while an administrator revokes unrelated tokens (each revocation makes every master
+    re-check its connections): every one is welcomed and kept."""
+    cluster.start(settings={"ORCHESTRA_HEARTBEAT": "5"})
+    tokens = [cluster.create_token("agent")[1] for _ in range(100)]
+    unrelated = [cluster.create_token("admin")[0] for _ in range(9)]
+    revoker = cluster.client()
+
+    async def one(number: int) -> str:
+        connection = await rawworker.open_connection(cluster.url, tokens[number])
+        try:
+            await rawworker.welcomed(connection, f"own-token-{number}")
+            code, reason = await rawworker.closed_with(connection, timeout=2.0)
+            return f"closed {code} {reason}"
+        except TimeoutError:
+            return "kept"
+        finally:
+            await connection.close()
+
+    async def revoke(identifiers: list[str]) -> None:
+        for identifier in identifiers:
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(
+                revoker.request, "DELETE", f"/users/admin/tokens/{identifier}", 204
+            )
+
+    async def waves() -> list[str]:
+        outcomes: list[str] = []
+        for wave in range(3):
+            revoking = asyncio.create_task(revoke(unrelated[wave * 3 : wave * 3 + 3]))
+            outcomes += await asyncio.gather(*(one(n) for n in range(len(tokens))))
+            await revoking
+        return outcomes
+
+    outcomes = collections.Counter(asyncio.run(waves()))
+    figure("connections closed 4001 with a valid token", outcomes.total() - outcomes["kept"])
+    assert outcomes == {"kept": 3 * len(tokens)}, dict(outcomes)
 
 
 def test_login_brute_force_is_limited_and_known_and_unknown_users_answer_alike(

@@ -302,12 +302,15 @@ class Master:
     async def _check_credentials(self) -> None:
         """Close the connections whose token was revoked or expired, or whose user was
         disabled or lost the worker role, since they connected."""
-        tokens = {s.token for s in self.sessions.values() if s.token}
+        # Only the sessions present before the query are judged by its answer: a worker that
+        # registered while it ran was checked at its handshake, and its token is not in `tokens`.
+        checked = [s for s in self.sessions.values() if s.token]
+        tokens = {s.token for s in checked if s.token}
         valid = await still_allowed(
             self.services.db, tokens, Role.WORKER, self.services.clock.now()
         )
-        for session in list(self.sessions.values()):
-            if session.token and session.token not in valid:
+        for session in checked:
+            if session.token not in valid:
                 log.warning("worker %s: its credentials are no longer valid", session.identifier)
                 await session.close(m.CLOSE_UNAUTHORIZED, "credentials revoked or expired")
 

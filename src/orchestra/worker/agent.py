@@ -37,6 +37,7 @@ SEND_BATCH_BYTES = 1 << 20
 STOP_FLUSH_SECONDS = 3.0
 DISK_CHECK_SECONDS = 2.0
 FATAL_CLOSE_CODES = {m.CLOSE_UNAUTHORIZED: 3, m.CLOSE_FORBIDDEN: 3}
+REFUSED_HANDSHAKE_STATUSES = {401, 403}
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Agent:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
     _draining: bool = False
+    _accepting: bool = True  # what this worker last told the master about its disk
     _heartbeat: float = 5.0
 
     @property
@@ -178,7 +180,14 @@ class Agent:
                     log.info("disconnect requested by the master; exiting")
                     return
             except InvalidStatus as exc:
-                log.warning("master %s answered %s", url, exc.response.status_code)
+                status = exc.response.status_code
+                if status in REFUSED_HANDSHAKE_STATUSES:
+                    # The master checks the token before accepting the connection: a revoked,
+                    # expired or unknown token, or a user without the worker role.
+                    log.error("the master refused this worker's credentials (HTTP %s)", status)
+                    self.exit_code = 3
+                    return
+                log.warning("master %s answered %s", url, status)
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 log.warning("cannot connect to %s: %s", url, exc)
             except ProtocolError as exc:
@@ -219,8 +228,10 @@ class Agent:
                 held.confirmed = True
                 self._forget_if_done(held)
             else:
+                await self._report_outcome(connection, held)
                 self._discard(run, decision.reason or "discarded by the master")
         log.info("worker %s connected", self.options.identifier)
+        self._accepting = True  # what the master assumes of a new connection
         tasks = [
             asyncio.create_task(self._receive(connection)),
             asyncio.create_task(self._send(connection)),
@@ -266,6 +277,10 @@ class Agent:
                 if in_flight >= SEND_WINDOW:
                     continue
                 events = held.journal.unsent(held.sent, SEND_WINDOW - in_flight, SEND_BATCH_BYTES)
+                if any(isinstance(event, m.StepEnded | m.RunEnded) for event in events):
+                    # A step may have filled the disk: say so before the master, seeing this
+                    # executor free, hands it the next run.
+                    await self._report_capacity(connection)
                 if events:
                     await connection.send(m.encode(m.Report(run=held.journal.run, events=events)))
                     held.sent = events[-1].sequence
@@ -278,16 +293,18 @@ class Agent:
     async def _watch_disk(self, connection: ClientConnection) -> None:
         """Tell the master to send no runs while the disk is full, and again when it has room;
         journals waiting to be written are written then."""
-        accepting = True
         while True:
-            full = disk_full(self.options.data_dir)
-            if (full is None) != accepting:
-                accepting = full is None
-                await connection.send(m.encode(m.Capacity(accepting=accepting, reason=full)))
-            if accepting:
+            await self._report_capacity(connection)
+            if self._accepting:
                 for held in list(self.held.values()):
                     held.journal.save()
             await asyncio.sleep(min(self._heartbeat, DISK_CHECK_SECONDS))
+
+    async def _report_capacity(self, connection: ClientConnection) -> None:
+        full = disk_full(self.options.data_dir)
+        if (full is None) != self._accepting:
+            self._accepting = full is None
+            await connection.send(m.encode(m.Capacity(accepting=self._accepting, reason=full)))
 
     async def _beat(self, connection: ClientConnection) -> None:
         while True:
@@ -329,6 +346,14 @@ class Agent:
             log.info("run %s reported and acknowledged", journal.run)
             if self._draining and not self.held:
                 log.info("all runs finished; the master will close the connection")
+
+    async def _report_outcome(self, connection: ClientConnection, held: Held) -> None:
+        """Tell the master how a run it no longer expects ended here (it ran on during a
+        network cut longer than the lease): the master refuses it and records it on the run
+        as `late_report`."""
+        outcome = held.journal.outcome()
+        if outcome is not None:
+            await connection.send(m.encode(m.Report(run=held.journal.run, events=[outcome])))
 
     def _discard(self, run: str, reason: str) -> None:
         held = self.held.pop(run, None)

@@ -162,6 +162,13 @@ class Journal:
     def ended(self) -> bool:
         return any(e["kind"] == "run_ended" for e in self.events)
 
+    def outcome(self) -> m.Event | None:
+        """The run's `run_ended` event, once it has one."""
+        for event in reversed(self.events):
+            if event["kind"] == "run_ended":
+                return self._message(event)
+        return None
+
     def log_size(self) -> int:
         return sum(e["length"] for e in self.events if e["kind"] == "output")
 
