@@ -44,7 +44,8 @@ bench: $(TEST_STAMP)
 # The proof suite (tests/proof, docs/reliability.md) at full length: faults, bad input, load and
 # attacks, with the soak-only scenarios (20 runs per second for 10 minutes...). About half an hour.
 soak: $(TEST_STAMP)
-	ORCHESTRA_SOAK=1 $(BIN)/python -m pytest tests/proof -n 2 --dist loadgroup
+	ORCHESTRA_SOAK=1 $(BIN)/python -m pytest tests/proof -n 2 --dist loadgroup -m "not alone"
+	ORCHESTRA_SOAK=1 $(BIN)/python -m pytest tests/proof -m alone
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,13 @@ def choose(smoke: Any, soak: Any) -> Any:
 
 
 soak_only = pytest.mark.skipif(not SOAK, reason="soak profile only (make soak, ORCHESTRA_SOAK=1)")
+# A measurement that is only meaningful with the machine to itself: `make soak` runs these after
+# the rest, without xdist.
+alone = pytest.mark.alone
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "alone: run by itself, after the rest (make soak)")
 
 
 @pytest.fixture(scope="session")
