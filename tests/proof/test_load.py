@@ -14,14 +14,13 @@ import signal
 import threading
 import time
 from datetime import datetime
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.proof import rawworker
+from tests.proof import rawhttp, rawworker
 from tests.proof.cluster import ProofCluster, percentile, proof_job, rss_kib, sh_job
 from tests.proof.conftest import alone, choose, soak_only
 from tests.proof.invariants import Expect, Ledger
@@ -33,15 +32,17 @@ CLIENTS = 200
 async def api_clients(
     url: str, token: str, runs: list[str], seconds: float, triggered: list[str]
 ) -> list[tuple[str, int | str, float]]:
-    """CLIENTS clients, each with its own connection, doing a mix of reads and some triggers
-    for `seconds`; (operation, status or error, seconds) of every request."""
+    """CLIENTS clients, each with its own kept-alive connection (tests/proof/rawhttp.py: httpx
+    itself saturates long before the server does), doing a mix of reads and some triggers for
+    `seconds`; (operation, status or error, seconds) of every request."""
     results: list[tuple[str, int | str, float]] = []
     stop_at = time.monotonic() + seconds
     headers = {"Authorization": f"Bearer {token}"}
 
     async def client(number: int) -> None:
         rng = random.Random(number)
-        async with httpx.AsyncClient(base_url=url + API, headers=headers, timeout=120) as http:
+        http = rawhttp.Connection(url + API, headers)
+        try:
             while time.monotonic() < stop_at:
                 run = rng.choice(runs)
                 operation, method, path = rng.choices(
@@ -57,14 +58,17 @@ async def api_clients(
                 )[0]
                 started = time.perf_counter()
                 try:
-                    kwargs: dict[str, Any] = {"json": {}} if method == "POST" else {}
-                    response = await http.request(method, path, **kwargs)
+                    body = {} if method == "POST" else None
+                    response = await asyncio.wait_for(http.request(method, path, body), 120)
                     status: int | str = response.status_code
                     if operation == "trigger" and status == 201:
                         triggered.append(response.json()["identifier"])
-                except httpx.HTTPError as exc:
+                except (OSError, EOFError, TimeoutError) as exc:
                     status = type(exc).__name__
+                    await http.close()  # a new connection for the next request
                 results.append((operation, status, time.perf_counter() - started))
+        finally:
+            await http.close()
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
     return results
