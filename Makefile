@@ -27,11 +27,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# Everything, the proof suite (tests/proof) in its smoke profile included.
 test: $(TEST_STAMP) lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --ignore=tests/proof
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-# The proof suite's smoke profile (tests/proof: faults, bad input, load, attacks). Not yet part
-# of `make test`: it is new and its running time on CI is not settled (see docs/reliability.md).
+# The proof suite alone, smoke profile (faults, bad input, load, attacks; docs/reliability.md).
 proof: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/proof
 
