@@ -33,6 +33,13 @@ def error_response(exc: OrchestraError) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, exc.status_code, headers=headers)
 
 
+def _unavailable(request: Request, exc: Exception, what: str) -> JSONResponse:
+    """A 503 the client can retry: the database is down or out of reach for now."""
+    method = getattr(request, "method", "WEBSOCKET")
+    log.warning("%s during %s %s: %s", what, method, request.url.path, exc)
+    return JSONResponse({"detail": f"{what}; try again shortly"}, 503, headers={"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OrchestraError)
     async def _orchestra(_request: Request, exc: OrchestraError) -> JSONResponse:
@@ -48,32 +55,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning(
-            "database unavailable during %s %s: %s",
-            getattr(request, "method", "WEBSOCKET"),
-            request.url.path,
-            exc,
-        )
-        return JSONResponse(
-            {"detail": "the database is unavailable; try again shortly"},
-            503,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable(request, exc, "the database is unavailable")
 
     @app.exception_handler(PoolTimeout)
     async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
         # Every pooled connection stayed busy for the pool's timeout: overload, not a bug.
-        log.warning(
-            "no database connection free during %s %s: %s",
-            getattr(request, "method", "WEBSOCKET"),
-            request.url.path,
-            exc,
-        )
-        return JSONResponse(
-            {"detail": "the server is too busy to reach its database; try again shortly"},
-            503,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable(request, exc, "the server is too busy to reach its database")
 
     @app.exception_handler(DataError)
     async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
