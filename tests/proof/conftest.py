@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.system.conftest import (
     _drop,
     _drop_leftovers,
     _numbers,
+    database_from,
 )
 from tests.system.harness import Credentials, bootstrap
 
@@ -87,26 +87,11 @@ def system_database(
     engine: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, Credentials]]:
     """A fresh database for one test, copied from a bootstrapped template."""
-    if engine == "sqlite":
-        template: Template = request.getfixturevalue("proof_sqlite_template")
-        target = tmp_path / "orchestra.sqlite"
-        shutil.copyfile(template.location, target)
-        yield f"sqlite:///{target}", template.credentials
-        return
-    template = request.getfixturevalue("proof_postgres_template")
-    name = f"{SESSION}p{next(_numbers)}"
-    with _admin_connection() as conn:
-        _drop(conn, name)
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template.location)
-            )
-        )
-    try:
-        yield POSTGRES_SERVER + name, template.credentials
-    finally:
-        with _admin_connection() as conn:
-            _drop(conn, name)
+    template: Template = request.getfixturevalue(
+        "proof_sqlite_template" if engine == "sqlite" else "proof_postgres_template"
+    )
+    with database_from(template, engine, tmp_path, f"{SESSION}p{next(_numbers)}") as url:
+        yield url, template.credentials
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,19 +95,15 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def system_database(
-    engine: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[str, Credentials]]:
-    """A fresh database for one test (and the credentials it holds)."""
+@contextmanager
+def database_from(template: Template, engine: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """The URL of a fresh copy of `template`: a file copy for SQLite, `CREATE DATABASE ...
+    TEMPLATE` for PostgreSQL (dropped afterwards)."""
     if engine == "sqlite":
-        template: Template = request.getfixturevalue("sqlite_template")
         target = tmp_path / "orchestra.sqlite"
         shutil.copyfile(template.location, target)
-        yield f"sqlite:///{target}", template.credentials
+        yield f"sqlite:///{target}"
         return
-    template = request.getfixturevalue("postgres_template")
-    name = f"{SESSION}{next(_numbers)}"
     with _admin_connection() as conn:
         _drop(conn, name)
         conn.execute(
@@ -115,10 +112,22 @@ def system_database(
             )
         )
     try:
-        yield POSTGRES_SERVER + name, template.credentials
+        yield POSTGRES_SERVER + name
     finally:
         with _admin_connection() as conn:
             _drop(conn, name)
+
+
+@pytest.fixture
+def system_database(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, Credentials]]:
+    """A fresh database for one test (and the credentials it holds)."""
+    template: Template = request.getfixturevalue(
+        "sqlite_template" if engine == "sqlite" else "postgres_template"
+    )
+    with database_from(template, engine, tmp_path, f"{SESSION}{next(_numbers)}") as url:
+        yield url, template.credentials
 
 
 @pytest.fixture
