@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -33,11 +35,32 @@ FOLLOW_POLL_SECONDS = 1.0
 FORCEABLE = ("failed", "aborted", "exception")
 
 
-async def unmatched_warning(conn: AsyncConnection, properties: Mapping[str, Any]) -> str | None:
-    """Fail fast: say so when no registered worker could ever take a job's runs."""
+# A job's properties some registered worker was seen to match, and when: the trigger's "no
+# matching worker" check reads every worker's properties, so a positive answer is kept a few
+# seconds (workers are never deleted; only a worker re-registering with other properties can
+# make it stale, and then only for this long). A negative answer is never kept.
+MATCH_CACHE_SECONDS = 5.0
+
+
+async def unmatched_warning(
+    conn: AsyncConnection,
+    properties: Mapping[str, Any],
+    matched: dict[str, float] | None = None,
+) -> str | None:
+    """Fail fast: say so when no registered worker could ever take a job's runs. `matched`
+    keeps the positive answers (properties -> when) for MATCH_CACHE_SECONDS."""
+    key = json.dumps(properties, sort_keys=True, default=str)
+    now = time.monotonic()
+    seen = None if matched is None else matched.get(key)
+    if seen is not None and now - seen < MATCH_CACHE_SECONDS:
+        return None
     query = sa.select(worker_table.c.properties)
     for (worker_properties,) in await conn.execute(query):
         if worker_matches(properties, worker_properties):
+            if matched is not None:
+                if len(matched) > 10_000:
+                    matched.clear()
+                matched[key] = now
             return None
     wanted = ", ".join(f"{k}={v}" for k, v in properties.items()) or "any"
     return f"no registered worker has the properties {wanted}"
@@ -106,6 +129,7 @@ class RunService:
         self.clock = clock
         self.events = events
         self.pending_expiry = pending_expiry
+        self._matched: dict[str, float] = {}
 
     async def trigger(
         self,
@@ -130,10 +154,12 @@ class RunService:
         source: Mapping[str, Any],
         priority: object = None,
     ) -> Run:
-        if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
-            raise NotFound(f"no project {project!r}")
         row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
         if row is None:
+            # A job exists only in its project (a foreign key): look for the project only to
+            # say which is missing.
+            if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+                raise NotFound(f"no project {project!r}")
             raise NotFound(f"no job {job!r} in project {project!r}")
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
@@ -155,7 +181,7 @@ class RunService:
                 "expiry_date": now + timedelta(seconds=definition.expiry or self.pending_expiry),
                 "attempt": 1,
                 "secret_parameters": [p.key for p in definition.parameters if p.secret] or None,
-                "warning": await unmatched_warning(conn, definition.properties),
+                "warning": await unmatched_warning(conn, definition.properties, self._matched),
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -191,7 +217,7 @@ class RunService:
         self, conn: AsyncConnection, values: Mapping[str, Any], steps: list[dict[str, Any]]
     ) -> Run:
         identifier = str(uuid.uuid4())
-        await run_storage.insert_run(
+        return await run_storage.insert_run(
             conn,
             {
                 **values,
@@ -205,9 +231,6 @@ class RunService:
             },
             steps,
         )
-        run = await run_storage.get_run(conn, identifier)
-        assert run is not None
-        return run
 
     async def list_runs(
         self,

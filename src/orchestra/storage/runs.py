@@ -7,10 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.errors import Conflict
 from orchestra.storage import records
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
@@ -23,25 +26,41 @@ MAX_LOG_CHUNK = 1 << 20
 
 async def insert_run(
     conn: AsyncConnection, values: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
-) -> None:
-    """Insert a run and its steps (in the caller's transaction, so never one without the other)."""
-    await records.insert(conn, run_table, values)
-    if steps:
-        await conn.execute(
-            step_table.insert(),
-            [
-                {
-                    "run": values["identifier"],
-                    "index": index,
-                    "name": step["name"],
-                    "command": step["command"],
-                    "status": StepStatus.PENDING.value,
-                    "log_size": 0,
-                    "timeout": step.get("timeout"),
-                }
-                for index, step in enumerate(steps)
-            ],
-        )
+) -> Run:
+    """Insert a run and its steps (in the caller's transaction, so never one without the other)
+    and return the run as stored, built from what was written (no read-back)."""
+    now = utcnow()
+    row: dict[str, Any] = {c.name: None for c in run_table.c}
+    row.update(values)
+    row["creation_date"] = row["creation_date"] or now
+    row["update_date"] = row["update_date"] or now
+    step_rows = [
+        {
+            "run": values["identifier"],
+            "index": index,
+            "name": step["name"],
+            "command": step["command"],
+            "status": StepStatus.PENDING.value,
+            "log_size": 0,
+            "timeout": step.get("timeout"),
+        }
+        for index, step in enumerate(steps)
+    ]
+    # No savepoint: a failed insert fails the caller's whole transaction, which is what every
+    # caller wants (nothing else is tried after it).
+    try:
+        await conn.execute(run_table.insert().values(row))
+    except IntegrityError as exc:
+        raise Conflict("run already exists or refers to something missing") from exc
+    if step_rows:
+        await conn.execute(step_table.insert(), step_rows)
+    return Run.from_row(
+        row,
+        [
+            RunStep.from_row({**s, "exit_code": None, "start_date": None, "completion_date": None})
+            for s in step_rows
+        ],
+    )
 
 
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
