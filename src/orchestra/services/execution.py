@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestra.clock import Clock
+from orchestra.clock import Clock, utcnow
 from orchestra.domain.controls import retry_from_row
 from orchestra.domain.models import Row, Run
 from orchestra.domain.statuses import RunStatus, StepStatus
@@ -354,8 +354,10 @@ class ExecutionService:
     async def claim(self, assignments: Mapping[str, str]) -> list[Run]:
         """Atomically give each pending run to its worker; returns the runs this master won
         (a run another master claimed first, or one a cap no longer allows, is not among
-        them)."""
-        won: list[Run] = []
+        them). One guarded UPDATE per worker claims all of its runs (RETURNING what it
+        changed, so nothing is read back but the steps)."""
+        if not assignments:
+            return []
         now = self.clock.now()
         async with self.db.transaction() as conn:
             caps = await _caps(conn, lock=True)
@@ -372,28 +374,43 @@ class ExecutionService:
                     )
                 ).scalars()
             )
-            for run_id, worker in assignments.items():
-                key = await conn.execute(
-                    sa.select(run_table.c.project, run_table.c.job).where(
-                        run_table.c.identifier == run_id
+            keys = {
+                r.identifier: (r.project, r.job)
+                for r in await conn.execute(
+                    sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
+                        run_table.c.identifier.in_(list(assignments)),
+                        run_table.c.status == RunStatus.PENDING.value,
                     )
                 )
-                found = key.first()
+            }
+            by_worker: dict[str, list[str]] = {}
+            for run_id, worker in assignments.items():
+                found = keys.get(run_id)
                 if worker not in enabled or found is None:
                     continue
-                if not caps.take(found.project, found.job):
+                if not caps.take(*found):
                     continue
-                claimed = await run_storage.set_run_status(
-                    conn,
-                    run_id,
-                    RunStatus.RUNNING,
-                    [RunStatus.PENDING],
-                    {"worker": worker, "master": self.master, "assignment_date": now},
+                by_worker.setdefault(worker, []).append(run_id)
+            rows: dict[str, Row] = {}
+            for worker, run_ids in by_worker.items():
+                result = await conn.execute(
+                    run_table.update()
+                    .where(
+                        run_table.c.identifier.in_(run_ids),
+                        run_table.c.status == RunStatus.PENDING.value,
+                    )
+                    .values(
+                        status=RunStatus.RUNNING.value,
+                        worker=worker,
+                        master=self.master,
+                        assignment_date=now,
+                        update_date=utcnow(),
+                    )
+                    .returning(*run_table.c)
                 )
-                if claimed:
-                    run = await run_storage.get_run(conn, run_id)
-                    assert run is not None
-                    won.append(run)
+                rows.update((r["identifier"], r) for r in result.mappings().all())
+            steps = await run_storage.steps_of(conn, [r for r in assignments if r in rows])
+        won = [Run.from_row(rows[r], s) for r, s in steps.items()]
         for run in won:
             self.events.publish(f"run:{run.identifier}")
         return won
@@ -407,7 +424,9 @@ class ExecutionService:
     # Reports.
 
     async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
-        """Apply a worker's events for one run in one transaction, each exactly once."""
+        """Apply a worker's events for one run in one transaction, each exactly once. The run
+        row is read (and locked) once; what the events change in it is written by one UPDATE
+        at the end."""
         async with self.db.transaction() as conn:
             row = await records.fetch_one(
                 conn, run_table, {"identifier": report.run}, for_update=True
@@ -419,6 +438,9 @@ class ExecutionService:
                 return ReportResult(row["event_sequence"], "the master gave up on this run")
             sequence = int(row["event_sequence"])
             log_size = int(row["log_size"])
+            # The run's own columns the events change, applied together below; the row is
+            # locked (PostgreSQL) or the database is (SQLite), so what was read still holds.
+            changes: dict[str, Any] = {}
             finished = False
             for event in report.events:
                 if event.sequence <= sequence:
@@ -429,18 +451,33 @@ class ExecutionService:
                     )
                 log_size = await self._apply(conn, report.run, event, log_size)
                 sequence = event.sequence
-                if isinstance(event, m.RunEnded):
+                if isinstance(event, m.StepStarted):
+                    if row["start_date"] is None and "start_date" not in changes:
+                        changes["start_date"] = event.date
+                elif isinstance(event, m.RunEnded) and not finished:
                     finished = True
-                    await self._after_final(conn, report.run)
+                    changes.update(
+                        status=RunStatus(event.status).value,
+                        completion_date=event.date,
+                        reason=event.reason,
+                    )
             await conn.execute(
                 run_table.update()
                 .where(run_table.c.identifier == report.run)
-                .values(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
+                .values(
+                    event_sequence=sequence,
+                    log_size=log_size,
+                    update_date=self.clock.now(),
+                    **changes,
+                )
             )
+            if finished and retry_from_row(row["retry"]) is not None:
+                await self._after_final(conn, report.run)
         self.events.publish(f"run:{report.run}")
         return ReportResult(sequence, finished=finished)
 
     async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
+        """Apply one event to the run's steps and log (the run row is apply_report's)."""
         if isinstance(event, m.StepOutput):
             try:
                 data = base64.b64decode(event.data, validate=True)
@@ -463,11 +500,6 @@ class ExecutionService:
                 {"status": StepStatus.RUNNING.value, "start_date": event.date},
                 [StepStatus.PENDING],
             )
-            await conn.execute(
-                run_table.update()
-                .where(run_table.c.identifier == run_id, run_table.c.start_date.is_(None))
-                .values(start_date=event.date)
-            )
         elif isinstance(event, m.StepEnded):
             await run_storage.update_step(
                 conn,
@@ -481,13 +513,6 @@ class ExecutionService:
                 [StepStatus.RUNNING, StepStatus.PENDING],
             )
         elif isinstance(event, m.RunEnded):
-            await run_storage.set_run_status(
-                conn,
-                run_id,
-                RunStatus(event.status),
-                [RunStatus.RUNNING],
-                {"completion_date": event.date, "reason": event.reason},
-            )
             await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
         return log_size
 
