@@ -73,15 +73,12 @@ class Caps:
         return True
 
 
-def _pending_of(project: str, now: datetime, batch: int) -> sa.Select[Any]:
+def _pending_of(project: str, priority: int, now: datetime, batch: int) -> sa.Select[Any]:
+    """A project's dispatchable pending runs of one priority, oldest first. One priority at a
+    time: the order is then the dispatch index's own (status, project, priority,
+    creation_date), read in order up to the limit instead of sorting every pending run."""
     return (
-        sa.select(
-            run_table.c.identifier,
-            run_table.c.job,
-            run_table.c.priority,
-            run_table.c.creation_date,
-            job_table.c.properties,
-        )
+        sa.select(run_table.c.identifier, run_table.c.job, run_table.c.creation_date)
         .join(
             job_table,
             sa.and_(
@@ -93,11 +90,12 @@ def _pending_of(project: str, now: datetime, batch: int) -> sa.Select[Any]:
         .where(
             run_table.c.status == RunStatus.PENDING.value,
             run_table.c.project == project,
+            run_table.c.priority == priority,
             job_table.c.is_enabled.is_(True),
             project_table.c.is_enabled.is_(True),
             sa.or_(run_table.c.not_before.is_(None), run_table.c.not_before <= now),
         )
-        .order_by(run_table.c.priority.desc(), run_table.c.creation_date, run_table.c.identifier)
+        .order_by(run_table.c.creation_date, run_table.c.identifier)
         .limit(batch)
     )
 
@@ -326,21 +324,38 @@ class ExecutionService:
         retry delay and runs over a concurrency cap are left out."""
         now = self.clock.now()
         async with self.db.read() as conn:
-            projects = (
+            pending = (
                 await conn.execute(
-                    sa.select(run_table.c.project)
+                    sa.select(run_table.c.project, run_table.c.priority)
                     .where(run_table.c.status == RunStatus.PENDING.value)
                     .distinct()
                 )
-            ).scalars()
+            ).all()
+            priorities: dict[str, list[int]] = {}
+            for project, priority in pending:
+                priorities.setdefault(project, []).append(priority)
             ranked: list[tuple[int, int, datetime, Candidate]] = []
-            for project in list(projects):
-                rows = await conn.execute(_pending_of(project, now, batch))
-                ranks: dict[int, int] = {}  # per priority: this project's turn number
-                for row in rows:
-                    rank = ranks[row.priority] = ranks.get(row.priority, -1) + 1
-                    candidate = Candidate(row.identifier, dict(row.properties), project, row.job)
-                    ranked.append((-row.priority, rank, row.creation_date, candidate))
+            jobs: dict[tuple[str, str], dict[str, Any]] = {}
+            for project, levels in priorities.items():
+                taken = 0  # at most `batch` per project, higher priorities first
+                for priority in sorted(levels, reverse=True):
+                    if taken >= batch:
+                        break
+                    rows = await conn.execute(_pending_of(project, priority, now, batch - taken))
+                    for rank, row in enumerate(rows):
+                        properties = jobs.setdefault((project, row.job), {})
+                        candidate = Candidate(row.identifier, properties, project, row.job)
+                        ranked.append((-priority, rank, row.creation_date, candidate))
+                        taken += 1
+            if jobs:
+                # Each job's properties once, not decoded again for each of its runs.
+                found = await conn.execute(
+                    sa.select(
+                        job_table.c.project, job_table.c.identifier, job_table.c.properties
+                    ).where(sa.tuple_(job_table.c.project, job_table.c.identifier).in_(list(jobs)))
+                )
+                for row in found:
+                    jobs[(row.project, row.identifier)].update(row.properties)
             ranked.sort(key=lambda item: item[:3])
             caps = await _caps(conn)
         chosen: list[Candidate] = []
