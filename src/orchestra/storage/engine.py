@@ -7,6 +7,7 @@ writers queue on the lock instead of failing when one upgrades a read lock (SQLI
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from orchestra.errors import InvalidInput
+from orchestra.storage import sqlite_driver
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out
@@ -29,7 +31,7 @@ def async_url(url: str) -> str:
     parsed = sa.engine.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
+        return str(parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}"))
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise InvalidInput(f"unsupported database URL (sqlite:/// or postgresql://): {url}")
@@ -56,14 +58,30 @@ class Database:
         if not self.is_sqlite:
             _ping_when_idle(self.engine)
         self._writer = self.engine.execution_options(orchestra_write=True)
+        self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        async with self._writer.begin() as conn:
+        if not self.is_sqlite:
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer at a time. Writers of this process queue here, each woken as
+        # soon as the previous one ends, instead of in SQLite's busy handler, which sleeps
+        # (1, 2, 5, 10... ms) and retries. BEGIN IMMEDIATE and the busy timeout still order
+        # this process against others (an admin command on the same file).
+        async with self._write_lock(), self._writer.begin() as conn:
             yield conn
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -30,10 +30,11 @@ async def insert_run(
     """Insert a run and its steps (in the caller's transaction, so never one without the other)
     and return the run as stored, built from what was written (no read-back)."""
     now = utcnow()
+    written = {"creation_date": now, "update_date": now, **values}
+    # The run as stored: what was written, and the columns' defaults for the rest.
     row: dict[str, Any] = {c.name: None for c in run_table.c}
-    row.update(values)
-    row["creation_date"] = row["creation_date"] or now
-    row["update_date"] = row["update_date"] or now
+    row.update(priority=0, attempt=1)
+    row.update(written)
     step_rows = [
         {
             "run": values["identifier"],
@@ -49,7 +50,7 @@ async def insert_run(
     # No savepoint: a failed insert fails the caller's whole transaction, which is what every
     # caller wants (nothing else is tried after it).
     try:
-        await conn.execute(run_table.insert().values(row))
+        await conn.execute(run_table.insert().values(written))
     except IntegrityError as exc:
         raise Conflict("run already exists or refers to something missing") from exc
     if step_rows:
