@@ -18,7 +18,7 @@ from orchestra.domain import controls
 from orchestra.domain.controls import Retry
 from orchestra.domain.identifiers import check_identifier
 from orchestra.domain.matching import worker_matches
-from orchestra.domain.models import Job, Run
+from orchestra.domain.models import Job, Row, Run
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
@@ -161,14 +161,36 @@ class RunService:
             if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
                 raise NotFound(f"no project {project!r}")
             raise NotFound(f"no job {job!r} in project {project!r}")
+        values, steps = await self.pending_of_job(conn, row, parameters, source, priority)
+        return await run_storage.insert_run(conn, values, steps)
+
+    async def pending_of_job(
+        self,
+        conn: AsyncConnection,
+        row: Row,
+        parameters: object,
+        source: Mapping[str, Any],
+        priority: object = None,
+        *,
+        warnings: dict[str, str | None] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The columns of a new pending run of the job in `row`, and its steps (InvalidInput
+        when the parameters do not fit the job). `warnings` keeps the "no matching worker"
+        answers (either way) for a caller creating many runs in one transaction."""
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
         now = self.clock.now()
-        return await self._insert_pending(
-            conn,
+        key = json.dumps(definition.properties, sort_keys=True, default=str)
+        if warnings is not None and key in warnings:
+            warning = warnings[key]
+        else:
+            warning = await unmatched_warning(conn, definition.properties, self._matched)
+            if warnings is not None:
+                warnings[key] = warning
+        return self._pending(
             {
-                "project": project,
-                "job": job,
+                "project": definition.project,
+                "job": definition.identifier,
                 "parameters": values,
                 "source": dict(source),
                 "workspace": definition.workspace,
@@ -181,7 +203,7 @@ class RunService:
                 "expiry_date": now + timedelta(seconds=definition.expiry or self.pending_expiry),
                 "attempt": 1,
                 "secret_parameters": [p.key for p in definition.parameters if p.secret] or None,
-                "warning": await unmatched_warning(conn, definition.properties, self._matched),
+                "warning": warning,
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -216,21 +238,22 @@ class RunService:
     async def _insert_pending(
         self, conn: AsyncConnection, values: Mapping[str, Any], steps: list[dict[str, Any]]
     ) -> Run:
-        identifier = str(uuid.uuid4())
-        return await run_storage.insert_run(
-            conn,
-            {
-                **values,
-                "identifier": identifier,
-                "worker": None,
-                "status": RunStatus.PENDING.value,
-                "should_cancel": False,
-                "should_abort": False,
-                "event_sequence": 0,
-                "log_size": 0,
-            },
-            steps,
-        )
+        return await run_storage.insert_run(conn, *self._pending(values, steps))
+
+    @staticmethod
+    def _pending(
+        values: Mapping[str, Any], steps: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return {
+            **values,
+            "identifier": str(uuid.uuid4()),
+            "worker": None,
+            "status": RunStatus.PENDING.value,
+            "should_cancel": False,
+            "should_abort": False,
+            "event_sequence": 0,
+            "log_size": 0,
+        }, steps
 
     async def list_runs(
         self,

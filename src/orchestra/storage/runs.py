@@ -64,6 +64,34 @@ async def insert_run(
     )
 
 
+async def insert_runs(
+    conn: AsyncConnection, runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]
+) -> None:
+    """Insert many runs and their steps: one statement for the runs, one for the steps. The
+    runs' values all have the same columns (they come from the same code)."""
+    if not runs:
+        return
+    now = utcnow()
+    await conn.execute(
+        run_table.insert(), [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
+    )
+    steps = [
+        {
+            "run": values["identifier"],
+            "index": index,
+            "name": step["name"],
+            "command": step["command"],
+            "status": StepStatus.PENDING.value,
+            "log_size": 0,
+            "timeout": step.get("timeout"),
+        }
+        for values, run_steps in runs
+        for index, step in enumerate(run_steps)
+    ]
+    if steps:
+        await conn.execute(step_table.insert(), steps)
+
+
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
     keys = (
         {"identifier": identifier}
