@@ -137,11 +137,17 @@ class Master:
         return hello
 
     async def _open(self, websocket: WebSocket, owner: str, hello: m.Hello) -> WorkerSession:
-        is_enabled = await self.execution.register(owner, hello)
+        # A worker with no connection here (the usual case) is registered and reconciled in
+        # one transaction. One replacing a connection has that one closed first, then its
+        # runs reconciled, so that nothing is assigned to the old connection after the
+        # decisions (also when a replaced connection appeared meanwhile).
+        together = hello.identifier not in self.sessions
+        is_enabled, decisions = await self.execution.register(owner, hello, reconcile=together)
         previous = self.sessions.pop(hello.identifier, None)
         if previous is not None:
             await previous.close(m.CLOSE_REPLACED, "replaced by a newer connection")
-        decisions = await self.execution.reconcile(hello.identifier, hello.runs)
+        if decisions is None or previous is not None:
+            decisions = await self.execution.reconcile(hello.identifier, hello.runs)
         session = WorkerSession(
             identifier=hello.identifier,
             owner=owner,

@@ -148,9 +148,12 @@ class ExecutionService:
 
     # Workers.
 
-    async def register(self, owner: str, hello: m.Hello) -> bool:
-        """Create or update the worker record for a connecting worker; returns its is_enabled.
-        A worker identifier that belongs to another user is refused."""
+    async def register(
+        self, owner: str, hello: m.Hello, *, reconcile: bool = False
+    ) -> tuple[bool, dict[str, m.RunDecision] | None]:
+        """Create or update the worker record for a connecting worker; returns its is_enabled,
+        and with `reconcile` the decisions on the runs it holds, made in the same transaction
+        (see `reconcile`). A worker identifier that belongs to another user is refused."""
         now = self.clock.now()
         values = {
             "owner": owner,
@@ -163,16 +166,23 @@ class ExecutionService:
             "master": self.master,
             "last_seen_date": now,
         }
+        decisions = None
         async with self.db.transaction() as conn:
             keys = {"identifier": hello.identifier}
             row = await records.fetch_one(conn, worker_table, keys, for_update=True)
             if row is None:
                 await records.insert(conn, worker_table, {**values, **keys, "is_enabled": True})
-                return True
-            if row["owner"] != owner:
-                raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
-            await records.update(conn, worker_table, keys, values)
-            return bool(row["is_enabled"])
+                is_enabled = True
+            else:
+                if row["owner"] != owner:
+                    raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
+                await records.update(conn, worker_table, keys, values)
+                is_enabled = bool(row["is_enabled"])
+            if reconcile:
+                decisions = await self._reconcile_in(conn, hello.identifier, hello.runs)
+        if reconcile:
+            self.events.publish("dispatch")
+        return is_enabled, decisions
 
     async def reconcile(self, worker: str, reported: Sequence[str]) -> dict[str, m.RunDecision]:
         """Compare the runs a reconnecting worker holds with what the database says.
@@ -181,32 +191,38 @@ class ExecutionService:
         master has given up on (or that belongs elsewhere) is discarded by the worker. A run
         assigned to this worker that it does not know never reached it: it goes back to
         pending, which cannot run it twice because nothing ran."""
-        decisions: dict[str, m.RunDecision] = {}
         async with self.db.transaction() as conn:
-            query = sa.select(run_table).where(
-                run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
-            )
-            mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
-            for run_id in reported:
-                row = mine.get(run_id)
-                if row is not None:
-                    decisions[run_id] = m.RunDecision(
-                        action="resume", acknowledged=row["event_sequence"]
-                    )
-                else:
-                    decisions[run_id] = m.RunDecision(
-                        action="discard", reason="the master no longer expects this run here"
-                    )
-            for run_id, row in mine.items():
-                if run_id in decisions:
-                    continue
-                if row["event_sequence"] == 0:
-                    await self._requeue(conn, run_id)
-                else:
-                    await self._give_up(
-                        conn, run_id, f"worker {worker} came back without this run (journal lost)"
-                    )
+            decisions = await self._reconcile_in(conn, worker, reported)
         self.events.publish("dispatch")
+        return decisions
+
+    async def _reconcile_in(
+        self, conn: AsyncConnection, worker: str, reported: Sequence[str]
+    ) -> dict[str, m.RunDecision]:
+        decisions: dict[str, m.RunDecision] = {}
+        query = sa.select(run_table).where(
+            run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
+        )
+        mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
+        for run_id in reported:
+            row = mine.get(run_id)
+            if row is not None:
+                decisions[run_id] = m.RunDecision(
+                    action="resume", acknowledged=row["event_sequence"]
+                )
+            else:
+                decisions[run_id] = m.RunDecision(
+                    action="discard", reason="the master no longer expects this run here"
+                )
+        for run_id, row in mine.items():
+            if run_id in decisions:
+                continue
+            if row["event_sequence"] == 0:
+                await self._requeue(conn, run_id)
+            else:
+                await self._give_up(
+                    conn, run_id, f"worker {worker} came back without this run (journal lost)"
+                )
         return decisions
 
     async def _requeue(self, conn: AsyncConnection, run_id: str) -> None:
