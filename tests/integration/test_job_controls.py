@@ -16,6 +16,7 @@ from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import ExecutionService
 from orchestra.storage import records
+from orchestra.storage import runs as run_storage
 from orchestra.storage.schema import worker as worker_table
 from tests.conftest import MakeUser, build_services
 from tests.helpers import API, ManualClock, RecordingClient, auth
@@ -275,3 +276,24 @@ async def test_secret_parameters_never_appear_in_the_api(
         "POST", f"{API}/projects/p/jobs/j/trigger", json=bad, headers=headers
     )
     assert response.status_code == 422 and "must be one of" in response.json()["detail"]
+
+
+async def test_a_triggered_run_is_what_the_database_holds(controlled: Services) -> None:
+    """The trigger builds its answer from what it wrote (no read-back): it must be the run as
+    stored, field for field, steps included."""
+    await job(
+        controlled,
+        "p",
+        "full",
+        parameters=[{"key": "k", "default": "v"}, {"key": "s", "default": "x", "secret": True}],
+        retry={"count": 2, "delay": 10, "on": ["failed"]},
+        lease=30,
+        timeout=60,
+        expiry=600,
+        priority=4,
+    )
+    run = await controlled.runs.trigger("p", "full", {"k": "w"}, {"type": "api", "user": "u"})
+    async with controlled.db.read() as conn:
+        assert run == await run_storage.get_run(conn, run.identifier)
+    assert run.parameters == {"k": "w", "s": "x"} and run.secret_parameters == ["s"]
+    assert [s.name for s in run.steps] == ["a"] and run.steps[0].status.value == "pending"

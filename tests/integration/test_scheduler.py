@@ -200,3 +200,50 @@ async def test_api_shows_schedule_description_and_next_times(
         bad = {**body, "identifier": "t", "expression": expression}
         response = await api.request("POST", f"{base}/schedules", json=bad, headers=headers)
         assert response.status_code == 422 and message in response.json()["detail"]
+
+
+async def test_many_due_schedules_fire_in_batches_each_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A tick handles due schedules in batches (one transaction each). A due time already
+    recorded (as another master would have) makes its batch fall back to one schedule at a
+    time: that schedule is not fired again, every other one fires once."""
+    clock = ManualClock(T0)
+    services = build_services(database_url, tmp_path, clock)
+    try:
+        await setup(services)
+        for n in range(1, 450):
+            await services.projects.create_schedule(
+                "p", {"identifier": f"s{n}", "job": "j", "expression": "* * * * *"}
+            )
+        due = T0 + timedelta(seconds=30)
+        async with services.db.transaction() as conn:
+            await conn.execute(
+                schedule_firing.insert().values(
+                    project="p",
+                    schedule="s7",
+                    due_date=due,
+                    run=None,
+                    outcome="fired",
+                    reason=None,
+                    creation_date=due,
+                )
+            )
+        clock.current = T0 + timedelta(seconds=31)
+        assert await services.scheduler.tick() == 449
+        assert await services.scheduler.tick() == 0
+        runs, _ = await services.runs.list_runs("p", limit=500)
+        sources = sorted(r.source["schedule"] for r in runs)
+        assert len(sources) == 449 and len(set(sources)) == 449 and "s7" not in sources
+        assert all(r.warning == "no registered worker has the properties any" for r in runs)
+        async with services.db.read() as conn:
+            fired = await conn.scalar(
+                sa.select(sa.func.count()).where(schedule_firing.c.outcome == "fired")
+            )
+        assert fired == 450
+        for identifier in ("s", "s7", "s449"):
+            schedule = await services.projects.get_schedule("p", identifier)
+            assert schedule.last_fire_date == due
+            assert schedule.next_due_date == T0 + timedelta(seconds=90)
+    finally:
+        await services.close()

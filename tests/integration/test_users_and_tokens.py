@@ -3,9 +3,11 @@ login limiting, re-hashing of older password hashes, and no secret or hash in an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -379,3 +381,43 @@ async def test_responses_never_carry_passwords_secrets_or_hashes(
     # The scan itself sees a leak when there is one.
     planted = leaks(api.exchanges[:1], [api.exchanges[0].text[:20]])
     assert planted
+
+
+async def test_a_change_made_through_another_server_is_honoured_within_5_seconds(
+    services: Services, database_url: str, tmp_path: Path
+) -> None:
+    """Authentications are cached briefly: a token revoked, or a user disabled, through
+    another API server (its own process, its own cache) is refused here within 5 seconds,
+    and at once when the change is made through this one."""
+    other = build_services(database_url, tmp_path / "other")
+    try:
+        await services.users.create_user("alice", roles=["viewer"])
+        await services.users.create_user("bob", roles=["viewer"])
+        revoked, revoked_secret = await services.users.create_token("alice", None, None)
+        _kept, kept_secret = await services.users.create_token("alice", None, None)
+        _bob, bob_secret = await services.users.create_token("bob", None, None)
+        for secret in (revoked_secret, kept_secret, bob_secret):
+            assert await services.users.authenticate(secret) is not None  # now cached here
+
+        await other.users.revoke_token("alice", revoked.identifier)
+        await other.users.update_user("bob", {"is_enabled": False})
+        assert await other.users.authenticate(revoked_secret) is None  # the server that did it
+        assert await other.users.authenticate(bob_secret) is None
+        deadline = time.monotonic() + 5.0
+        while await services.users.authenticate(revoked_secret) is not None or (
+            await services.users.authenticate(bob_secret) is not None
+        ):
+            assert time.monotonic() < deadline, "still accepted here 5 s after the change"
+            await asyncio.sleep(0.05)
+        assert await services.users.authenticate(kept_secret) is not None
+
+        # Made through this server: refused at once.
+        await services.users.update_user("bob", {"is_enabled": True})
+        assert await services.users.authenticate(bob_secret) is not None
+        await services.users.update_user("bob", {"roles": []})
+        caller = await services.users.authenticate(bob_secret)
+        assert caller is not None and caller.user.roles == []
+        await services.users.update_user("bob", {"is_enabled": False})
+        assert await services.users.authenticate(bob_secret) is None
+    finally:
+        await other.close()

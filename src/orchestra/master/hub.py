@@ -25,7 +25,7 @@ from orchestra.errors import Forbidden, ProtocolError
 from orchestra.master.session import WorkerSession
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
-from orchestra.services.execution import ExecutionService
+from orchestra.services.execution import DISPATCH_BATCH, Candidate, ExecutionService
 from orchestra.services.users import still_allowed
 from orchestra.web.auth import authenticate
 from orchestra.web.permissions import API, permission_for
@@ -137,11 +137,17 @@ class Master:
         return hello
 
     async def _open(self, websocket: WebSocket, owner: str, hello: m.Hello) -> WorkerSession:
-        is_enabled = await self.execution.register(owner, hello)
+        # A worker with no connection here (the usual case) is registered and reconciled in
+        # one transaction. One replacing a connection has that one closed first, then its
+        # runs reconciled, so that nothing is assigned to the old connection after the
+        # decisions (also when a replaced connection appeared meanwhile).
+        together = hello.identifier not in self.sessions
+        is_enabled, decisions = await self.execution.register(owner, hello, reconcile=together)
         previous = self.sessions.pop(hello.identifier, None)
         if previous is not None:
             await previous.close(m.CLOSE_REPLACED, "replaced by a newer connection")
-        decisions = await self.execution.reconcile(hello.identifier, hello.runs)
+        if decisions is None or previous is not None:
+            decisions = await self.execution.reconcile(hello.identifier, hello.runs)
         session = WorkerSession(
             identifier=hello.identifier,
             owner=owner,
@@ -208,7 +214,27 @@ class Master:
         free = {w: s.free for w, s in self.sessions.items() if s.free > 0}
         if not free:
             return False
-        candidates = await self.execution.candidates()
+        # A few candidates per free executor are usually enough (a finished run frees one):
+        # reading DISPATCH_BATCH every time costs a run's worth of work per run. When they
+        # are not enough (some could not be matched and executors are still free), the full
+        # batch is read, as before.
+        batch = min(DISPATCH_BATCH, max(16, 4 * sum(free.values())))
+        while True:
+            candidates = await self.execution.candidates(batch)
+            left = dict(free)
+            assignments = self._match(candidates, left)
+            full = len(candidates) >= batch
+            if batch >= DISPATCH_BATCH or not full or not any(n > 0 for n in left.values()):
+                break
+            batch = DISPATCH_BATCH
+        if not assignments:
+            return False
+        for run in await self.execution.claim(assignments):
+            await self._send_assignment(assignments[run.identifier], run)
+        return full and batch >= DISPATCH_BATCH and any(n > 0 for n in left.values())
+
+    def _match(self, candidates: list[Candidate], free: dict[str, int]) -> dict[str, str]:
+        """Run -> worker for the candidates some free worker can take, the freest first."""
         assignments: dict[str, str] = {}
         for candidate in candidates:
             able = [
@@ -221,11 +247,7 @@ class Master:
             chosen = max(able, key=lambda w: free[w])
             assignments[candidate.identifier] = chosen
             free[chosen] -= 1
-        if not assignments:
-            return False
-        for run in await self.execution.claim(assignments):
-            await self._send_assignment(assignments[run.identifier], run)
-        return len(candidates) >= 200 and any(n > 0 for n in free.values())
+        return assignments
 
     async def _send_assignment(self, worker: str, run: Run) -> None:
         session = self.sessions.get(worker)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestra.clock import Clock
+from orchestra.clock import Clock, utcnow
 from orchestra.domain.controls import retry_from_row
 from orchestra.domain.models import Row, Run
 from orchestra.domain.statuses import RunStatus, StepStatus
@@ -73,15 +73,12 @@ class Caps:
         return True
 
 
-def _pending_of(project: str, now: datetime, batch: int) -> sa.Select[Any]:
+def _pending_of(project: str, priority: int, now: datetime, batch: int) -> sa.Select[Any]:
+    """A project's dispatchable pending runs of one priority, oldest first. One priority at a
+    time: the order is then the dispatch index's own (status, project, priority,
+    creation_date), read in order up to the limit instead of sorting every pending run."""
     return (
-        sa.select(
-            run_table.c.identifier,
-            run_table.c.job,
-            run_table.c.priority,
-            run_table.c.creation_date,
-            job_table.c.properties,
-        )
+        sa.select(run_table.c.identifier, run_table.c.job, run_table.c.creation_date)
         .join(
             job_table,
             sa.and_(
@@ -93,11 +90,12 @@ def _pending_of(project: str, now: datetime, batch: int) -> sa.Select[Any]:
         .where(
             run_table.c.status == RunStatus.PENDING.value,
             run_table.c.project == project,
+            run_table.c.priority == priority,
             job_table.c.is_enabled.is_(True),
             project_table.c.is_enabled.is_(True),
             sa.or_(run_table.c.not_before.is_(None), run_table.c.not_before <= now),
         )
-        .order_by(run_table.c.priority.desc(), run_table.c.creation_date, run_table.c.identifier)
+        .order_by(run_table.c.creation_date, run_table.c.identifier)
         .limit(batch)
     )
 
@@ -150,9 +148,12 @@ class ExecutionService:
 
     # Workers.
 
-    async def register(self, owner: str, hello: m.Hello) -> bool:
-        """Create or update the worker record for a connecting worker; returns its is_enabled.
-        A worker identifier that belongs to another user is refused."""
+    async def register(
+        self, owner: str, hello: m.Hello, *, reconcile: bool = False
+    ) -> tuple[bool, dict[str, m.RunDecision] | None]:
+        """Create or update the worker record for a connecting worker; returns its is_enabled,
+        and with `reconcile` the decisions on the runs it holds, made in the same transaction
+        (see `reconcile`). A worker identifier that belongs to another user is refused."""
         now = self.clock.now()
         values = {
             "owner": owner,
@@ -165,16 +166,23 @@ class ExecutionService:
             "master": self.master,
             "last_seen_date": now,
         }
+        decisions = None
         async with self.db.transaction() as conn:
             keys = {"identifier": hello.identifier}
             row = await records.fetch_one(conn, worker_table, keys, for_update=True)
             if row is None:
                 await records.insert(conn, worker_table, {**values, **keys, "is_enabled": True})
-                return True
-            if row["owner"] != owner:
-                raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
-            await records.update(conn, worker_table, keys, values)
-            return bool(row["is_enabled"])
+                is_enabled = True
+            else:
+                if row["owner"] != owner:
+                    raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
+                await records.update(conn, worker_table, keys, values)
+                is_enabled = bool(row["is_enabled"])
+            if reconcile:
+                decisions = await self._reconcile_in(conn, hello.identifier, hello.runs)
+        if reconcile:
+            self.events.publish("dispatch")
+        return is_enabled, decisions
 
     async def reconcile(self, worker: str, reported: Sequence[str]) -> dict[str, m.RunDecision]:
         """Compare the runs a reconnecting worker holds with what the database says.
@@ -183,32 +191,38 @@ class ExecutionService:
         master has given up on (or that belongs elsewhere) is discarded by the worker. A run
         assigned to this worker that it does not know never reached it: it goes back to
         pending, which cannot run it twice because nothing ran."""
-        decisions: dict[str, m.RunDecision] = {}
         async with self.db.transaction() as conn:
-            query = sa.select(run_table).where(
-                run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
-            )
-            mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
-            for run_id in reported:
-                row = mine.get(run_id)
-                if row is not None:
-                    decisions[run_id] = m.RunDecision(
-                        action="resume", acknowledged=row["event_sequence"]
-                    )
-                else:
-                    decisions[run_id] = m.RunDecision(
-                        action="discard", reason="the master no longer expects this run here"
-                    )
-            for run_id, row in mine.items():
-                if run_id in decisions:
-                    continue
-                if row["event_sequence"] == 0:
-                    await self._requeue(conn, run_id)
-                else:
-                    await self._give_up(
-                        conn, run_id, f"worker {worker} came back without this run (journal lost)"
-                    )
+            decisions = await self._reconcile_in(conn, worker, reported)
         self.events.publish("dispatch")
+        return decisions
+
+    async def _reconcile_in(
+        self, conn: AsyncConnection, worker: str, reported: Sequence[str]
+    ) -> dict[str, m.RunDecision]:
+        decisions: dict[str, m.RunDecision] = {}
+        query = sa.select(run_table).where(
+            run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
+        )
+        mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
+        for run_id in reported:
+            row = mine.get(run_id)
+            if row is not None:
+                decisions[run_id] = m.RunDecision(
+                    action="resume", acknowledged=row["event_sequence"]
+                )
+            else:
+                decisions[run_id] = m.RunDecision(
+                    action="discard", reason="the master no longer expects this run here"
+                )
+        for run_id, row in mine.items():
+            if run_id in decisions:
+                continue
+            if row["event_sequence"] == 0:
+                await self._requeue(conn, run_id)
+            else:
+                await self._give_up(
+                    conn, run_id, f"worker {worker} came back without this run (journal lost)"
+                )
         return decisions
 
     async def _requeue(self, conn: AsyncConnection, run_id: str) -> None:
@@ -326,21 +340,38 @@ class ExecutionService:
         retry delay and runs over a concurrency cap are left out."""
         now = self.clock.now()
         async with self.db.read() as conn:
-            projects = (
+            pending = (
                 await conn.execute(
-                    sa.select(run_table.c.project)
+                    sa.select(run_table.c.project, run_table.c.priority)
                     .where(run_table.c.status == RunStatus.PENDING.value)
                     .distinct()
                 )
-            ).scalars()
+            ).all()
+            priorities: dict[str, list[int]] = {}
+            for project, priority in pending:
+                priorities.setdefault(project, []).append(priority)
             ranked: list[tuple[int, int, datetime, Candidate]] = []
-            for project in list(projects):
-                rows = await conn.execute(_pending_of(project, now, batch))
-                ranks: dict[int, int] = {}  # per priority: this project's turn number
-                for row in rows:
-                    rank = ranks[row.priority] = ranks.get(row.priority, -1) + 1
-                    candidate = Candidate(row.identifier, dict(row.properties), project, row.job)
-                    ranked.append((-row.priority, rank, row.creation_date, candidate))
+            jobs: dict[tuple[str, str], dict[str, Any]] = {}
+            for project, levels in priorities.items():
+                taken = 0  # at most `batch` per project, higher priorities first
+                for priority in sorted(levels, reverse=True):
+                    if taken >= batch:
+                        break
+                    rows = await conn.execute(_pending_of(project, priority, now, batch - taken))
+                    for rank, row in enumerate(rows):
+                        properties = jobs.setdefault((project, row.job), {})
+                        candidate = Candidate(row.identifier, properties, project, row.job)
+                        ranked.append((-priority, rank, row.creation_date, candidate))
+                        taken += 1
+            if jobs:
+                # Each job's properties once, not decoded again for each of its runs.
+                found = await conn.execute(
+                    sa.select(
+                        job_table.c.project, job_table.c.identifier, job_table.c.properties
+                    ).where(sa.tuple_(job_table.c.project, job_table.c.identifier).in_(list(jobs)))
+                )
+                for row in found:
+                    jobs[(row.project, row.identifier)].update(row.properties)
             ranked.sort(key=lambda item: item[:3])
             caps = await _caps(conn)
         chosen: list[Candidate] = []
@@ -354,8 +385,10 @@ class ExecutionService:
     async def claim(self, assignments: Mapping[str, str]) -> list[Run]:
         """Atomically give each pending run to its worker; returns the runs this master won
         (a run another master claimed first, or one a cap no longer allows, is not among
-        them)."""
-        won: list[Run] = []
+        them). One guarded UPDATE per worker claims all of its runs (RETURNING what it
+        changed, so nothing is read back but the steps)."""
+        if not assignments:
+            return []
         now = self.clock.now()
         async with self.db.transaction() as conn:
             caps = await _caps(conn, lock=True)
@@ -372,28 +405,43 @@ class ExecutionService:
                     )
                 ).scalars()
             )
-            for run_id, worker in assignments.items():
-                key = await conn.execute(
-                    sa.select(run_table.c.project, run_table.c.job).where(
-                        run_table.c.identifier == run_id
+            keys = {
+                r.identifier: (r.project, r.job)
+                for r in await conn.execute(
+                    sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
+                        run_table.c.identifier.in_(list(assignments)),
+                        run_table.c.status == RunStatus.PENDING.value,
                     )
                 )
-                found = key.first()
+            }
+            by_worker: dict[str, list[str]] = {}
+            for run_id, worker in assignments.items():
+                found = keys.get(run_id)
                 if worker not in enabled or found is None:
                     continue
-                if not caps.take(found.project, found.job):
+                if not caps.take(*found):
                     continue
-                claimed = await run_storage.set_run_status(
-                    conn,
-                    run_id,
-                    RunStatus.RUNNING,
-                    [RunStatus.PENDING],
-                    {"worker": worker, "master": self.master, "assignment_date": now},
+                by_worker.setdefault(worker, []).append(run_id)
+            rows: dict[str, Row] = {}
+            for worker, run_ids in by_worker.items():
+                result = await conn.execute(
+                    run_table.update()
+                    .where(
+                        run_table.c.identifier.in_(run_ids),
+                        run_table.c.status == RunStatus.PENDING.value,
+                    )
+                    .values(
+                        status=RunStatus.RUNNING.value,
+                        worker=worker,
+                        master=self.master,
+                        assignment_date=now,
+                        update_date=utcnow(),
+                    )
+                    .returning(*run_table.c)
                 )
-                if claimed:
-                    run = await run_storage.get_run(conn, run_id)
-                    assert run is not None
-                    won.append(run)
+                rows.update((r["identifier"], r) for r in result.mappings().all())
+            steps = await run_storage.steps_of(conn, [r for r in assignments if r in rows])
+        won = [Run.from_row(rows[r], s) for r, s in steps.items()]
         for run in won:
             self.events.publish(f"run:{run.identifier}")
         return won
@@ -407,7 +455,9 @@ class ExecutionService:
     # Reports.
 
     async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
-        """Apply a worker's events for one run in one transaction, each exactly once."""
+        """Apply a worker's events for one run in one transaction, each exactly once. The run
+        row is read (and locked) once; what the events change in it is written by one UPDATE
+        at the end."""
         async with self.db.transaction() as conn:
             row = await records.fetch_one(
                 conn, run_table, {"identifier": report.run}, for_update=True
@@ -419,6 +469,9 @@ class ExecutionService:
                 return ReportResult(row["event_sequence"], "the master gave up on this run")
             sequence = int(row["event_sequence"])
             log_size = int(row["log_size"])
+            # The run's own columns the events change, applied together below; the row is
+            # locked (PostgreSQL) or the database is (SQLite), so what was read still holds.
+            changes: dict[str, Any] = {}
             finished = False
             for event in report.events:
                 if event.sequence <= sequence:
@@ -429,18 +482,33 @@ class ExecutionService:
                     )
                 log_size = await self._apply(conn, report.run, event, log_size)
                 sequence = event.sequence
-                if isinstance(event, m.RunEnded):
+                if isinstance(event, m.StepStarted):
+                    if row["start_date"] is None and "start_date" not in changes:
+                        changes["start_date"] = event.date
+                elif isinstance(event, m.RunEnded) and not finished:
                     finished = True
-                    await self._after_final(conn, report.run)
+                    changes.update(
+                        status=RunStatus(event.status).value,
+                        completion_date=event.date,
+                        reason=event.reason,
+                    )
             await conn.execute(
                 run_table.update()
                 .where(run_table.c.identifier == report.run)
-                .values(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
+                .values(
+                    event_sequence=sequence,
+                    log_size=log_size,
+                    update_date=self.clock.now(),
+                    **changes,
+                )
             )
+            if finished and retry_from_row(row["retry"]) is not None:
+                await self._after_final(conn, report.run)
         self.events.publish(f"run:{report.run}")
         return ReportResult(sequence, finished=finished)
 
     async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
+        """Apply one event to the run's steps and log (the run row is apply_report's)."""
         if isinstance(event, m.StepOutput):
             try:
                 data = base64.b64decode(event.data, validate=True)
@@ -463,11 +531,6 @@ class ExecutionService:
                 {"status": StepStatus.RUNNING.value, "start_date": event.date},
                 [StepStatus.PENDING],
             )
-            await conn.execute(
-                run_table.update()
-                .where(run_table.c.identifier == run_id, run_table.c.start_date.is_(None))
-                .values(start_date=event.date)
-            )
         elif isinstance(event, m.StepEnded):
             await run_storage.update_step(
                 conn,
@@ -481,13 +544,6 @@ class ExecutionService:
                 [StepStatus.RUNNING, StepStatus.PENDING],
             )
         elif isinstance(event, m.RunEnded):
-            await run_storage.set_run_status(
-                conn,
-                run_id,
-                RunStatus(event.status),
-                [RunStatus.RUNNING],
-                {"completion_date": event.date, "reason": event.reason},
-            )
             await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
         return log_size
 

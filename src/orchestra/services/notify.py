@@ -19,6 +19,7 @@ from orchestra.services.events import Events
 log = logging.getLogger(__name__)
 CHANNEL = "orchestra_events"
 MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+SEPARATOR = "\n"  # between the topics of one payload (no topic holds a newline)
 RETRY_CAP = 10.0
 
 
@@ -52,7 +53,7 @@ class PostgresBridge:
                 await task
 
     def _queue(self, topic: str) -> None:
-        if len(topic) < MAX_PAYLOAD:
+        if len(topic.encode()) < MAX_PAYLOAD and SEPARATOR not in topic:
             self._pending.add(topic)
             self._wake.set()
 
@@ -74,7 +75,9 @@ class PostgresBridge:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.listening.set()
             async for notification in conn.notifies():
-                self.events.publish(notification.payload, remote=False)
+                for topic in notification.payload.split(SEPARATOR):
+                    if topic:
+                        self.events.publish(topic, remote=False)
 
     async def _send(self) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -82,5 +85,23 @@ class PostgresBridge:
                 await self._wake.wait()
                 self._wake.clear()
                 topics, self._pending = sorted(self._pending), set()
-                for topic in topics:
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
+                for payload in payloads(topics):
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+
+def payloads(topics: list[str]) -> list[str]:
+    """The topics packed into as few NOTIFY payloads as fit (one statement each, instead of
+    one per topic), each under PostgreSQL's limit."""
+    packed: list[str] = []
+    current: list[str] = []
+    size = 0
+    for topic in topics:
+        length = len(topic.encode())
+        if current and size + 1 + length >= MAX_PAYLOAD:
+            packed.append(SEPARATOR.join(current))
+            current, size = [], 0
+        size += length + (1 if current else 0)
+        current.append(topic)
+    if current:
+        packed.append(SEPARATOR.join(current))
+    return packed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -16,7 +18,7 @@ from orchestra.domain import controls
 from orchestra.domain.controls import Retry
 from orchestra.domain.identifiers import check_identifier
 from orchestra.domain.matching import worker_matches
-from orchestra.domain.models import Job, Run
+from orchestra.domain.models import Job, Row, Run
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
@@ -33,11 +35,32 @@ FOLLOW_POLL_SECONDS = 1.0
 FORCEABLE = ("failed", "aborted", "exception")
 
 
-async def unmatched_warning(conn: AsyncConnection, properties: Mapping[str, Any]) -> str | None:
-    """Fail fast: say so when no registered worker could ever take a job's runs."""
+# A job's properties some registered worker was seen to match, and when: the trigger's "no
+# matching worker" check reads every worker's properties, so a positive answer is kept a few
+# seconds (workers are never deleted; only a worker re-registering with other properties can
+# make it stale, and then only for this long). A negative answer is never kept.
+MATCH_CACHE_SECONDS = 5.0
+
+
+async def unmatched_warning(
+    conn: AsyncConnection,
+    properties: Mapping[str, Any],
+    matched: dict[str, float] | None = None,
+) -> str | None:
+    """Fail fast: say so when no registered worker could ever take a job's runs. `matched`
+    keeps the positive answers (properties -> when) for MATCH_CACHE_SECONDS."""
+    key = json.dumps(properties, sort_keys=True, default=str)
+    now = time.monotonic()
+    seen = None if matched is None else matched.get(key)
+    if seen is not None and now - seen < MATCH_CACHE_SECONDS:
+        return None
     query = sa.select(worker_table.c.properties)
     for (worker_properties,) in await conn.execute(query):
         if worker_matches(properties, worker_properties):
+            if matched is not None:
+                if len(matched) > 10_000:
+                    matched.clear()
+                matched[key] = now
             return None
     wanted = ", ".join(f"{k}={v}" for k, v in properties.items()) or "any"
     return f"no registered worker has the properties {wanted}"
@@ -106,6 +129,7 @@ class RunService:
         self.clock = clock
         self.events = events
         self.pending_expiry = pending_expiry
+        self._matched: dict[str, float] = {}
 
     async def trigger(
         self,
@@ -130,19 +154,43 @@ class RunService:
         source: Mapping[str, Any],
         priority: object = None,
     ) -> Run:
-        if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
-            raise NotFound(f"no project {project!r}")
         row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
         if row is None:
+            # A job exists only in its project (a foreign key): look for the project only to
+            # say which is missing.
+            if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+                raise NotFound(f"no project {project!r}")
             raise NotFound(f"no job {job!r} in project {project!r}")
+        values, steps = await self.pending_of_job(conn, row, parameters, source, priority)
+        return await run_storage.insert_run(conn, values, steps)
+
+    async def pending_of_job(
+        self,
+        conn: AsyncConnection,
+        row: Row,
+        parameters: object,
+        source: Mapping[str, Any],
+        priority: object = None,
+        *,
+        warnings: dict[str, str | None] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The columns of a new pending run of the job in `row`, and its steps (InvalidInput
+        when the parameters do not fit the job). `warnings` keeps the "no matching worker"
+        answers (either way) for a caller creating many runs in one transaction."""
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
         now = self.clock.now()
-        return await self._insert_pending(
-            conn,
+        key = json.dumps(definition.properties, sort_keys=True, default=str)
+        if warnings is not None and key in warnings:
+            warning = warnings[key]
+        else:
+            warning = await unmatched_warning(conn, definition.properties, self._matched)
+            if warnings is not None:
+                warnings[key] = warning
+        return self._pending(
             {
-                "project": project,
-                "job": job,
+                "project": definition.project,
+                "job": definition.identifier,
                 "parameters": values,
                 "source": dict(source),
                 "workspace": definition.workspace,
@@ -155,7 +203,7 @@ class RunService:
                 "expiry_date": now + timedelta(seconds=definition.expiry or self.pending_expiry),
                 "attempt": 1,
                 "secret_parameters": [p.key for p in definition.parameters if p.secret] or None,
-                "warning": await unmatched_warning(conn, definition.properties),
+                "warning": warning,
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -190,24 +238,22 @@ class RunService:
     async def _insert_pending(
         self, conn: AsyncConnection, values: Mapping[str, Any], steps: list[dict[str, Any]]
     ) -> Run:
-        identifier = str(uuid.uuid4())
-        await run_storage.insert_run(
-            conn,
-            {
-                **values,
-                "identifier": identifier,
-                "worker": None,
-                "status": RunStatus.PENDING.value,
-                "should_cancel": False,
-                "should_abort": False,
-                "event_sequence": 0,
-                "log_size": 0,
-            },
-            steps,
-        )
-        run = await run_storage.get_run(conn, identifier)
-        assert run is not None
-        return run
+        return await run_storage.insert_run(conn, *self._pending(values, steps))
+
+    @staticmethod
+    def _pending(
+        values: Mapping[str, Any], steps: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return {
+            **values,
+            "identifier": str(uuid.uuid4()),
+            "worker": None,
+            "status": RunStatus.PENDING.value,
+            "should_cancel": False,
+            "should_abort": False,
+            "event_sequence": 0,
+            "log_size": 0,
+        }, steps
 
     async def list_runs(
         self,

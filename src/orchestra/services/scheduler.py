@@ -10,27 +10,33 @@ masters (or one that was paused and woke up late) cannot fire the same due time 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestra.clock import Clock
+from orchestra.clock import Clock, utcnow
 from orchestra.domain import cron
-from orchestra.domain.schedules import Catchup, Overlap, ScheduleState, plan, seed
+from orchestra.domain.schedules import Catchup, Overlap, Plan, ScheduleState, plan, seed
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
 from orchestra.services.runs import RunService
 from orchestra.storage import records
+from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
+from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import schedule as schedule_table
 from orchestra.storage.schema import schedule_firing as firing_table
 
 log = logging.getLogger(__name__)
-TICK_BATCH = 200
+TICK_BATCH = 2000  # due schedules read per tick; handled FIRE_BATCH at a time
+# Due schedules handled together in one transaction (bulk inserts of runs, steps, firings).
+FIRE_BATCH = 200
 
 
 def next_due_date(project: str, values: dict[str, Any], after: datetime) -> datetime | None:
@@ -52,14 +58,167 @@ class Scheduler:
         """Handle every schedule due at `now`; returns how many runs were created."""
         now = now or self.clock.now()
         created = 0
-        for project, identifier in await self._due(now):
+        due = await self._due(now)
+        plans: dict[ScheduleState, Plan] = {}
+        for start in range(0, len(due), FIRE_BATCH):
+            chunk = due[start : start + FIRE_BATCH]
             try:
-                created += await self._handle(project, identifier, now)
+                created += await self._handle_batch(chunk, now, plans)
+                continue
             except Exception:
-                log.exception("schedule %s/%s: tick failed", project, identifier)
+                # A firing that conflicts (recorded meanwhile) or anything unexpected: the
+                # batch was rolled back whole; each schedule is handled alone instead.
+                log.debug("schedules: batch of %d failed; one by one", len(chunk), exc_info=True)
+            for project, identifier in chunk:
+                try:
+                    created += await self._handle(project, identifier, now)
+                except Exception:
+                    log.exception("schedule %s/%s: tick failed", project, identifier)
         if created:
             self.events.publish("dispatch")
         return created
+
+    async def _handle_batch(
+        self, keys: list[tuple[str, str]], now: datetime, plans: dict[ScheduleState, Plan]
+    ) -> int:
+        """Handle these due schedules in one transaction: the same decisions as `_handle`,
+        with every read and write done once for the batch. A firing that exists already
+        fails the whole batch (its unique key), which the caller then handles one by one."""
+        async with self.db.transaction() as conn:
+            query = sa.select(schedule_table).where(
+                sa.tuple_(schedule_table.c.project, schedule_table.c.identifier).in_(keys)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)  # another master has them
+            rows = [
+                r
+                for r in (await conn.execute(query)).mappings().all()
+                if r["is_enabled"]
+                and r["next_due_date"] is not None
+                and (r["next_due_date"] <= now or r["queued_due_date"] is not None)
+            ]
+            if not rows:
+                return 0
+            last_runs = {r["last_run"] for r in rows if r["last_run"] is not None}
+            active: set[str] = set()
+            if last_runs:
+                statuses = await conn.execute(
+                    sa.select(run_table.c.identifier, run_table.c.status).where(
+                        run_table.c.identifier.in_(last_runs)
+                    )
+                )
+                live = {s.value for s in ACTIVE_RUN_STATUSES}
+                active = {r.identifier for r in statuses if r.status in live}
+            wanted = {(r["project"], r["job"]) for r in rows}
+            jobs = {
+                (j["project"], j["identifier"]): j
+                for j in (
+                    await conn.execute(
+                        sa.select(job_table).where(
+                            sa.tuple_(job_table.c.project, job_table.c.identifier).in_(wanted)
+                        )
+                    )
+                ).mappings()
+            }
+            projects = set(
+                (
+                    await conn.execute(
+                        sa.select(project_table.c.identifier).where(
+                            project_table.c.identifier.in_({p for p, _ in wanted})
+                        )
+                    )
+                ).scalars()
+            )
+            runs: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+            firings: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            stamp = utcnow()
+            warnings: dict[str, str | None] = {}  # per job properties, within this batch
+            fired_log: list[tuple[Any, datetime, str]] = []
+            for row in rows:
+                state = _state_of(row, row["last_run"] in active)
+                # The plan depends on the state only: schedules alike (same expression, same
+                # due time, no H) share it.
+                hashed = "H" in state.expression.upper() or "@" in state.expression
+                key = state if hashed else replace(state, seed="")
+                decided = plans.get(key)
+                if decided is None:
+                    decided = plans[key] = plan(state, now)
+                last_run = row["last_run"]
+                for due in decided.fire:
+                    job = jobs.get((row["project"], row["job"]))
+                    try:
+                        if job is None:
+                            if row["project"] not in projects:
+                                raise NotFound(f"no project {row['project']!r}")
+                            raise NotFound(f"no job {row['job']!r} in project {row['project']!r}")
+                        source = {"type": "schedule", "schedule": row["identifier"]}
+                        values, steps = await self.runs.pending_of_job(
+                            conn, job, row["parameters"], source, warnings=warnings
+                        )
+                    except (NotFound, InvalidInput) as exc:
+                        firings.append(_firing(row, due, None, "skipped", str(exc), stamp))
+                        continue
+                    runs.append((values, steps))
+                    firings.append(_firing(row, due, values["identifier"], "fired", None, stamp))
+                    last_run = values["identifier"]
+                    fired_log.append((row, due, values["identifier"]))
+                for due, reason in decided.skipped:
+                    firings.append(_firing(row, due, None, "skipped", reason, stamp))
+                last_skip_date, last_skip_reason = (
+                    max(decided.skipped)
+                    if decided.skipped
+                    else (row["last_skip_date"], row["last_skip_reason"])
+                )
+                updates.append(
+                    {
+                        "b_project": row["project"],
+                        "b_identifier": row["identifier"],
+                        "next_due_date": decided.next_due_date,
+                        "queued_due_date": decided.queued_due_date,
+                        "last_run": last_run,
+                        "last_fire_date": max(decided.fire)
+                        if decided.fire
+                        else row["last_fire_date"],
+                        "last_skip_date": last_skip_date,
+                        "last_skip_reason": last_skip_reason,
+                        "update_date": stamp,
+                    }
+                )
+            await run_storage.insert_runs(conn, runs)
+            if firings:
+                await conn.execute(firing_table.insert(), firings)
+            await conn.execute(
+                schedule_table.update()
+                .where(
+                    schedule_table.c.project == sa.bindparam("b_project"),
+                    schedule_table.c.identifier == sa.bindparam("b_identifier"),
+                )
+                .values(
+                    {
+                        name: sa.bindparam(name)
+                        for name in (
+                            "next_due_date",
+                            "queued_due_date",
+                            "last_run",
+                            "last_fire_date",
+                            "last_skip_date",
+                            "last_skip_reason",
+                            "update_date",
+                        )
+                    }
+                ),
+                updates,
+            )
+        for row, due, run_id in fired_log:
+            log.info(
+                "schedule %s/%s fired for %s: run %s",
+                row["project"],
+                row["identifier"],
+                due.isoformat(),
+                run_id,
+            )
+        return len(runs)
 
     async def next_wakeup(self) -> datetime | None:
         async with self.db.read() as conn:
@@ -127,18 +286,7 @@ class Scheduler:
                 sa.select(run_table.c.status).where(run_table.c.identifier == row["last_run"])
             )
             previous_active = status in {s.value for s in ACTIVE_RUN_STATUSES}
-        return ScheduleState(
-            expression=row["expression"],
-            time_zone=row["time_zone"],
-            seed=seed(row["project"], row["identifier"]),
-            overlap=Overlap(row["overlap"]),
-            catchup=Catchup(row["catchup"]),
-            catchup_window=row["catchup_window"],
-            catchup_max=row["catchup_max"],
-            next_due_date=row["next_due_date"],
-            queued_due_date=row["queued_due_date"],
-            previous_active=previous_active,
-        )
+        return _state_of(row, previous_active)
 
     async def _fire(self, conn: AsyncConnection, row: Any, due: datetime) -> str | None:
         """Record the firing and create its run, or record why it could not run."""
@@ -193,6 +341,35 @@ class Scheduler:
         except Conflict:
             if strict:
                 raise
+
+
+def _state_of(row: Any, previous_active: bool) -> ScheduleState:
+    return ScheduleState(
+        expression=row["expression"],
+        time_zone=row["time_zone"],
+        seed=seed(row["project"], row["identifier"]),
+        overlap=Overlap(row["overlap"]),
+        catchup=Catchup(row["catchup"]),
+        catchup_window=row["catchup_window"],
+        catchup_max=row["catchup_max"],
+        next_due_date=row["next_due_date"],
+        queued_due_date=row["queued_due_date"],
+        previous_active=previous_active,
+    )
+
+
+def _firing(
+    row: Any, due: datetime, run: str | None, outcome: str, reason: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "project": row["project"],
+        "schedule": row["identifier"],
+        "due_date": due,
+        "run": run,
+        "outcome": outcome,
+        "reason": reason,
+        "creation_date": now,
+    }
 
 
 def _firing_key(row: Any, due: datetime) -> list[sa.ColumnElement[bool]]:

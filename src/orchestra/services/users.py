@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ LOGIN_TOKEN_LIFETIME = timedelta(hours=12)
 DEFAULT_TOKEN_LIFETIME = timedelta(days=365)
 MAX_TOKEN_LIFETIME = timedelta(days=3650)
 LAST_USED_PRECISION = timedelta(minutes=1)
+# How long a token's lookup is trusted: a revocation or a disabled user made through another
+# process is honoured within this (the promise is 5 seconds, on every API server).
+AUTH_CACHE_SECONDS = 2.0
+AUTH_CACHE_SIZE = 10_000
 USER_FIELDS = frozenset({"display_name", "roles", "is_enabled", "password"})
 
 
@@ -41,6 +46,15 @@ class Caller:
 
     user: User
     token: str | None
+
+
+@dataclass(frozen=True)
+class _Authenticated:
+    """A token as the database described it, and when (time.monotonic()) it was read."""
+
+    caller: Caller
+    expiration_date: datetime | None
+    loaded: float
 
 
 class UserService:
@@ -55,6 +69,7 @@ class UserService:
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
         self.events = events
+        self._auth_cache: dict[str, _Authenticated] = {}
 
     # Users.
 
@@ -134,7 +149,9 @@ class UserService:
         self._credentials_changed()
 
     def _credentials_changed(self) -> None:
-        """Masters re-check the credentials of open worker connections at once."""
+        """Masters re-check the credentials of open worker connections at once; this
+        process's cached authentications are dropped."""
+        self._auth_cache.clear()
         if self.events is not None:
             self.events.publish("control")
 
@@ -273,25 +290,41 @@ class UserService:
 
     async def authenticate(self, secret: str, user: str | None = None) -> Caller | None:
         """The caller a token belongs to, or None when the token is unknown, expired, belongs
-        to another user than `user` (HTTP Basic) or to a disabled user."""
+        to another user than `user` (HTTP Basic) or to a disabled user.
+
+        What the database said about a token is kept AUTH_CACHE_SECONDS (every request
+        authenticates; most come in bursts with the same token). A revocation, a disabled
+        user or a role change made here clears it at once; one made through another process
+        is seen within AUTH_CACHE_SECONDS. Expiry is checked at every use."""
         if not secret.startswith(credentials.TOKEN_PREFIX) or len(secret) > 200:
             return None
         digest = credentials.token_digest(secret)
         now = self.clock.now()
+        found = self._auth_cache.get(digest)
+        if found is None or time.monotonic() - found.loaded >= AUTH_CACHE_SECONDS:
+            found = await self._load_token(digest, now)
+            if found is None:
+                self._auth_cache.pop(digest, None)
+                return None
+        if found.expiration_date is not None and found.expiration_date <= now:
+            return None
+        if not found.caller.user.is_enabled or (
+            user is not None and found.caller.user.identifier != user
+        ):
+            return None
+        return found.caller
+
+    async def _load_token(self, digest: str, now: datetime) -> _Authenticated | None:
+        user_columns = [c.label(f"user_{c.name}") for c in user_table.c]
         async with self.db.read() as conn:
             query = (
-                sa.select(auth_table, user_table.c.is_enabled.label("user_is_enabled"))
+                sa.select(auth_table, *user_columns)
                 .join(user_table, user_table.c.identifier == auth_table.c.user)
                 .where(auth_table.c.secret == digest, auth_table.c.type == TOKEN)
             )
             row = (await conn.execute(query)).mappings().first()
-            if row is None or not hmac.compare_digest(row["secret"], digest):
-                return None
-            if row["expiration_date"] is not None and row["expiration_date"] <= now:
-                return None
-            if not row["user_is_enabled"] or (user is not None and row["user"] != user):
-                return None
-            found = await self._user(conn, row["user"])
+        if row is None or not hmac.compare_digest(row["secret"], digest):
+            return None
         last_used = row["last_used_date"]
         if last_used is None or now - last_used > LAST_USED_PRECISION:
             async with self.db.transaction() as conn:
@@ -300,7 +333,16 @@ class UserService:
                     .where(auth_table.c.identifier == row["identifier"])
                     .values(last_used_date=now)
                 )
-        return Caller(user=found, token=row["identifier"])
+        found_user = User.from_row({c.name: row[f"user_{c.name}"] for c in user_table.c})
+        found = _Authenticated(
+            Caller(user=found_user, token=row["identifier"]),
+            row["expiration_date"],
+            time.monotonic(),
+        )
+        if len(self._auth_cache) >= AUTH_CACHE_SIZE:
+            self._auth_cache.clear()
+        self._auth_cache[digest] = found
+        return found
 
 
 async def still_allowed(db: Database, tokens: Iterable[str], role: str, now: datetime) -> set[str]:

@@ -7,10 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.errors import Conflict
 from orchestra.storage import records
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
@@ -23,25 +26,70 @@ MAX_LOG_CHUNK = 1 << 20
 
 async def insert_run(
     conn: AsyncConnection, values: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
+) -> Run:
+    """Insert a run and its steps (in the caller's transaction, so never one without the other)
+    and return the run as stored, built from what was written (no read-back)."""
+    now = utcnow()
+    written = {"creation_date": now, "update_date": now, **values}
+    # The run as stored: what was written, and the columns' defaults for the rest.
+    row: dict[str, Any] = {c.name: None for c in run_table.c}
+    row.update(priority=0, attempt=1)
+    row.update(written)
+    step_rows = [
+        {
+            "run": values["identifier"],
+            "index": index,
+            "name": step["name"],
+            "command": step["command"],
+            "status": StepStatus.PENDING.value,
+            "log_size": 0,
+            "timeout": step.get("timeout"),
+        }
+        for index, step in enumerate(steps)
+    ]
+    # No savepoint: a failed insert fails the caller's whole transaction, which is what every
+    # caller wants (nothing else is tried after it).
+    try:
+        await conn.execute(run_table.insert().values(written))
+    except IntegrityError as exc:
+        raise Conflict("run already exists or refers to something missing") from exc
+    if step_rows:
+        await conn.execute(step_table.insert(), step_rows)
+    return Run.from_row(
+        row,
+        [
+            RunStep.from_row({**s, "exit_code": None, "start_date": None, "completion_date": None})
+            for s in step_rows
+        ],
+    )
+
+
+async def insert_runs(
+    conn: AsyncConnection, runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]
 ) -> None:
-    """Insert a run and its steps (in the caller's transaction, so never one without the other)."""
-    await records.insert(conn, run_table, values)
+    """Insert many runs and their steps: one statement for the runs, one for the steps. The
+    runs' values all have the same columns (they come from the same code)."""
+    if not runs:
+        return
+    now = utcnow()
+    await conn.execute(
+        run_table.insert(), [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
+    )
+    steps = [
+        {
+            "run": values["identifier"],
+            "index": index,
+            "name": step["name"],
+            "command": step["command"],
+            "status": StepStatus.PENDING.value,
+            "log_size": 0,
+            "timeout": step.get("timeout"),
+        }
+        for values, run_steps in runs
+        for index, step in enumerate(run_steps)
+    ]
     if steps:
-        await conn.execute(
-            step_table.insert(),
-            [
-                {
-                    "run": values["identifier"],
-                    "index": index,
-                    "name": step["name"],
-                    "command": step["command"],
-                    "status": StepStatus.PENDING.value,
-                    "log_size": 0,
-                    "timeout": step.get("timeout"),
-                }
-                for index, step in enumerate(steps)
-            ],
-        )
+        await conn.execute(step_table.insert(), steps)
 
 
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
