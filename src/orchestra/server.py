@@ -94,6 +94,9 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         log_config=None,
         lifespan="on",
         ws_max_size=16 * 1024 * 1024,
+        # Worker reports are mostly output, stored as it is: deflating and inflating every frame
+        # cost more than storing it.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

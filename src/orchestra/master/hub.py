@@ -35,6 +35,9 @@ HELLO_TIMEOUT = 10.0
 LOOP_INTERVAL = 1.0
 SCHEDULE_INTERVAL = 0.5
 CONTROL_POLL = 2.0
+REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
+MERGE_EVENTS = 1000  # events applied in one transaction at most
+MERGE_BYTES = 8 << 20  # and about this much output
 
 
 def master_identity() -> str:
@@ -164,24 +167,101 @@ class Master:
         return session
 
     async def _serve(self, session: WorkerSession) -> None:
-        timeout = 3 * self.settings.heartbeat_interval
+        """Read the worker's frames until it goes: reports go to an applier task, so that the
+        next frame is read and decoded while the previous report commits."""
+        loop = asyncio.get_running_loop()
+        reports: asyncio.Queue[m.Report] = asyncio.Queue(REPORT_QUEUE)
+        reader = asyncio.current_task()
+        assert reader is not None
+        applier = asyncio.create_task(self._apply_reports(session, reports))
+        applier.add_done_callback(
+            lambda t: t.cancelled() or t.exception() is None or reader.cancel()
+        )
+        silence = 3 * self.settings.heartbeat_interval
+        session.last_seen = loop.time()
+        watchdog: asyncio.TimerHandle | None = None
+        try:
+            # No timer per message: one per connection checks, when the last frame is
+            # `silence` old, whether another came since, and ends the wait if not.
+            async with asyncio.timeout(None) as deadline:
+
+                def watch() -> None:
+                    nonlocal watchdog
+                    due = min(session.last_seen, loop.time()) + silence
+                    if loop.time() >= due:
+                        deadline.reschedule(loop.time())
+                    else:
+                        watchdog = loop.call_at(due, watch)
+
+                watchdog = loop.call_at(session.last_seen + silence, watch)
+                while True:
+                    frame = await _receive(session.websocket)
+                    session.last_seen = loop.time()
+                    message = m.decode_worker_message(frame)
+                    if isinstance(message, m.Heartbeat):
+                        continue
+                    if isinstance(message, m.Report):
+                        if reports.full():
+                            # Waiting for the database is not the worker's silence.
+                            session.last_seen = float("inf")
+                            await reports.put(message)
+                            session.last_seen = loop.time()
+                        else:
+                            reports.put_nowait(message)
+                    elif isinstance(message, m.Capacity):
+                        session.accepting = message.accepting
+                        log.warning(
+                            "worker %s %s new runs%s",
+                            session.identifier,
+                            "takes" if message.accepting else "takes no",
+                            f": {message.reason}" if message.reason else "",
+                        )
+                        if message.accepting:
+                            self.services.events.publish("dispatch")
+                    elif isinstance(message, m.Hello):
+                        raise ProtocolError("hello was already received")
+        except asyncio.CancelledError:
+            failure = applier.exception() if applier.done() and not applier.cancelled() else None
+            if failure is None:
+                raise
+            reader.uncancel()
+            raise failure from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if not applier.done():
+                # Let the report being applied commit (it was received whole); drop the
+                # queued ones: the worker sends them again after it reconnects.
+                session.closing = True
+                while not reports.empty():
+                    reports.get_nowait()
+                reports.put_nowait(_STOP)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(applier)
+
+    async def _apply_reports(
+        self, session: WorkerSession, reports: asyncio.Queue[m.Report]
+    ) -> None:
+        """Apply reports in the order received; consecutive ones for the same run in one
+        transaction, acknowledged together."""
+        carried: m.Report | None = None
         while True:
-            frame = await asyncio.wait_for(session.websocket.receive_text(), timeout)
-            message = m.decode_worker_message(frame)
-            if isinstance(message, m.Report):
-                await self._report(session, message)
-            elif isinstance(message, m.Capacity):
-                session.accepting = message.accepting
-                log.warning(
-                    "worker %s %s new runs%s",
-                    session.identifier,
-                    "takes" if message.accepting else "takes no",
-                    f": {message.reason}" if message.reason else "",
-                )
-                if message.accepting:
-                    self.services.events.publish("dispatch")
-            elif isinstance(message, m.Hello):
-                raise ProtocolError("hello was already received")
+            report = carried if carried is not None else await reports.get()
+            carried = None
+            if report is _STOP or session.closing:
+                return
+            events = list(report.events)
+            size = _output_size(report)
+            while not reports.empty() and len(events) < MERGE_EVENTS and size < MERGE_BYTES:
+                following = reports.get_nowait()
+                if following is _STOP or following.run != report.run:
+                    carried = following
+                    break
+                events.extend(following.events)
+                size += _output_size(following)
+            if len(events) > len(report.events):
+                report = m.Report.model_construct(run=report.run, events=events)
+            await self._report(session, report)
 
     async def _report(self, session: WorkerSession, report: m.Report) -> None:
         result = await self.execution.apply_report(session.identifier, report)
@@ -325,6 +405,22 @@ class Master:
             self.settings.lease, self.settings.heartbeat_interval, self.sessions
         )
         await asyncio.sleep(min(LOOP_INTERVAL, self.settings.heartbeat_interval))
+
+
+_STOP = m.Report.model_construct(run="", events=[])
+
+
+def _output_size(report: m.Report) -> int:
+    return sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
+
+
+async def _receive(websocket: WebSocket) -> str | bytes:
+    """The next frame, text or binary; WebSocketDisconnect when the connection is gone."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else message["bytes"]  # type: ignore[no-any-return]
 
 
 def _same_origin(origin: str, host: str) -> bool:

@@ -442,10 +442,12 @@ class ExecutionService:
 
     async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
         if isinstance(event, m.StepOutput):
-            try:
-                data = base64.b64decode(event.data, validate=True)
-            except binascii.Error:
-                raise ProtocolError("output data is not base64") from None
+            data = event.data  # bytes from a binary frame; base64 from a text one
+            if isinstance(data, str):
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except binascii.Error:
+                    raise ProtocolError("output data is not base64") from None
             if event.offset != log_size:
                 raise ProtocolError(f"run {run_id}: output at {event.offset}, expected {log_size}")
             await run_storage.append_log(conn, run_id, event.step, event.offset, data)
