@@ -210,10 +210,10 @@ _HEARTBEAT = Heartbeat()
 
 def decode_worker_message(frame: str | bytes) -> Hello | Report | Heartbeat | Capacity:
     """Parse a worker's frame; ProtocolError (the connection closes with it) when invalid."""
-    if frame in _HEARTBEAT_FRAMES:
-        return _HEARTBEAT
     if isinstance(frame, bytes):
         return _decode_report_frame(frame)
+    if frame in _HEARTBEAT_FRAMES:
+        return _HEARTBEAT
     return _decode(_worker_messages, frame)  # type: ignore[no-any-return]
 
 
