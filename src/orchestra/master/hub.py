@@ -1,8 +1,10 @@
 """The master: holds worker connections, assigns pending runs, applies reports, watches leases.
 
 Three loops run beside the connections: dispatch (on a "dispatch" signal or every second),
-control (abort requests and disconnects, on a "control" signal or every second) and maintenance
-(vouching for connected workers, pending-run expiry, lease expiry). The database is the only
+control (abort requests and disconnects, on a "control" signal or every 2 s) and maintenance
+(vouching for connected workers, pending-run expiry, lease expiry: every heartbeat interval).
+A connection's silence is watched by one timer per connection, not per message. The database
+is the only
 shared state: a master can die at any point and another can carry on from what is committed.
 """
 
@@ -54,7 +56,6 @@ class Master:
         )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_vouch = float("-inf")
 
     # Life cycle.
 
@@ -394,17 +395,15 @@ class Master:
     # Maintenance: liveness, expiry, leases.
 
     async def _maintenance_loop(self) -> None:
-        # Vouching writes one row per connected worker: once a heartbeat interval is enough
-        # (a worker counts as away after three), whatever the pace of the other checks.
-        now = asyncio.get_running_loop().time()
-        if now - self._last_vouch >= self.settings.heartbeat_interval:
-            self._last_vouch = now
-            await self.execution.vouch(self.sessions)
+        # Once a heartbeat interval: vouching writes one row per connected worker (a worker
+        # counts as away after three intervals), and leases and pending expiry are minutes
+        # long by default, so a pass per interval keeps them to within one.
+        await self.execution.vouch(self.sessions)
         await self.execution.expire_pending(self.settings.pending_expiry)
         await self.execution.expire_leases(
             self.settings.lease, self.settings.heartbeat_interval, self.sessions
         )
-        await asyncio.sleep(min(LOOP_INTERVAL, self.settings.heartbeat_interval))
+        await asyncio.sleep(self.settings.heartbeat_interval)
 
 
 _STOP = m.Report.model_construct(run="", events=[])
