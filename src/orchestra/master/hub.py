@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from orchestra.domain.models import Run
 from orchestra.domain.permissions import Role, allowed
@@ -168,37 +168,60 @@ class Master:
         return session
 
     async def _serve(self, session: WorkerSession) -> None:
-        """Read the worker's frames until it goes: reports go to an applier task, so that the
-        next frame is read and decoded while the previous report commits."""
-        loop = asyncio.get_running_loop()
+        """Read the worker's frames until it goes, in a task of their own (each frame then
+        resumes a short stack, not the whole ASGI application's); reports go to an applier
+        task, so that the next frame is read and decoded while the previous report commits."""
         reports: asyncio.Queue[m.Report] = asyncio.Queue(REPORT_QUEUE)
-        reader = asyncio.current_task()
-        assert reader is not None
         applier = asyncio.create_task(self._apply_reports(session, reports))
-        applier.add_done_callback(
-            lambda t: t.cancelled() or t.exception() is None or reader.cancel()
-        )
+        reader = asyncio.create_task(self._read(session, reports))
+        try:
+            await asyncio.wait((reader, applier), return_when=asyncio.FIRST_COMPLETED)
+            if applier.done():
+                applier.result()  # its failure ends the connection (a clean end cannot be)
+            reader.result()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await reader
+            if not applier.done():
+                # Let the report being applied commit (it was received whole); drop the
+                # queued ones: the worker sends them again after it reconnects.
+                session.closing = True
+                while not reports.empty():
+                    reports.get_nowait()
+                reports.put_nowait(_STOP)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(applier)
+
+    async def _read(self, session: WorkerSession, reports: asyncio.Queue[m.Report]) -> None:
+        loop = asyncio.get_running_loop()
+        websocket = session.websocket
+        receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
         silence = 3 * self.settings.heartbeat_interval
         session.last_seen = loop.time()
         watchdog: asyncio.TimerHandle | None = None
-        try:
-            # No timer per message: one per connection checks, when the last frame is
-            # `silence` old, whether another came since, and ends the wait if not.
-            async with asyncio.timeout(None) as deadline:
+        # No timer per message: one per connection checks, when the last frame is `silence`
+        # old, whether another came since, and ends the wait if not (TimeoutError).
+        async with asyncio.timeout(None) as deadline:
 
-                def watch() -> None:
-                    nonlocal watchdog
-                    due = min(session.last_seen, loop.time()) + silence
-                    if loop.time() >= due:
-                        deadline.reschedule(loop.time())
-                    else:
-                        watchdog = loop.call_at(due, watch)
+            def watch() -> None:
+                nonlocal watchdog
+                due = min(session.last_seen, loop.time()) + silence
+                if loop.time() >= due:
+                    deadline.reschedule(loop.time())
+                else:
+                    watchdog = loop.call_at(due, watch)
 
-                watchdog = loop.call_at(session.last_seen + silence, watch)
+            watchdog = loop.call_at(session.last_seen + silence, watch)
+            try:
                 while True:
-                    frame = await _receive(session.websocket)
+                    event = await receive()
+                    if event["type"] != "websocket.receive":
+                        websocket.client_state = WebSocketState.DISCONNECTED
+                        raise WebSocketDisconnect(event.get("code", 1000), event.get("reason"))
                     session.last_seen = loop.time()
-                    message = m.decode_worker_message(frame)
+                    text = event.get("text")
+                    message = m.decode_worker_message(text if text is not None else event["bytes"])
                     if isinstance(message, m.Heartbeat):
                         continue
                     if isinstance(message, m.Report):
@@ -221,24 +244,9 @@ class Master:
                             self.services.events.publish("dispatch")
                     elif isinstance(message, m.Hello):
                         raise ProtocolError("hello was already received")
-        except asyncio.CancelledError:
-            failure = applier.exception() if applier.done() and not applier.cancelled() else None
-            if failure is None:
-                raise
-            reader.uncancel()
-            raise failure from None
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
-            if not applier.done():
-                # Let the report being applied commit (it was received whole); drop the
-                # queued ones: the worker sends them again after it reconnects.
-                session.closing = True
-                while not reports.empty():
-                    reports.get_nowait()
-                reports.put_nowait(_STOP)
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.shield(applier)
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
 
     async def _apply_reports(
         self, session: WorkerSession, reports: asyncio.Queue[m.Report]
@@ -411,15 +419,6 @@ _STOP = m.Report.model_construct(run="", events=[])
 
 def _output_size(report: m.Report) -> int:
     return sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
-
-
-async def _receive(websocket: WebSocket) -> str | bytes:
-    """The next frame, text or binary; WebSocketDisconnect when the connection is gone."""
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-    text = message.get("text")
-    return text if text is not None else message["bytes"]  # type: ignore[no-any-return]
 
 
 def _same_origin(origin: str, host: str) -> bool:
