@@ -129,8 +129,12 @@ class Master:
                 log.info("worker %s disconnected", session.identifier)
 
     async def _hello(self, websocket: WebSocket) -> m.Hello:
-        frame = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
-        hello = m.decode_worker_message(frame)
+        event = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT)
+        if event["type"] != "websocket.receive":
+            raise WebSocketDisconnect(event.get("code", 1000), event.get("reason"))
+        text = event.get("text")
+        # A binary frame is decoded too (as a report, so refused here with a reason).
+        hello = m.decode_worker_message(text if text is not None else event["bytes"])
         if not isinstance(hello, m.Hello):
             raise ProtocolError("the first message must be hello")
         if hello.protocol != m.PROTOCOL_VERSION:
