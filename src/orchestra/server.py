@@ -94,6 +94,12 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         log_config=None,
         lifespan="on",
         ws_max_size=16 * 1024 * 1024,
+        # Worker reports are mostly output, stored as it is: deflating and inflating every frame
+        # cost more than storing it.
+        ws_per_message_deflate=False,
+        # Workers heartbeat, and the master closes a connection silent for three intervals:
+        # protocol pings on top cost a write and a read per connection every 20 s for nothing.
+        ws_ping_interval=None,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

@@ -3,10 +3,16 @@ and started again, and a worker away beyond its lease."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import time
 from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from tests.system.harness import Cluster, holds_for, numbered_lines, process_gone, py, wait_until
 
@@ -167,3 +173,64 @@ def test_worker_back_after_lease_does_not_run_again(cluster: Cluster, tmp_path: 
 
     holds_for(unchanged, 2.0, "the given-up run stays exception")
     assert lines_of(ids) == [run["identifier"]]
+
+
+def test_silent_connection_is_closed_after_three_heartbeats_and_chatty_one_is_not(
+    cluster: Cluster,
+) -> None:
+    """Liveness without a timer per message: a connection that says nothing for three heartbeat
+    intervals (1 s each here) is closed with a reason; one that heartbeats stays open."""
+    cluster.start()
+
+    async def scenario() -> tuple[tuple[int | None, str], float, bool]:
+        headers = {"Authorization": f"Bearer {cluster.worker_token}"}
+        url = cluster.url.replace("http://", "ws://", 1) + "/api/v1/workers/connect"
+        silent = await connect(url, additional_headers=headers, ping_interval=None)
+        chatty = await connect(url, additional_headers=headers, ping_interval=None)
+        for connection, name in ((silent, "raw-silent"), (chatty, "raw-chatty")):
+            await connection.send(json.dumps(raw_hello(name)))
+            welcome = json.loads(await asyncio.wait_for(connection.recv(), 30))
+            assert welcome["type"] == "welcome"
+        started = time.monotonic()
+
+        async def closed() -> tuple[int | None, str]:
+            try:
+                while True:
+                    await silent.recv()
+            except ConnectionClosed as exc:
+                return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+
+        async def beat() -> None:
+            while True:
+                await chatty.send(json.dumps({"type": "heartbeat"}))
+                await asyncio.sleep(0.5)
+
+        beating = asyncio.create_task(beat())
+        try:
+            result = await asyncio.wait_for(closed(), 30)
+            waited = time.monotonic() - started
+            # The chatty one is still served a good while after the silent one was closed.
+            await asyncio.sleep(2)
+            chatty_open = chatty.state is State.OPEN and not beating.done()
+        finally:
+            beating.cancel()
+            await chatty.close()
+        return result, waited, chatty_open
+
+    (code, reason), waited, chatty_open = asyncio.run(scenario())
+    assert code == 4000 and "three heartbeats" in reason, (code, reason)
+    assert 2.5 <= waited <= 8, f"closed after {waited:.1f}s (three intervals of 1 s)"
+    assert chatty_open
+
+
+def raw_hello(identifier: str) -> dict[str, object]:
+    return {
+        "type": "hello",
+        "protocol": 1,
+        "identifier": identifier,
+        "display_name": identifier,
+        "version": "test",
+        "properties": {"kind": "raw"},
+        "executors": 1,
+        "runs": [],
+    }

@@ -1,8 +1,10 @@
 """The master: holds worker connections, assigns pending runs, applies reports, watches leases.
 
 Three loops run beside the connections: dispatch (on a "dispatch" signal or every second),
-control (abort requests and disconnects, on a "control" signal or every second) and maintenance
-(vouching for connected workers, pending-run expiry, lease expiry). The database is the only
+control (abort requests and disconnects, on a "control" signal or every 2 s) and maintenance
+(vouching for connected workers, pending-run expiry, lease expiry: every heartbeat interval).
+A connection's silence is watched by one timer per connection, not per message. The database
+is the only
 shared state: a master can die at any point and another can carry on from what is committed.
 """
 
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from orchestra.domain.models import Run
 from orchestra.domain.permissions import Role, allowed
@@ -35,6 +37,9 @@ HELLO_TIMEOUT = 10.0
 LOOP_INTERVAL = 1.0
 SCHEDULE_INTERVAL = 0.5
 CONTROL_POLL = 2.0
+REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
+MERGE_EVENTS = 1000  # events applied in one transaction at most
+MERGE_BYTES = 8 << 20  # and about this much output
 
 
 def master_identity() -> str:
@@ -51,7 +56,6 @@ class Master:
         )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_vouch = float("-inf")
 
     # Life cycle.
 
@@ -125,8 +129,12 @@ class Master:
                 log.info("worker %s disconnected", session.identifier)
 
     async def _hello(self, websocket: WebSocket) -> m.Hello:
-        frame = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
-        hello = m.decode_worker_message(frame)
+        event = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT)
+        if event["type"] != "websocket.receive":
+            raise WebSocketDisconnect(event.get("code", 1000), event.get("reason"))
+        text = event.get("text")
+        # A binary frame is decoded too (as a report, so refused here with a reason).
+        hello = m.decode_worker_message(text if text is not None else event["bytes"])
         if not isinstance(hello, m.Hello):
             raise ProtocolError("the first message must be hello")
         if hello.protocol != m.PROTOCOL_VERSION:
@@ -170,24 +178,109 @@ class Master:
         return session
 
     async def _serve(self, session: WorkerSession) -> None:
-        timeout = 3 * self.settings.heartbeat_interval
+        """Read the worker's frames until it goes, in a task of their own (each frame then
+        resumes a short stack, not the whole ASGI application's); reports go to an applier
+        task, so that the next frame is read and decoded while the previous report commits."""
+        reports: asyncio.Queue[m.Report] = asyncio.Queue(REPORT_QUEUE)
+        applier = asyncio.create_task(self._apply_reports(session, reports))
+        reader = asyncio.create_task(self._read(session, reports))
+        try:
+            await asyncio.wait((reader, applier), return_when=asyncio.FIRST_COMPLETED)
+            if applier.done():
+                applier.result()  # its failure ends the connection (a clean end cannot be)
+            reader.result()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await reader
+            if not applier.done():
+                # Let the report being applied commit (it was received whole); drop the
+                # queued ones: the worker sends them again after it reconnects.
+                session.closing = True
+                while not reports.empty():
+                    reports.get_nowait()
+                reports.put_nowait(_STOP)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(applier)
+
+    async def _read(self, session: WorkerSession, reports: asyncio.Queue[m.Report]) -> None:
+        loop = asyncio.get_running_loop()
+        websocket = session.websocket
+        receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
+        silence = 3 * self.settings.heartbeat_interval
+        session.last_seen = loop.time()
+        watchdog: asyncio.TimerHandle | None = None
+        # No timer per message: one per connection checks, when the last frame is `silence`
+        # old, whether another came since, and ends the wait if not (TimeoutError).
+        async with asyncio.timeout(None) as deadline:
+
+            def watch() -> None:
+                nonlocal watchdog
+                due = min(session.last_seen, loop.time()) + silence
+                if loop.time() >= due:
+                    deadline.reschedule(loop.time())
+                else:
+                    watchdog = loop.call_at(due, watch)
+
+            watchdog = loop.call_at(session.last_seen + silence, watch)
+            try:
+                while True:
+                    event = await receive()
+                    if event["type"] != "websocket.receive":
+                        websocket.client_state = WebSocketState.DISCONNECTED
+                        raise WebSocketDisconnect(event.get("code", 1000), event.get("reason"))
+                    session.last_seen = loop.time()
+                    text = event.get("text")
+                    message = m.decode_worker_message(text if text is not None else event["bytes"])
+                    if isinstance(message, m.Heartbeat):
+                        continue
+                    if isinstance(message, m.Report):
+                        if reports.full():
+                            # Waiting for the database is not the worker's silence.
+                            session.last_seen = float("inf")
+                            await reports.put(message)
+                            session.last_seen = loop.time()
+                        else:
+                            reports.put_nowait(message)
+                    elif isinstance(message, m.Capacity):
+                        session.accepting = message.accepting
+                        log.warning(
+                            "worker %s %s new runs%s",
+                            session.identifier,
+                            "takes" if message.accepting else "takes no",
+                            f": {message.reason}" if message.reason else "",
+                        )
+                        if message.accepting:
+                            self.services.events.publish("dispatch")
+                    elif isinstance(message, m.Hello):
+                        raise ProtocolError("hello was already received")
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+
+    async def _apply_reports(
+        self, session: WorkerSession, reports: asyncio.Queue[m.Report]
+    ) -> None:
+        """Apply reports in the order received; consecutive ones for the same run in one
+        transaction, acknowledged together."""
+        carried: m.Report | None = None
         while True:
-            frame = await asyncio.wait_for(session.websocket.receive_text(), timeout)
-            message = m.decode_worker_message(frame)
-            if isinstance(message, m.Report):
-                await self._report(session, message)
-            elif isinstance(message, m.Capacity):
-                session.accepting = message.accepting
-                log.warning(
-                    "worker %s %s new runs%s",
-                    session.identifier,
-                    "takes" if message.accepting else "takes no",
-                    f": {message.reason}" if message.reason else "",
-                )
-                if message.accepting:
-                    self.services.events.publish("dispatch")
-            elif isinstance(message, m.Hello):
-                raise ProtocolError("hello was already received")
+            report = carried if carried is not None else await reports.get()
+            carried = None
+            if report is _STOP or session.closing:
+                return
+            events = list(report.events)
+            size = _output_size(report)
+            while not reports.empty() and len(events) < MERGE_EVENTS and size < MERGE_BYTES:
+                following = reports.get_nowait()
+                if following is _STOP or following.run != report.run:
+                    carried = following
+                    break
+                events.extend(following.events)
+                size += _output_size(following)
+            if len(events) > len(report.events):
+                report = m.Report.model_construct(run=report.run, events=events)
+            await self._report(session, report)
 
     async def _report(self, session: WorkerSession, report: m.Report) -> None:
         result = await self.execution.apply_report(session.identifier, report)
@@ -339,17 +432,22 @@ class Master:
     # Maintenance: liveness, expiry, leases.
 
     async def _maintenance_loop(self) -> None:
-        # Vouching writes one row per connected worker: once a heartbeat interval is enough
-        # (a worker counts as away after three), whatever the pace of the other checks.
-        now = asyncio.get_running_loop().time()
-        if now - self._last_vouch >= self.settings.heartbeat_interval:
-            self._last_vouch = now
-            await self.execution.vouch(self.sessions)
+        # Once a heartbeat interval: vouching writes one row per connected worker (a worker
+        # counts as away after three intervals), and leases and pending expiry are minutes
+        # long by default, so a pass per interval keeps them to within one.
+        await self.execution.vouch(self.sessions)
         await self.execution.expire_pending(self.settings.pending_expiry)
         await self.execution.expire_leases(
             self.settings.lease, self.settings.heartbeat_interval, self.sessions
         )
-        await asyncio.sleep(min(LOOP_INTERVAL, self.settings.heartbeat_interval))
+        await asyncio.sleep(self.settings.heartbeat_interval)
+
+
+_STOP = m.Report.model_construct(run="", events=[])
+
+
+def _output_size(report: m.Report) -> int:
+    return sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
 
 
 def _same_origin(origin: str, host: str) -> bool:

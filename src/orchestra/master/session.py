@@ -25,6 +25,8 @@ class WorkerSession:
     draining: bool = False
     assigned: set[str] = field(default_factory=set)
     aborts_sent: set[str] = field(default_factory=set)
+    last_seen: float = 0.0  # the event loop's time of the last frame received
+    closing: bool = False  # the connection is going: apply no more of its reports
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property

@@ -3,11 +3,17 @@
 Every message has a `type`. Worker events about a run carry a `sequence` numbered from 1 per
 run; the master applies each exactly once, in order, and acknowledges the highest one it has
 committed. docs/protocol.md describes the exchanges.
+
+Reports go in binary frames (`encode_report_frame`): a JSON header, then the output bytes
+as they are, so output is neither base64-encoded nor parsed as JSON. The master still accepts
+a report as a text frame with base64 output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import struct
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,13 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from orchestra.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
-MAX_OUTPUT_CHUNK = 256 * 1024  # bytes of output in one event, before base64
+MAX_OUTPUT_CHUNK = 1 << 20  # bytes of output in one event (the master stores it as one chunk)
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 RunId = Annotated[
     str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
-Sequence = Annotated[int, Field(ge=1, le=2**53)]
+EventSequence = Annotated[int, Field(ge=1, le=2**53)]
 StepIndex = Annotated[int, Field(ge=0, le=10_000)]
 EndStatus = Literal["succeeded", "failed", "aborted", "exception"]
 PropertyValue = str | int | float | bool
@@ -37,22 +43,23 @@ class Message(BaseModel):
 
 class StepStarted(Message):
     kind: Literal["step_started"] = "step_started"
-    sequence: Sequence
+    sequence: EventSequence
     step: StepIndex
     date: datetime
 
 
 class StepOutput(Message):
     kind: Literal["output"] = "output"
-    sequence: Sequence
+    sequence: EventSequence
     step: StepIndex
     offset: Annotated[int, Field(ge=0, le=2**53)]  # position in the whole run log
-    data: Annotated[str, Field(max_length=MAX_OUTPUT_CHUNK * 4 // 3 + 8)]  # base64
+    # base64 in a text frame; the bytes themselves when the report came in a binary frame
+    data: Annotated[str, Field(max_length=MAX_OUTPUT_CHUNK * 4 // 3 + 8)] | bytes
 
 
 class StepEnded(Message):
     kind: Literal["step_ended"] = "step_ended"
-    sequence: Sequence
+    sequence: EventSequence
     step: StepIndex
     status: EndStatus
     exit_code: int | None = None
@@ -61,7 +68,7 @@ class StepEnded(Message):
 
 class RunEnded(Message):
     kind: Literal["run_ended"] = "run_ended"
-    sequence: Sequence
+    sequence: EventSequence
     status: EndStatus
     reason: Annotated[str, Field(max_length=2000)] | None = None
     date: datetime
@@ -167,22 +174,99 @@ MasterMessage = Annotated[
     Welcome | Assign | Ack | Abort | Discard | Drain, Field(discriminator="type")
 ]
 
+# Binary reports: the header of an output event gives the size of its bytes instead of them.
+
+
+class OutputHeader(Message):
+    kind: Literal["output"] = "output"
+    sequence: EventSequence
+    step: StepIndex
+    offset: Annotated[int, Field(ge=0, le=2**53)]
+    size: Annotated[int, Field(ge=0, le=MAX_OUTPUT_CHUNK)]
+
+
+class ReportHeader(Message):
+    type: Literal["report"] = "report"
+    run: RunId
+    events: Annotated[
+        list[
+            Annotated[
+                StepStarted | OutputHeader | StepEnded | RunEnded, Field(discriminator="kind")
+            ]
+        ],
+        Field(min_length=1, max_length=1000),
+    ]
+
+
 _worker_messages: TypeAdapter[Any] = TypeAdapter(WorkerMessage)
 _master_messages: TypeAdapter[Any] = TypeAdapter(MasterMessage)
+_report_headers: TypeAdapter[Any] = TypeAdapter(ReportHeader)
+_HEADER_SIZE = struct.Struct(">I")
+# A heartbeat as workers write it (compact, or as Python's json.dumps does), recognised
+# without a parser: a master receives one per worker every few seconds.
+_HEARTBEAT_FRAMES = frozenset(('{"type":"heartbeat"}', '{"type": "heartbeat"}'))
+_HEARTBEAT = Heartbeat()
 
 
 def decode_worker_message(frame: str | bytes) -> Hello | Report | Heartbeat | Capacity:
     """Parse a worker's frame; ProtocolError (the connection closes with it) when invalid."""
+    if isinstance(frame, bytes):
+        return _decode_report_frame(frame)
+    if frame in _HEARTBEAT_FRAMES:
+        return _HEARTBEAT
     return _decode(_worker_messages, frame)  # type: ignore[no-any-return]
 
 
 def decode_master_message(frame: str | bytes) -> Welcome | Assign | Ack | Abort | Discard | Drain:
+    if isinstance(frame, bytes):
+        raise ProtocolError("binary frames are not part of the protocol")
     return _decode(_master_messages, frame)  # type: ignore[no-any-return]
 
 
+def encode_report_frame(
+    run: str, events: Sequence[Mapping[str, Any]], payloads: Sequence[bytes]
+) -> bytes:
+    """A report as a binary frame: the header's length (4 bytes, big-endian), the header
+    (a report whose output events carry `size` instead of `data`), then the output bytes of
+    those events, in their order."""
+    header = json.dumps(
+        {"type": "report", "run": run, "events": events}, separators=(",", ":")
+    ).encode()
+    return b"".join((_HEADER_SIZE.pack(len(header)), header, *payloads))
+
+
+def _decode_report_frame(frame: bytes) -> Report:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame too large")
+    if len(frame) < _HEADER_SIZE.size:
+        raise ProtocolError("binary frame too short")
+    (length,) = _HEADER_SIZE.unpack_from(frame)
+    position = _HEADER_SIZE.size + length
+    if position > len(frame):
+        raise ProtocolError("binary frame shorter than its header")
+    header: ReportHeader = _decode(_report_headers, frame[_HEADER_SIZE.size : position])
+    view = memoryview(frame)
+    events: list[Any] = []
+    for event in header.events:
+        if isinstance(event, OutputHeader):
+            end = position + event.size
+            if end > len(frame):
+                raise ProtocolError("binary frame shorter than its output")
+            data = bytes(view[position:end])
+            position = end
+            events.append(
+                StepOutput.model_construct(
+                    sequence=event.sequence, step=event.step, offset=event.offset, data=data
+                )
+            )
+        else:
+            events.append(event)
+    if position != len(frame):
+        raise ProtocolError("binary frame longer than its output")
+    return Report.model_construct(run=header.run, events=events)
+
+
 def _decode(adapter: TypeAdapter[Any], frame: str | bytes) -> Any:
-    if isinstance(frame, bytes):
-        raise ProtocolError("binary frames are not part of the protocol")
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError("frame too large")
     try:

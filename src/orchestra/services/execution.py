@@ -293,31 +293,42 @@ class ExecutionService:
 
     async def worker_flags(self, workers: Iterable[str]) -> dict[str, tuple[bool, bool]]:
         """(is_enabled, should_disconnect) of these workers."""
-        identifiers = list(workers)
-        if not identifiers:
+        wanted = set(workers)
+        if not wanted:
             return {}
+        # Only the exceptions are read (a master polls this for every connected worker; a
+        # connected worker cannot be deleted, so the others are enabled and staying).
         async with self.db.read() as conn:
             query = sa.select(
                 worker_table.c.identifier,
                 worker_table.c.is_enabled,
                 worker_table.c.should_disconnect,
-            ).where(worker_table.c.identifier.in_(identifiers))
-            return {
-                r.identifier: (r.is_enabled, r.should_disconnect) for r in await conn.execute(query)
-            }
+            ).where(
+                sa.or_(
+                    worker_table.c.is_enabled.is_(False),
+                    worker_table.c.should_disconnect.is_(True),
+                )
+            )
+            flags = dict.fromkeys(wanted, (True, False))
+            for r in await conn.execute(query):
+                if r.identifier in wanted:
+                    flags[r.identifier] = (r.is_enabled, r.should_disconnect)
+            return flags
 
     async def runs_to_abort(self, workers: Iterable[str]) -> list[tuple[str, str]]:
         """(worker, run) pairs of running runs whose abort was requested."""
-        identifiers = list(workers)
-        if not identifiers:
+        wanted = set(workers)
+        if not wanted:
             return []
+        # Running runs are few (index on status); a list of every connected worker is not.
         async with self.db.read() as conn:
             query = sa.select(run_table.c.worker, run_table.c.identifier).where(
-                run_table.c.worker.in_(identifiers),
                 run_table.c.status == RunStatus.RUNNING.value,
                 run_table.c.should_abort.is_(True),
             )
-            return [(r.worker, r.identifier) for r in await conn.execute(query)]
+            return [
+                (r.worker, r.identifier) for r in await conn.execute(query) if r.worker in wanted
+            ]
 
     async def ended_among(self, runs: Iterable[str]) -> list[str]:
         """Those of these runs that are no longer running (forced or given up meanwhile)."""
@@ -510,10 +521,12 @@ class ExecutionService:
     async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
         """Apply one event to the run's steps and log (the run row is apply_report's)."""
         if isinstance(event, m.StepOutput):
-            try:
-                data = base64.b64decode(event.data, validate=True)
-            except binascii.Error:
-                raise ProtocolError("output data is not base64") from None
+            data = event.data  # bytes from a binary frame; base64 from a text one
+            if isinstance(data, str):
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except binascii.Error:
+                    raise ProtocolError("output data is not base64") from None
             if event.offset != log_size:
                 raise ProtocolError(f"run {run_id}: output at {event.offset}, expected {log_size}")
             await run_storage.append_log(conn, run_id, event.step, event.offset, data)

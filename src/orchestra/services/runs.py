@@ -271,11 +271,18 @@ class RunService:
             if value is not None:
                 check_identifier(value, what)
         async with self.db.read() as conn:
-            if project is not None:
-                if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
-                    raise NotFound(f"no project {project!r}")
             filters = {"project": project, "job": job, "status": status, "worker": worker}
-            return await run_storage.page_runs(conn, filters, cursor, limit)
+            # A run's project exists (its runs go with it): only an empty page, or a bad
+            # cursor (which a missing project outranks), needs to look the project up.
+            try:
+                runs, next_cursor = await run_storage.page_runs(conn, filters, cursor, limit)
+            except InvalidInput:
+                if project is not None:
+                    await _project_exists(conn, project)
+                raise
+            if project is not None and not runs:
+                await _project_exists(conn, project)
+            return runs, next_cursor
 
     async def latest_per_job(
         self, project: str, jobs: list[str], count: int
@@ -426,3 +433,8 @@ class RunService:
             if not follow or finished:
                 return
             await self.events.wait(f"run:{identifier}", FOLLOW_POLL_SECONDS)
+
+
+async def _project_exists(conn: AsyncConnection, project: str) -> None:
+    if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+        raise NotFound(f"no project {project!r}")

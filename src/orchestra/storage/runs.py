@@ -20,6 +20,7 @@ from orchestra.storage.schema import run_log as log_table
 from orchestra.storage.schema import run_step as step_table
 
 LOG_BATCH = 64
+LOG_BATCH_BYTES = 16 << 20  # and chunks starting within this many bytes, to bound memory
 # The largest chunk the master stores; it bounds the index range a log read has to scan.
 MAX_LOG_CHUNK = 1 << 20
 
@@ -214,10 +215,14 @@ async def append_log(
 async def read_log_chunks(
     conn: AsyncConnection, run: str, offset: int, step_index: int | None = None
 ) -> list[tuple[int, bytes]]:
-    """Up to LOG_BATCH chunks holding bytes at or after `offset`, in order."""
+    """Up to LOG_BATCH chunks holding bytes at or after `offset`, in order (those starting
+    within LOG_BATCH_BYTES of it)."""
     end = log_table.c.offset + sa.func.length(log_table.c.data)
     query = sa.select(log_table.c.offset, log_table.c.data).where(
-        log_table.c.run == run, log_table.c.offset > offset - MAX_LOG_CHUNK, end > offset
+        log_table.c.run == run,
+        log_table.c.offset > offset - MAX_LOG_CHUNK,
+        log_table.c.offset < offset + LOG_BATCH_BYTES,
+        end > offset,
     )
     if step_index is not None:
         query = query.where(log_table.c.step_index == step_index)

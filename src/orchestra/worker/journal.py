@@ -8,7 +8,6 @@ event per line, numbered from 1), step-<i>.log (the process output), step-<i>.ex
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -100,19 +99,33 @@ class Journal:
             self._unsaved.pop(0)
         return True
 
-    def unsent(self, after: int, limit: int, max_bytes: int) -> list[m.Event]:
-        """Protocol events after sequence `after`, at most `limit` of them and about
-        `max_bytes` of output."""
-        result: list[m.Event] = []
+    def unsent_frame(self, after: int, limit: int, max_bytes: int) -> tuple[bytes, int] | None:
+        """The events after sequence `after` as a binary report frame (at most `limit` of them
+        and about `max_bytes` of output) and the last sequence in it; None if there are none."""
+        headers: list[dict[str, Any]] = []
+        payloads: list[bytes] = []
         size = 0
         for event in self.events[after : after + limit]:
-            message = self._message(event)
-            result.append(message)
-            if isinstance(message, m.StepOutput):
-                size += event["length"]
-                if size >= max_bytes:
-                    break
-        return result
+            if event["kind"] == "output":
+                data = self._read_masked(event["step"], event["file_offset"], event["length"])
+                headers.append(
+                    {
+                        "kind": "output",
+                        "sequence": event["sequence"],
+                        "step": event["step"],
+                        "offset": event["offset"],
+                        "size": len(data),
+                    }
+                )
+                payloads.append(data)
+                size += len(data)
+            else:
+                headers.append(self._message(event).model_dump(mode="json"))
+            if size >= max_bytes:
+                break
+        if not headers:
+            return None
+        return m.encode_report_frame(self.run, headers, payloads), headers[-1]["sequence"]
 
     @property
     def secrets(self) -> list[bytes]:
@@ -125,15 +138,8 @@ class Journal:
         return max((len(s) for s in self.secrets), default=1) - 1
 
     def _message(self, event: dict[str, Any]) -> m.Event:
+        """A journaled event other than output as its protocol message."""
         kind = event["kind"]
-        if kind == "output":
-            data = self._read_masked(event["step"], event["file_offset"], event["length"])
-            return m.StepOutput(
-                sequence=event["sequence"],
-                step=event["step"],
-                offset=event["offset"],
-                data=base64.b64encode(data).decode(),
-            )
         fields = {k: v for k, v in event.items() if k not in ("kind", "pid")}
         model: Any = {
             "step_started": m.StepStarted,
@@ -161,6 +167,10 @@ class Journal:
 
     def ended(self) -> bool:
         return any(e["kind"] == "run_ended" for e in self.events)
+
+    def ends_step_between(self, after: int, upto: int) -> bool:
+        """Whether a step or the run ends among the events of sequence (after, upto]."""
+        return any(e["kind"] in ("step_ended", "run_ended") for e in self.events[after:upto])
 
     def outcome(self) -> m.Event | None:
         """The run's `run_ended` event, once it has one."""
