@@ -97,3 +97,5 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "schemathesis: the schemathesis run against the OpenAPI document (slow)"
     )
+    # Used by tests/proof at import time, before that directory's own hooks run.
+    config.addinivalue_line("markers", "alone: run by itself, after the rest (make soak)")

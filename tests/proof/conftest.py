@@ -52,10 +52,6 @@ soak_only = pytest.mark.skipif(not SOAK, reason="soak profile only (make soak, O
 alone = pytest.mark.alone
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "alone: run by itself, after the rest (make soak)")
-
-
 @pytest.fixture(scope="session")
 def proof_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     directory = tmp_path_factory.mktemp("proof-sqlite-template")
