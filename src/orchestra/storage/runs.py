@@ -36,18 +36,7 @@ async def insert_run(
     row: dict[str, Any] = {c.name: None for c in run_table.c}
     row.update(priority=0, attempt=1)
     row.update(written)
-    step_rows = [
-        {
-            "run": values["identifier"],
-            "index": index,
-            "name": step["name"],
-            "command": step["command"],
-            "status": StepStatus.PENDING.value,
-            "log_size": 0,
-            "timeout": step.get("timeout"),
-        }
-        for index, step in enumerate(steps)
-    ]
+    step_rows = _step_rows(values["identifier"], steps)
     # No savepoint: a failed insert fails the caller's whole transaction, which is what every
     # caller wants (nothing else is tried after it).
     try:
@@ -65,6 +54,22 @@ async def insert_run(
     )
 
 
+def _step_rows(run: str, steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a new run's steps, all pending."""
+    return [
+        {
+            "run": run,
+            "index": index,
+            "name": step["name"],
+            "command": step["command"],
+            "status": StepStatus.PENDING.value,
+            "log_size": 0,
+            "timeout": step.get("timeout"),
+        }
+        for index, step in enumerate(steps)
+    ]
+
+
 async def insert_runs(
     conn: AsyncConnection, runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]
 ) -> None:
@@ -77,17 +82,7 @@ async def insert_runs(
         run_table.insert(), [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
     )
     steps = [
-        {
-            "run": values["identifier"],
-            "index": index,
-            "name": step["name"],
-            "command": step["command"],
-            "status": StepStatus.PENDING.value,
-            "log_size": 0,
-            "timeout": step.get("timeout"),
-        }
-        for values, run_steps in runs
-        for index, step in enumerate(run_steps)
+        row for values, run_steps in runs for row in _step_rows(values["identifier"], run_steps)
     ]
     if steps:
         await conn.execute(step_table.insert(), steps)
