@@ -328,14 +328,7 @@ class Scheduler:
         *,
         strict: bool = False,
     ) -> None:
-        values = {
-            "project": row["project"],
-            "schedule": row["identifier"],
-            "due_date": due,
-            "run": run,
-            "outcome": outcome,
-            "reason": reason,
-        }
+        values = _firing(row, due, run, outcome, reason, self.clock.now())
         try:
             await records.insert(conn, firing_table, values)
         except Conflict:
