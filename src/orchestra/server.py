@@ -105,12 +105,19 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
     server = uvicorn.Server(config)
     print(f"Orchestra {settings.role} listening on {url}", flush=True)  # noqa: T201
     workers: list[subprocess.Popen[bytes]] = []
+    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
+    # with the default one the process would die there, before stopping its local workers.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         if local_workers:
             workers = asyncio.run(_start_local_workers(services, url, local_workers))
         asyncio.run(_serve(server, sock))
     finally:
         _stop(workers)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
-from tests.system.harness import Cluster, free_port, numbered_lines, py, wait_until
+import pytest
+
+from tests.system.harness import (
+    LISTENING,
+    PYTHON,
+    Api,
+    Cluster,
+    free_port,
+    numbered_lines,
+    py,
+    wait_until,
+)
 
 # Appends the run's identifier to a file, prints ten lines, waits for a file, prints ten more.
 TWO_HALVES = """
@@ -54,3 +66,39 @@ def test_server_restarted_mid_runs_completes_them_once(cluster: Cluster, tmp_pat
     for run in runs:
         assert cluster.api.log(run) == numbered_lines(1, 20).encode()
     assert sorted(ids.read_text().splitlines()) == sorted(r["identifier"] for r in runs)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_sigterm_stops_the_server_and_the_local_workers_it_started(cluster: Cluster) -> None:
+    """`orchestra server --workers N` under a service manager (systemd, docker stop): SIGTERM
+    ends the server and the worker processes it started, none left behind."""
+    argv = [PYTHON, "-m", "orchestra", "server", "--port", "0", "--workers", "1"]
+    argv += ["--database", cluster.database_url, "--data-dir", str(cluster.server_dir)]
+    process = cluster._start("server-with-workers", argv, None)
+    url = wait_until(
+        lambda: (m := LISTENING.search(process.log())) and m.group(1), 60, "the server's URL"
+    )
+    api = Api(str(url), cluster.admin_token)
+    try:
+        wait_until(lambda: (api.worker("local-1") or {}).get("is_active"), 60, "local-1 connected")
+    finally:
+        api.close()
+    workers = _children(process.popen.pid)
+    assert workers, "the server started no worker process"
+    process.popen.send_signal(signal.SIGTERM)
+    process.popen.wait(timeout=30)
+    wait_until(lambda: not any(_running(pid) for pid in workers), 30, "the local worker to exit")
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
