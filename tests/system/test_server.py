@@ -12,8 +12,10 @@ from tests.system.harness import (
     PYTHON,
     Api,
     Cluster,
+    child_pids,
     free_port,
     numbered_lines,
+    process_gone,
     py,
     wait_until,
 )
@@ -83,22 +85,8 @@ def test_sigterm_stops_the_server_and_the_local_workers_it_started(cluster: Clus
         wait_until(lambda: (api.worker("local-1") or {}).get("is_active"), 60, "local-1 connected")
     finally:
         api.close()
-    workers = _children(process.popen.pid)
+    workers = child_pids(process.popen.pid)
     assert workers, "the server started no worker process"
     process.popen.send_signal(signal.SIGTERM)
     process.popen.wait(timeout=30)
-    wait_until(lambda: not any(_running(pid) for pid in workers), 30, "the local worker to exit")
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()]
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its reaper."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    wait_until(lambda: all(process_gone(pid) for pid in workers), 30, "the local worker to exit")
