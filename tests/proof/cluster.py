@@ -20,6 +20,7 @@ from tests.system.harness import (
     Api,
     Cluster,
     Process,
+    process_stats,
     py,
     wait_until,
 )
@@ -191,17 +192,7 @@ def rss_kib(pid: int) -> int:
 
 def group_alive(pgid: int) -> bool:
     """Whether any process of this process group still runs (zombies do not count)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(b") ", 1)[-1].split()
-        if fields[0] != b"Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(fields[0] != b"Z" and int(fields[2]) == pgid for _pid, fields in process_stats())
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

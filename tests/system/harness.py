@@ -20,7 +20,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,9 +88,9 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(b") ", 1)[-1][:1] == b"Z"
 
 
-def child_pids(parent: int) -> list[int]:
-    """The processes whose parent is `parent`, from /proc."""
-    children = []
+def process_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp...) of
+    every process still there."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -98,10 +98,12 @@ def child_pids(parent: int) -> list[int]:
             stat = (entry / "stat").read_bytes()
         except OSError:
             continue
-        fields = stat.rsplit(b") ", 1)[-1].split()
-        if int(fields[1]) == parent:
-            children.append(int(entry.name))
-    return children
+        yield int(entry.name), stat.rsplit(b") ", 1)[-1].split()
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent`, from /proc."""
+    return [pid for pid, fields in process_stats() if int(fields[1]) == parent]
 
 
 def command_line(pid: int) -> list[str]:
