@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from orchestra.domain.models import Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
-from orchestra.web.api.runs import run_fields, run_out
+from orchestra.web.api.runs import run_fields
 from orchestra.web.api.schemas import Page, RunOut, RunStepOut
 
 NOW = datetime(2026, 11, 28, 12, 30, 15, 123456, tzinfo=UTC)
@@ -83,6 +83,12 @@ RUNS = [
         steps=[step(0), step(1, status=StepStatus.FAILED, exit_code=2, timeout=1.5)]),
     run(steps=[], creation_date=NOW.replace(microsecond=0), timeout=0.1),
 ]  # fmt: skip
+
+
+def run_out(shown: Run) -> RunOut:
+    """The reference: the published model, built from the run, secret values masked."""
+    model = RunOut.model_validate(shown)
+    return model.model_copy(update={"parameters": shown.shown_parameters()})
 
 
 @pytest.mark.parametrize("shown", RUNS)

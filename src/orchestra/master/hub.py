@@ -322,7 +322,8 @@ class Master:
             batch = DISPATCH_BATCH
         if not assignments:
             return False
-        for run in await self.execution.claim(assignments):
+        found = {c.identifier: c for c in candidates}
+        for run in await self.execution.claim(assignments, found):
             await self._send_assignment(assignments[run.identifier], run)
         return full and batch >= DISPATCH_BATCH and any(n > 0 for n in left.values())
 

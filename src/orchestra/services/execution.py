@@ -73,43 +73,105 @@ class Caps:
         return True
 
 
-def _pending_of(project: str, priority: int, now: datetime, batch: int) -> sa.Select[Any]:
-    """A project's dispatchable pending runs of one priority, oldest first. One priority at a
-    time: the order is then the dispatch index's own (status, project, priority,
-    creation_date), read in order up to the limit instead of sorting every pending run."""
-    return (
-        sa.select(run_table.c.identifier, run_table.c.job, run_table.c.creation_date)
-        .join(
-            job_table,
-            sa.and_(
-                job_table.c.project == run_table.c.project,
-                job_table.c.identifier == run_table.c.job,
-            ),
+def _pending_of(batch: int) -> Any:
+    """A project's dispatchable pending runs of one priority, oldest first, with their job's
+    properties. One priority at a time: the order is then the dispatch index's own (status,
+    project, priority, creation_date), read in order up to the limit instead of sorting every
+    pending run. Built once per batch size and run with parameters (project, priority, now)."""
+    statement: sa.Select[Any] | None = _PENDING_OF.get(batch)
+    if statement is None:
+        statement = _PENDING_OF[batch] = (
+            sa.select(
+                run_table.c.identifier,
+                run_table.c.job,
+                run_table.c.creation_date,
+                job_table.c.properties,
+            )
+            .join(
+                job_table,
+                sa.and_(
+                    job_table.c.project == run_table.c.project,
+                    job_table.c.identifier == run_table.c.job,
+                ),
+            )
+            .join(project_table, project_table.c.identifier == run_table.c.project)
+            .where(
+                run_table.c.status == RunStatus.PENDING.value,
+                run_table.c.project == sa.bindparam("b_project"),
+                run_table.c.priority == sa.bindparam("b_priority"),
+                job_table.c.is_enabled.is_(True),
+                project_table.c.is_enabled.is_(True),
+                sa.or_(
+                    run_table.c.not_before.is_(None),
+                    run_table.c.not_before <= sa.bindparam("b_now"),
+                ),
+            )
+            .order_by(run_table.c.creation_date, run_table.c.identifier)
+            .limit(batch)
         )
-        .join(project_table, project_table.c.identifier == run_table.c.project)
-        .where(
-            run_table.c.status == RunStatus.PENDING.value,
-            run_table.c.project == project,
-            run_table.c.priority == priority,
-            job_table.c.is_enabled.is_(True),
-            project_table.c.is_enabled.is_(True),
-            sa.or_(run_table.c.not_before.is_(None), run_table.c.not_before <= now),
-        )
-        .order_by(run_table.c.creation_date, run_table.c.identifier)
-        .limit(batch)
+    return statement
+
+
+_PENDING_OF: dict[int, Any] = {}
+_PENDING_LEVELS = (
+    sa.select(run_table.c.project, run_table.c.priority)
+    .where(run_table.c.status == RunStatus.PENDING.value)
+    .distinct()
+)
+_JOB_CAPS = sa.select(job_table.c.project, job_table.c.identifier, job_table.c.concurrency).where(
+    job_table.c.concurrency.is_not(None)
+)
+_PROJECT_CAPS = sa.select(project_table.c.identifier, project_table.c.concurrency).where(
+    project_table.c.concurrency.is_not(None)
+)
+_RUNNING_COUNTS = (
+    sa.select(run_table.c.project, run_table.c.job, sa.func.count())
+    .where(run_table.c.status == RunStatus.RUNNING.value)
+    .group_by(run_table.c.project, run_table.c.job)
+)
+_ENABLED_WORKERS = sa.select(worker_table.c.identifier).where(
+    worker_table.c.identifier.in_(sa.bindparam("workers", expanding=True)),
+    worker_table.c.is_enabled.is_(True),
+    worker_table.c.should_disconnect.is_(False),
+)
+_RUN_KEYS = sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
+    run_table.c.identifier.in_(sa.bindparam("runs", expanding=True))
+)
+_CLAIM = (
+    run_table.update()
+    .where(
+        run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)),
+        run_table.c.status == RunStatus.PENDING.value,
     )
+    .values(
+        status=RunStatus.RUNNING.value,
+        worker=sa.bindparam("v_worker"),
+        master=sa.bindparam("v_master"),
+        assignment_date=sa.bindparam("v_assignment_date"),
+        update_date=sa.bindparam("v_update_date"),
+    )
+    .returning(*run_table.c)
+)
+_REPORTED: dict[tuple[str, ...], Any] = {}
+
+
+def _reported(columns: tuple[str, ...]) -> Any:
+    """The UPDATE of a run's columns after a report (built once per set of columns)."""
+    statement = _REPORTED.get(columns)
+    if statement is None:
+        statement = _REPORTED[columns] = (
+            run_table.update()
+            .where(run_table.c.identifier == sa.bindparam("b_identifier"))
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+        )
+    return statement
 
 
 async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     """The caps in force and the running runs counting against them. With `lock` (PostgreSQL),
     the capped jobs and projects are locked until the transaction ends, so that two masters
     claiming at once cannot both take the last slot."""
-    job_query = sa.select(
-        job_table.c.project, job_table.c.identifier, job_table.c.concurrency
-    ).where(job_table.c.concurrency.is_not(None))
-    project_query = sa.select(project_table.c.identifier, project_table.c.concurrency).where(
-        project_table.c.concurrency.is_not(None)
-    )
+    job_query, project_query = _JOB_CAPS, _PROJECT_CAPS
     if lock and conn.dialect.name == "postgresql":
         job_query = job_query.with_for_update()
         project_query = project_query.with_for_update()
@@ -118,11 +180,7 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     job_running: dict[tuple[str, str], int] = {}
     project_running: dict[str, int] = {}
     if job_cap or project_cap:
-        counts = await conn.execute(
-            sa.select(run_table.c.project, run_table.c.job, sa.func.count())
-            .where(run_table.c.status == RunStatus.RUNNING.value)
-            .group_by(run_table.c.project, run_table.c.job)
-        )
+        counts = await conn.execute(_RUNNING_COUNTS)
         for project, job, count in counts.tuples():
             job_running[(project, job)] = count
             project_running[project] = project_running.get(project, 0) + count
@@ -351,38 +409,29 @@ class ExecutionService:
         retry delay and runs over a concurrency cap are left out."""
         now = self.clock.now()
         async with self.db.read() as conn:
-            pending = (
-                await conn.execute(
-                    sa.select(run_table.c.project, run_table.c.priority)
-                    .where(run_table.c.status == RunStatus.PENDING.value)
-                    .distinct()
-                )
-            ).all()
+            pending = (await conn.execute(_PENDING_LEVELS)).all()
             priorities: dict[str, list[int]] = {}
             for project, priority in pending:
                 priorities.setdefault(project, []).append(priority)
             ranked: list[tuple[int, int, datetime, Candidate]] = []
+            # Each job's properties once (the first of its rows), shared by its runs.
             jobs: dict[tuple[str, str], dict[str, Any]] = {}
             for project, levels in priorities.items():
                 taken = 0  # at most `batch` per project, higher priorities first
                 for priority in sorted(levels, reverse=True):
                     if taken >= batch:
                         break
-                    rows = await conn.execute(_pending_of(project, priority, now, batch - taken))
+                    rows = await conn.execute(
+                        _pending_of(batch - taken),
+                        {"b_project": project, "b_priority": priority, "b_now": now},
+                    )
                     for rank, row in enumerate(rows):
-                        properties = jobs.setdefault((project, row.job), {})
+                        properties = jobs.get((project, row.job))
+                        if properties is None:
+                            properties = jobs[(project, row.job)] = dict(row.properties or {})
                         candidate = Candidate(row.identifier, properties, project, row.job)
                         ranked.append((-priority, rank, row.creation_date, candidate))
                         taken += 1
-            if jobs:
-                # Each job's properties once, not decoded again for each of its runs.
-                found = await conn.execute(
-                    sa.select(
-                        job_table.c.project, job_table.c.identifier, job_table.c.properties
-                    ).where(sa.tuple_(job_table.c.project, job_table.c.identifier).in_(list(jobs)))
-                )
-                for row in found:
-                    jobs[(row.project, row.identifier)].update(row.properties)
             ranked.sort(key=lambda item: item[:3])
             caps = await _caps(conn)
         chosen: list[Candidate] = []
@@ -393,11 +442,15 @@ class ExecutionService:
                 break
         return chosen
 
-    async def claim(self, assignments: Mapping[str, str]) -> list[Run]:
+    async def claim(
+        self, assignments: Mapping[str, str], candidates: Mapping[str, Candidate] | None = None
+    ) -> list[Run]:
         """Atomically give each pending run to its worker; returns the runs this master won
         (a run another master claimed first, or one a cap no longer allows, is not among
         them). One guarded UPDATE per worker claims all of its runs (RETURNING what it
-        changed, so nothing is read back but the steps)."""
+        changed, so nothing is read back but the steps). `candidates` are the runs as
+        `candidates()` found them: their project and job, for the caps, are read only for
+        the others."""
         if not assignments:
             return []
         now = self.clock.now()
@@ -405,50 +458,30 @@ class ExecutionService:
             caps = await _caps(conn, lock=True)
             # The database, not the session, says whether a worker is enabled: a worker
             # disabled a moment ago gets nothing, whatever the master last heard.
-            enabled = set(
-                (
-                    await conn.execute(
-                        sa.select(worker_table.c.identifier).where(
-                            worker_table.c.identifier.in_(set(assignments.values())),
-                            worker_table.c.is_enabled.is_(True),
-                            worker_table.c.should_disconnect.is_(False),
-                        )
-                    )
-                ).scalars()
-            )
-            keys = {
-                r.identifier: (r.project, r.job)
-                for r in await conn.execute(
-                    sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
-                        run_table.c.identifier.in_(list(assignments)),
-                        run_table.c.status == RunStatus.PENDING.value,
-                    )
-                )
-            }
+            workers = sorted(set(assignments.values()))
+            enabled = set((await conn.execute(_ENABLED_WORKERS, {"workers": workers})).scalars())
+            keys = {r: (c.project, c.job) for r, c in (candidates or {}).items()}
+            unknown = [r for r in assignments if r not in keys]
+            if unknown:
+                found = await conn.execute(_RUN_KEYS, {"runs": unknown})
+                keys.update((r.identifier, (r.project, r.job)) for r in found)
             by_worker: dict[str, list[str]] = {}
             for run_id, worker in assignments.items():
-                found = keys.get(run_id)
-                if worker not in enabled or found is None:
-                    continue
-                if not caps.take(*found):
+                key = keys.get(run_id)
+                if worker not in enabled or key is None or not caps.take(*key):
                     continue
                 by_worker.setdefault(worker, []).append(run_id)
             rows: dict[str, Row] = {}
             for worker, run_ids in by_worker.items():
                 result = await conn.execute(
-                    run_table.update()
-                    .where(
-                        run_table.c.identifier.in_(run_ids),
-                        run_table.c.status == RunStatus.PENDING.value,
-                    )
-                    .values(
-                        status=RunStatus.RUNNING.value,
-                        worker=worker,
-                        master=self.master,
-                        assignment_date=now,
-                        update_date=utcnow(),
-                    )
-                    .returning(*run_table.c)
+                    _CLAIM,
+                    {
+                        "runs": run_ids,
+                        "v_worker": worker,
+                        "v_master": self.master,
+                        "v_assignment_date": now,
+                        "v_update_date": utcnow(),
+                    },
                 )
                 rows.update((r["identifier"], r) for r in result.mappings().all())
             steps = await run_storage.steps_of(conn, [r for r in assignments if r in rows])
@@ -503,15 +536,10 @@ class ExecutionService:
                         completion_date=event.date,
                         reason=event.reason,
                     )
+            changes.update(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
+            parameters = {f"v_{name}": value for name, value in changes.items()}
             await conn.execute(
-                run_table.update()
-                .where(run_table.c.identifier == report.run)
-                .values(
-                    event_sequence=sequence,
-                    log_size=log_size,
-                    update_date=self.clock.now(),
-                    **changes,
-                )
+                _reported(tuple(changes)), {"b_identifier": report.run, **parameters}
             )
             if finished and retry_from_row(row["retry"]) is not None:
                 await self._after_final(conn, report.run)

@@ -28,6 +28,43 @@ def key_clause(table: sa.Table, keys: Mapping[str, Any]) -> sa.ColumnElement[boo
     return sa.and_(*(table.c[name] == value for name, value in keys.items()))
 
 
+# Statements of the shapes used on every run (a row by its key, an update of some columns) are
+# built once and executed with parameters. SQLAlchemy caches the compiled SQL either way, but
+# building the expression again on each call cost more than running it on SQLite.
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _key_params(keys: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"k_{name}": value for name, value in keys.items()}
+
+
+def _bound_keys(table: sa.Table, names: Sequence[str]) -> sa.ColumnElement[bool]:
+    return sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in names))
+
+
+def _select_by_key(table: sa.Table, names: tuple[str, ...], for_update: bool) -> Any:
+    shape = ("select", table.name, names, for_update)
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = sa.select(table).where(_bound_keys(table, names))
+        if for_update:
+            statement = statement.with_for_update()
+        statement = _STATEMENTS[shape] = statement
+    return statement
+
+
+def _update_by_key(table: sa.Table, names: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    shape = ("update", table.name, names, columns)
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _STATEMENTS[shape] = (
+            table.update()
+            .where(_bound_keys(table, names))
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+        )
+    return statement
+
+
 async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> None:
     """Insert one row with fresh creation and update dates; a taken key is a Conflict."""
     now = utcnow()
@@ -45,10 +82,9 @@ async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, An
 async def fetch_one(
     conn: AsyncConnection, table: sa.Table, keys: Mapping[str, Any], *, for_update: bool = False
 ) -> sa.RowMapping | None:
-    query = sa.select(table).where(key_clause(table, keys))
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return (await conn.execute(query)).mappings().first()
+    lock = for_update and conn.dialect.name == "postgresql"
+    query = _select_by_key(table, tuple(keys), lock)
+    return (await conn.execute(query, _key_params(keys))).mappings().first()
 
 
 async def update(
@@ -63,10 +99,13 @@ async def update(
     row = dict(values)
     if "update_date" in table.c:
         row.setdefault("update_date", utcnow())
-    clause = key_clause(table, keys)
-    if where is not None:
-        clause = sa.and_(clause, where)
-    result = await conn.execute(table.update().where(clause).values(row))
+    if where is None:
+        statement = _update_by_key(table, tuple(keys), tuple(row))
+        parameters = _key_params(keys) | {f"v_{name}": value for name, value in row.items()}
+        result = await conn.execute(statement, parameters)
+    else:
+        clause = sa.and_(key_clause(table, keys), where)
+        result = await conn.execute(table.update().where(clause).values(row))
     return int(result.rowcount)
 
 

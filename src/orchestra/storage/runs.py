@@ -19,6 +19,25 @@ from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
 from orchestra.storage.schema import run_step as step_table
 
+# The statements every run goes through, built once (storage/records.py says why).
+_INSERT_RUN = run_table.insert()
+_INSERT_STEPS = step_table.insert()
+_STEPS_OF = (
+    sa.select(step_table)
+    .where(step_table.c.run.in_(sa.bindparam("runs", expanding=True)))
+    .order_by(step_table.c.run, step_table.c.index)
+)
+_STEPS_IN_STATUS = sa.and_(
+    step_table.c.run == sa.bindparam("b_run"), step_table.c.status == sa.bindparam("b_status")
+)
+_SKIP_PENDING = step_table.update().where(_STEPS_IN_STATUS).values(status=sa.bindparam("v_status"))
+_END_RUNNING = (
+    step_table.update()
+    .where(_STEPS_IN_STATUS)
+    .values(status=sa.bindparam("v_status"), completion_date=sa.bindparam("v_date"))
+)
+_UPDATE_STEP: dict[tuple[str, ...], Any] = {}
+_SET_STATUS: dict[tuple[str, ...], Any] = {}
 LOG_BATCH = 64
 LOG_BATCH_BYTES = 16 << 20  # and chunks starting within this many bytes, to bound memory
 # The largest chunk the master stores; it bounds the index range a log read has to scan.
@@ -40,11 +59,11 @@ async def insert_run(
     # No savepoint: a failed insert fails the caller's whole transaction, which is what every
     # caller wants (nothing else is tried after it).
     try:
-        await conn.execute(run_table.insert().values(written))
+        await conn.execute(_INSERT_RUN, written)
     except IntegrityError as exc:
         raise Conflict("run already exists or refers to something missing") from exc
     if step_rows:
-        await conn.execute(step_table.insert(), step_rows)
+        await conn.execute(_INSERT_STEPS, step_rows)
     return Run.from_row(
         row,
         [
@@ -110,12 +129,7 @@ async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list
     result: dict[str, list[RunStep]] = {r: [] for r in identifiers}
     if not identifiers:
         return result
-    query = (
-        sa.select(step_table)
-        .where(step_table.c.run.in_(identifiers))
-        .order_by(step_table.c.run, step_table.c.index)
-    )
-    for row in (await conn.execute(query)).mappings():
+    for row in (await conn.execute(_STEPS_OF, {"runs": identifiers})).mappings():
         result[row["run"]].append(RunStep.from_row(row))
     return result
 
@@ -152,14 +166,22 @@ async def set_run_status(
     values: Mapping[str, Any] | None = None,
 ) -> bool:
     """Move a run to `target` only if it is in one of `sources`: a guarded, atomic update."""
-    count = await records.update(
-        conn,
-        run_table,
-        {"identifier": identifier},
-        {"status": target.value, **(values or {})},
-        where=run_table.c.status.in_([s.value for s in sources]),
-    )
-    return count == 1
+    row = {"status": target.value, "update_date": utcnow(), **(values or {})}
+    columns = tuple(row)
+    statement = _SET_STATUS.get(columns)
+    if statement is None:
+        statement = _SET_STATUS[columns] = (
+            run_table.update()
+            .where(
+                run_table.c.identifier == sa.bindparam("b_identifier"),
+                run_table.c.status.in_(sa.bindparam("b_sources", expanding=True)),
+            )
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+        )
+    parameters = {f"v_{name}": value for name, value in row.items()}
+    parameters.update(b_identifier=identifier, b_sources=[s.value for s in sources])
+    result = await conn.execute(statement, parameters)
+    return int(result.rowcount) == 1
 
 
 async def update_step(
@@ -169,33 +191,42 @@ async def update_step(
     values: Mapping[str, Any],
     sources: Iterable[StepStatus],
 ) -> bool:
-    result = await conn.execute(
-        step_table.update()
-        .where(
-            step_table.c.run == run,
-            step_table.c.index == index,
-            step_table.c.status.in_([s.value for s in sources]),
+    columns = tuple(values)
+    statement = _UPDATE_STEP.get(columns)
+    if statement is None:
+        statement = _UPDATE_STEP[columns] = (
+            step_table.update()
+            .where(
+                step_table.c.run == sa.bindparam("b_run"),
+                step_table.c.index == sa.bindparam("b_index"),
+                step_table.c.status.in_(sa.bindparam("b_sources", expanding=True)),
+            )
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
         )
-        .values(**values)
-    )
-    return result.rowcount == 1
+    parameters = {f"v_{name}": value for name, value in values.items()}
+    parameters.update(b_run=run, b_index=index, b_sources=[s.value for s in sources])
+    result = await conn.execute(statement, parameters)
+    return int(result.rowcount) == 1
 
 
 async def end_running_steps(
     conn: AsyncConnection, run: str, status: StepStatus, now: datetime
 ) -> None:
     await conn.execute(
-        step_table.update()
-        .where(step_table.c.run == run, step_table.c.status == StepStatus.RUNNING.value)
-        .values(status=status.value, completion_date=now)
+        _END_RUNNING,
+        {
+            "b_run": run,
+            "b_status": StepStatus.RUNNING.value,
+            "v_status": status.value,
+            "v_date": now,
+        },
     )
 
 
 async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus) -> None:
     await conn.execute(
-        step_table.update()
-        .where(step_table.c.run == run, step_table.c.status == StepStatus.PENDING.value)
-        .values(status=status.value)
+        _SKIP_PENDING,
+        {"b_run": run, "b_status": StepStatus.PENDING.value, "v_status": status.value},
     )
 
 

@@ -16,7 +16,9 @@ from orchestra.web.auth import authenticate
 from orchestra.web.permissions import permission_for
 
 
-def get_services(connection: HTTPConnection) -> Services:
+# The dependencies are `async def`: FastAPI runs a plain `def` one in a worker thread, a thread
+# round trip per request for what is an attribute read.
+async def get_services(connection: HTTPConnection) -> Services:
     services: Services = connection.app.state.services
     return services
 
@@ -30,12 +32,13 @@ async def authorize(request: HTTPConnection) -> None:
     assert isinstance(request, Request)
     route = request.scope["route"]
     action = permission_for(request.method, route.path)
-    caller = await authenticate(request, get_services(request).users)
+    services: Services = request.app.state.services
+    caller = await authenticate(request, services.users)
     require(caller.user.roles if caller else None, action)
     request.state.caller = caller
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:
     caller: Caller | None = getattr(request.state, "caller", None)
     if caller is None:
         raise Unauthenticated()

@@ -21,16 +21,11 @@ LOG_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def run_out(run: Run) -> RunOut:
-    """A run as the API shows it: secret parameter values masked."""
-    shown = RunOut.model_validate(run)
-    return shown.model_copy(update={"parameters": run.shown_parameters()})
-
-
 def run_fields(run: Run) -> dict[str, Any]:
-    """What `run_out` shows, as plain values in RunOut's field order: encoded with
-    pydantic_core.to_json they make the same bytes as RunOut, without building a model per
-    run (which cost most of a page's time). tests/unit/test_run_json.py holds them equal."""
+    """A run as the API shows it (secret parameter values masked), as plain values in
+    RunOut's field order: encoded with pydantic_core.to_json they make the same bytes as
+    RunOut, without building a model per run (which cost most of a page's time, and a
+    trigger's). tests/unit/test_run_json.py holds them equal."""
     return {
         "project": run.project,
         "identifier": run.identifier,
@@ -74,19 +69,20 @@ def _step_fields(step: RunStep) -> dict[str, Any]:
     }
 
 
-def _json(content: Any) -> Response:
-    return Response(pydantic_core.to_json(content), media_type="application/json")
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(
+        pydantic_core.to_json(content), status_code=status_code, media_type="application/json"
+    )
 
 
 @router.post("/projects/{project}/jobs/{job}/trigger", response_model=RunOut, status_code=201)
 async def trigger(
     project: str, job: str, caller: CallerDep, services: ServicesDep, body: TriggerIn | None = None
-) -> RunOut:
+) -> Response:
     source = {"type": "api", "user": caller.user.identifier}
     body = body or TriggerIn()
-    return run_out(
-        await services.runs.trigger(project, job, body.parameters, source, body.priority)
-    )
+    run = await services.runs.trigger(project, job, body.parameters, source, body.priority)
+    return _json(run_fields(run), 201)
 
 
 @router.get("/projects/{project}/runs", response_model=Page[RunOut])
@@ -111,23 +107,23 @@ async def get_run(project: str, run: str, services: ServicesDep) -> Response:
 
 
 @router.post("/projects/{project}/runs/{run}/cancel", response_model=RunOut)
-async def cancel(project: str, run: str, services: ServicesDep) -> RunOut:
-    return run_out(await services.runs.cancel(project, run))
+async def cancel(project: str, run: str, services: ServicesDep) -> Response:
+    return _json(run_fields(await services.runs.cancel(project, run)))
 
 
 @router.post("/projects/{project}/runs/{run}/abort", response_model=RunOut)
-async def abort(project: str, run: str, services: ServicesDep) -> RunOut:
-    return run_out(await services.runs.abort(project, run))
+async def abort(project: str, run: str, services: ServicesDep) -> Response:
+    return _json(run_fields(await services.runs.abort(project, run)))
 
 
 @router.post("/projects/{project}/runs/{run}/force", response_model=RunOut)
 async def force(
     project: str, run: str, body: ForceIn, caller: CallerDep, services: ServicesDep
-) -> RunOut:
+) -> Response:
     forced = await services.runs.force(
         project, run, body.status, body.reason, caller.user.identifier
     )
-    return run_out(forced)
+    return _json(run_fields(forced))
 
 
 @router.get(
