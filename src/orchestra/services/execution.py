@@ -121,27 +121,33 @@ _PENDING_LEVELS = (
 _JOB_CAPS = sa.select(job_table.c.project, job_table.c.identifier, job_table.c.concurrency).where(
     job_table.c.concurrency.is_not(None)
 )
-_PROJECT_CAPS = sa.select(project_table.c.identifier, project_table.c.concurrency).where(
-    project_table.c.concurrency.is_not(None)
-)
+# A project's cap as a row shaped like a job's, with no job.
+_PROJECT_CAPS_AS_JOB = sa.select(
+    project_table.c.identifier,
+    sa.cast(sa.null(), job_table.c.identifier.type),
+    project_table.c.concurrency,
+).where(project_table.c.concurrency.is_not(None))
+_CAPS = sa.union_all(_JOB_CAPS, _PROJECT_CAPS_AS_JOB)
 _RUNNING_COUNTS = (
     sa.select(run_table.c.project, run_table.c.job, sa.func.count())
     .where(run_table.c.status == RunStatus.RUNNING.value)
     .group_by(run_table.c.project, run_table.c.job)
 )
-_ENABLED_WORKERS = sa.select(worker_table.c.identifier).where(
-    worker_table.c.identifier.in_(sa.bindparam("workers", expanding=True)),
-    worker_table.c.is_enabled.is_(True),
-    worker_table.c.should_disconnect.is_(False),
-)
 _RUN_KEYS = sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
     run_table.c.identifier.in_(sa.bindparam("runs", expanding=True))
 )
+# A run goes to a worker only while it is pending and the worker enabled and staying: the
+# database, not the master's session, says so (a worker disabled a moment ago gets nothing).
 _CLAIM = (
     run_table.update()
     .where(
         run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)),
         run_table.c.status == RunStatus.PENDING.value,
+        sa.exists().where(
+            worker_table.c.identifier == sa.bindparam("b_worker"),
+            worker_table.c.is_enabled.is_(True),
+            worker_table.c.should_disconnect.is_(False),
+        ),
     )
     .values(
         status=RunStatus.RUNNING.value,
@@ -171,12 +177,18 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     """The caps in force and the running runs counting against them. With `lock` (PostgreSQL),
     the capped jobs and projects are locked until the transaction ends, so that two masters
     claiming at once cannot both take the last slot."""
-    job_query, project_query = _JOB_CAPS, _PROJECT_CAPS
+    job_cap: dict[tuple[str, str], int] = {}
+    project_cap: dict[str, int] = {}
     if lock and conn.dialect.name == "postgresql":
-        job_query = job_query.with_for_update()
-        project_query = project_query.with_for_update()
-    job_cap = {(r.project, r.identifier): r.concurrency for r in await conn.execute(job_query)}
-    project_cap = {r.identifier: r.concurrency for r in await conn.execute(project_query)}
+        found = list(await conn.execute(_JOB_CAPS.with_for_update()))
+        found += await conn.execute(_PROJECT_CAPS_AS_JOB.with_for_update())
+    else:
+        found = list(await conn.execute(_CAPS))  # one statement instead of two
+    for project, job, concurrency in found:
+        if job is None:
+            project_cap[project] = concurrency
+        else:
+            job_cap[(project, job)] = concurrency
     job_running: dict[tuple[str, str], int] = {}
     project_running: dict[str, int] = {}
     if job_cap or project_cap:
@@ -456,10 +468,6 @@ class ExecutionService:
         now = self.clock.now()
         async with self.db.transaction() as conn:
             caps = await _caps(conn, lock=True)
-            # The database, not the session, says whether a worker is enabled: a worker
-            # disabled a moment ago gets nothing, whatever the master last heard.
-            workers = sorted(set(assignments.values()))
-            enabled = set((await conn.execute(_ENABLED_WORKERS, {"workers": workers})).scalars())
             keys = {r: (c.project, c.job) for r, c in (candidates or {}).items()}
             unknown = [r for r in assignments if r not in keys]
             if unknown:
@@ -468,7 +476,7 @@ class ExecutionService:
             by_worker: dict[str, list[str]] = {}
             for run_id, worker in assignments.items():
                 key = keys.get(run_id)
-                if worker not in enabled or key is None or not caps.take(*key):
+                if key is None or not caps.take(*key):
                     continue
                 by_worker.setdefault(worker, []).append(run_id)
             rows: dict[str, Row] = {}
@@ -477,6 +485,7 @@ class ExecutionService:
                     _CLAIM,
                     {
                         "runs": run_ids,
+                        "b_worker": worker,
                         "v_worker": worker,
                         "v_master": self.master,
                         "v_assignment_date": now,
