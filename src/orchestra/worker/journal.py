@@ -168,6 +168,11 @@ class Journal:
     def ended(self) -> bool:
         return any(e["kind"] == "run_ended" for e in self.events)
 
+    def only_starts_after(self, after: int) -> bool:
+        """Whether the events after sequence `after` are all step starts (and there are some)."""
+        unsent = self.events[after:]
+        return bool(unsent) and all(e["kind"] == "step_started" for e in unsent)
+
     def ends_step_between(self, after: int, upto: int) -> bool:
         """Whether a step or the run ends among the events of sequence (after, upto]."""
         return any(e["kind"] in ("step_ended", "run_ended") for e in self.events[after:upto])
