@@ -5,7 +5,9 @@ sqlite3 connection that does not wait for the lock) must be able to write right 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,36 @@ async def test_a_read_sees_one_snapshot_and_ends_it(database: Database) -> None:
         again = list((await conn.execute(sa.select(NOTES.c.text))).scalars())
     assert first == again == ["a"]
     assert await texts(database) == ["a", "b"]
+
+
+async def test_a_write_waiting_for_another_process_leaves_the_loop_free(
+    database: Database,
+) -> None:
+    path = sa.engine.make_url(database.url).database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        waiting = asyncio.create_task(_write(database, "mine"))
+        # For half a second (a window, not a wait for state), the loop keeps serving reads
+        # while the write waits for the lock: it never stalls (the busy timeout is 30 s).
+        last = time.monotonic()
+        end, stall = last + 0.5, 0.0
+        while last < end:
+            assert await texts(database) == []
+            await asyncio.sleep(0)  # let the write's task run
+            now = time.monotonic()
+            stall, last = max(stall, now - last), now
+        assert stall < 0.4
+        assert not waiting.done()
+        other.execute("INSERT INTO note (text) VALUES ('theirs')")
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(waiting, 30)
+    assert await texts(database) == ["mine", "theirs"]
+
+
+async def _write(db: Database, text: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(NOTES.insert().values(text=text))
