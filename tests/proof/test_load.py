@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.proof import rawhttp, rawworker
+from bench import rawhttp
+from tests.proof import rawworker
 from tests.proof.cluster import ProofCluster, percentile, proof_job, rss_kib, sh_job
 from tests.proof.conftest import alone, choose, soak_only
 from tests.proof.invariants import Expect, Ledger

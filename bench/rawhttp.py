@@ -1,9 +1,10 @@
-"""A minimal HTTP/1.1 keep-alive client over asyncio streams, for load scenarios.
+"""A minimal HTTP/1.1 keep-alive client over asyncio streams, for load generators (W2's
+triggers, the proof suite's 200-client load test).
 
-httpx is the suite's client everywhere else, but its own cost grows with concurrency: on this
-2-core machine, 200 concurrent httpx clients in one process made about 15 requests a second
-against a server that answers about 200 a second to 200 raw connections, so the figures
-measured the load generator. This client does one request at a time per connection, with
+httpx is the client everywhere else, but its own cost grows with concurrency: on this 2-core
+machine, 200 concurrent httpx clients in one process made about 15 requests a second against a
+server that answers about 200 a second to 200 raw connections, and in W2 its CPU was taken
+from the server it measured. This client does one request at a time per connection, with
 Content-Length or chunked bodies, and nothing else (no redirects, no TLS, no compression).
 """
 
