@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from orchestra.storage import sqlite_driver
 from orchestra.storage.engine import Database
 from tests.databases import SqliteTemplate
 
@@ -121,3 +122,18 @@ async def test_a_write_waiting_for_another_process_leaves_the_loop_free(
 async def _write(db: Database, text: str) -> None:
     async with db.transaction() as conn:
         await conn.execute(NOTES.insert().values(text=text))
+
+
+async def test_the_wal_is_checkpointed_into_the_database(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Commits do not checkpoint (wal_autocheckpoint is off); the driver does, every
+    # CHECKPOINT_EVERY commits, on the connection's thread. Without it the database file
+    # would never grow: every page would stay in the WAL.
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 10)
+    path = Path(sa.engine.make_url(database.url).database or "")
+    before = path.stat().st_size
+    for number in range(40):
+        await _write(database, f"{number:04d}" + "x" * 4000)
+    assert path.stat().st_size > before + 100_000
+    assert len(await texts(database)) == 40

@@ -1,21 +1,27 @@
-"""SQLAlchemy's aiosqlite dialect, with statements that cannot wait run on the event loop.
+"""SQLAlchemy's aiosqlite dialect, with the statements that cannot wait run on the event loop.
 
 aiosqlite runs each sqlite3 call on the connection's own thread: a round trip per call (a
-queue, a GIL hand-over, the loop's self-pipe) that cost 100 us and more under load, when the
-statement itself takes a few. SQLAlchemy's adapter also makes four calls per SELECT (open a
-cursor, execute, fetch all, close) and three per write. Here:
+queue, a GIL hand-over, the loop's self-pipe, and the thread's turn on a busy CPU) that cost
+100 us and more, when the statement itself takes a few. SQLAlchemy's adapter also makes four
+calls per SELECT (open a cursor, execute, fetch all, close) and three per write. Here:
 
 - a statement is one call: cursor, execute, fetch and close together, with the same results,
   errors and rows;
 - a transaction's BEGIN goes with its first statement, and a COMMIT or ROLLBACK with nothing
   to end (the pool's rollback after a commit, a transaction that ran no statement) is skipped;
-- statements that cannot wait for a lock and carry little data run right on the event loop's
-  thread, without the round trip: those of a read (WAL: readers never wait) and those after
-  the first of a write transaction (its BEGIN IMMEDIATE holds the write lock by then). What may
-  wait stays on the thread: a write transaction's first statement (its BEGIN IMMEDIATE waits
-  while another process writes), its COMMIT (a WAL checkpoint may run then), anything outside
-  a transaction, statements carrying more than INLINE_BYTES, and those on the log table
-  (megabytes of output, written or read).
+- what cannot wait runs right on the event loop's thread, without the round trip: the
+  statements of a read (WAL: readers never wait for the writer), a write transaction's BEGIN
+  IMMEDIATE when the write lock is free (tried without waiting), the statements after it (the
+  lock is held), and its COMMIT (WAL with synchronous=NORMAL: no fsync; see checkpoints below);
+- what may wait stays on the thread: a BEGIN IMMEDIATE while another process holds the lock
+  (it waits there, up to the busy timeout), statements outside a transaction, statements
+  carrying more than INLINE_BYTES or on the log table (megabytes of output), and the commit
+  of a transaction that ran any of those.
+
+Checkpoints: the connections do not checkpoint the WAL on commit (storage/engine.py turns
+wal_autocheckpoint off), since that copies pages and fsyncs. Every CHECKPOINT_EVERY commits, and
+after a transaction that wrote on the thread, the commit goes to the thread and a PASSIVE
+checkpoint follows it there.
 
 Statements on one connection are awaited one at a time, so its thread is idle whenever the loop
 uses the connection (sqlite3's check_same_thread is off for that).
@@ -25,7 +31,8 @@ Registered as the `sqlite+orchestra_aiosqlite` driver (storage/engine.py uses it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.dialects import registry
@@ -42,10 +49,11 @@ _READ_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED"})
 _BEGINS = _READ_BEGINS | {"BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"}
 INLINE_BYTES = 64 * 1024
 INLINE_ROWS = 64  # an executemany of more rows goes to the thread
+CHECKPOINT_EVERY = 200  # commits between two checkpoints, at most
 
 
 class _Outcome:
-    """What one statement left behind, read on the connection's thread."""
+    """What one statement left behind."""
 
     __slots__ = ("description", "lastrowid", "rowcount", "rows")
 
@@ -54,6 +62,9 @@ class _Outcome:
         self.rowcount = rowcount
         self.lastrowid = lastrowid
         self.rows = rows
+
+
+_NOTHING = _Outcome(None, -1, None, [])
 
 
 def _run(
@@ -77,14 +88,35 @@ def _run(
         cursor.close()
 
 
+def _begin_now(connection: Any, begin: str, busy_timeout: int) -> bool:
+    """Try a write transaction's BEGIN without waiting: False if another process holds the
+    write lock (then it is sent again from the thread, where waiting blocks nothing)."""
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        connection.execute(begin)
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={busy_timeout}")
+
+
+def _commit_and_checkpoint(connection: Any) -> None:
+    """On the thread: commit, then copy the WAL into the database as far as readers allow."""
+    connection.commit()
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def _small(parameters: Any) -> bool:
     if not parameters:
         return True
-    values = parameters.values() if isinstance(parameters, Mapping) else parameters
+    values = parameters.values() if isinstance(parameters, dict) else parameters
     size = 0
     for value in values:
-        if isinstance(value, str | bytes | bytearray | memoryview):
+        if isinstance(value, str | bytes):
             size += len(value)
+        elif isinstance(value, bytearray | memoryview):
+            return False
     return size <= INLINE_BYTES
 
 
@@ -100,26 +132,30 @@ def _reads(operation: str) -> bool:
     return operation.lstrip()[:6].upper() == "SELECT"
 
 
-def _cannot_wait(connection: Any, begin: str | None, operation: str) -> bool:
-    """Whether this statement is sure not to wait for a lock: a SELECT in a read transaction
-    (WAL), or any statement of a write transaction after its first (which took the lock)."""
-    if begin is not None:
-        return begin in _READ_BEGINS and _reads(operation)
-    if not connection._conn.in_transaction:
-        return False  # outside a transaction: it may take the lock itself
-    if getattr(connection, "orchestra_writing", False):
-        return True
-    return _reads(operation)  # a write in a read transaction would wait for the lock
+class _State:
+    """What the driver keeps about a connection's transaction."""
+
+    __slots__ = ("begin", "busy_timeout", "heavy", "writing")
+
+    def __init__(self) -> None:
+        self.begin: str | None = None  # a BEGIN to send with the next statement
+        self.writing = False  # the transaction is a write (BEGIN IMMEDIATE or EXCLUSIVE)
+        self.heavy = False  # some of its statements went to the thread
+        self.busy_timeout: int | None = None  # ms, read from the connection once
+
+
+_commits = 0
 
 
 class _OneTripCursor:
     """Looks like an aiosqlite cursor to SQLAlchemy's adapter: one call per statement, on the
     loop's thread when it cannot wait (see the module's docstring)."""
 
-    __slots__ = ("_connection", "_outcome", "arraysize")
+    __slots__ = ("_connection", "_outcome", "_state", "arraysize")
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, state: _State) -> None:
         self._connection = connection  # the aiosqlite Connection
+        self._state = state
         self._outcome: _Outcome | None = None
         self.arraysize = 1
 
@@ -138,8 +174,8 @@ class _OneTripCursor:
     async def execute(self, operation: str, parameters: Any = None) -> None:
         if not parameters and operation in _BEGINS:
             # Sent with the next statement (OneTripConnection ends it if none comes).
-            self._connection.orchestra_begin = operation
-            self._outcome = _Outcome(None, -1, None, [])
+            self._state.begin = operation
+            self._outcome = _NOTHING
             return
         await self._execute(operation, parameters, False)
 
@@ -147,18 +183,47 @@ class _OneTripCursor:
         await self._execute(operation, parameters, True)
 
     async def _execute(self, operation: str, parameters: Any, many: bool) -> None:
-        connection = self._connection
-        begin = getattr(connection, "orchestra_begin", None)
-        connection.orchestra_begin = None
+        state = self._state
+        sqlite_connection = self._connection._conn
+        begin, state.begin = state.begin, None
+        light = _light(operation, parameters, many)
         if begin is not None:
-            connection.orchestra_writing = begin not in _READ_BEGINS
-        sqlite_connection = connection._conn
-        if _cannot_wait(connection, begin, operation) and _light(operation, parameters, many):
-            self._outcome = _run(sqlite_connection, operation, parameters, many, begin)
+            state.writing = begin not in _READ_BEGINS
+            state.heavy = False
+            if state.writing:
+                if light and _begin_now(sqlite_connection, begin, self._busy_timeout()):
+                    begin = None  # the lock is held: the statement cannot wait either
+                else:
+                    state.heavy = True
+                    self._outcome = await self._on_thread(operation, parameters, many, begin)
+                    return
+            elif not (light and _reads(operation)):
+                self._outcome = await self._on_thread(operation, parameters, many, begin)
+                return
+        elif not sqlite_connection.in_transaction or not light:
+            state.heavy = state.heavy or sqlite_connection.in_transaction
+            self._outcome = await self._on_thread(operation, parameters, many, None)
             return
-        self._outcome = await connection._execute(
-            _run, sqlite_connection, operation, parameters, many, begin
+        elif not state.writing and not _reads(operation):
+            self._outcome = await self._on_thread(operation, parameters, many, None)
+            return  # a write in a read transaction would wait for the lock
+        self._outcome = _run(sqlite_connection, operation, parameters, many, begin)
+
+    async def _on_thread(
+        self, operation: str, parameters: Any, many: bool, begin: str | None
+    ) -> _Outcome:
+        connection = self._connection
+        outcome: _Outcome = await connection._execute(
+            _run, connection._conn, operation, parameters, many, begin
         )
+        return outcome
+
+    def _busy_timeout(self) -> int:
+        state = self._state
+        if state.busy_timeout is None:
+            row = self._connection._conn.execute("PRAGMA busy_timeout").fetchone()
+            state.busy_timeout = int(row[0])
+        return state.busy_timeout
 
     async def fetchall(self) -> list[Any]:
         if self._outcome is None:
@@ -175,29 +240,46 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     _awaitable_cursor_close = False
 
     def _make_new_cursor(self, connection: Any) -> Any:
-        return _OneTripCursor(connection)
+        adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        return _OneTripCursor(connection, adapted.orchestra_state)
 
     def _aenter_cursor(self, cursor: Any) -> Any:
         return cursor  # nothing to open: no round trip
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("orchestra_state",)
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.orchestra_state = _State()
 
     def _has_transaction(self) -> bool:
         """Whether there is a transaction to end; a BEGIN not yet sent is dropped (its
         transaction ran no statement)."""
-        connection = self._connection
-        if getattr(connection, "orchestra_begin", None) is not None:
-            connection.orchestra_begin = None
+        state = self.orchestra_state
+        if state.begin is not None:
+            state.begin = None
             return False
-        sqlite_connection = connection._connection
+        sqlite_connection = self._connection._connection
         return sqlite_connection is not None and bool(sqlite_connection.in_transaction)
 
     def commit(self) -> None:
-        if self._has_transaction():
-            super().commit()  # on the thread: a WAL checkpoint may run with it
+        global _commits
+        if not self._has_transaction():
+            return
+        state = self.orchestra_state
+        sqlite_connection = self._connection._connection
+        try:
+            if state.writing:
+                _commits += 1
+                if state.heavy or _commits % CHECKPOINT_EVERY == 0:
+                    await_(self._connection._execute(_commit_and_checkpoint, sqlite_connection))
+                    return
+            sqlite_connection.commit()
+        except Exception as error:
+            self._handle_exception(error)
 
     def rollback(self) -> None:
         if self._has_transaction():
