@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,9 +86,7 @@ class Scheduler:
         with every read and write done once for the batch. A firing that exists already
         fails the whole batch (its unique key), which the caller then handles one by one."""
         async with self.db.transaction() as conn:
-            query = sa.select(schedule_table).where(
-                sa.tuple_(schedule_table.c.project, schedule_table.c.identifier).in_(keys)
-            )
+            query = sa.select(schedule_table).where(_keys_in(schedule_table, keys))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)  # another master has them
             rows = [
@@ -114,9 +113,7 @@ class Scheduler:
                 (j["project"], j["identifier"]): j
                 for j in (
                     await conn.execute(
-                        sa.select(job_table).where(
-                            sa.tuple_(job_table.c.project, job_table.c.identifier).in_(wanted)
-                        )
+                        sa.select(job_table).where(_keys_in(job_table, wanted))
                     )
                 ).mappings()
             }
@@ -363,6 +360,21 @@ def _firing(
         "reason": reason,
         "creation_date": now,
     }
+
+
+def _keys_in(table: sa.Table, keys: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
+    """Rows of `table` with these (project, identifier) keys, as one identifier list per
+    project: PostgreSQL answers `(project, identifier) IN ((...), ...)` by scanning the whole
+    table (43 ms for 200 keys among 10,000 schedules), this by its primary key index."""
+    by_project: dict[str, list[str]] = {}
+    for project, identifier in keys:
+        by_project.setdefault(project, []).append(identifier)
+    return sa.or_(
+        *(
+            sa.and_(table.c.project == project, table.c.identifier.in_(identifiers))
+            for project, identifiers in by_project.items()
+        )
+    )
 
 
 def _firing_key(row: Any, due: datetime) -> list[sa.ColumnElement[bool]]:
