@@ -9,10 +9,11 @@ masters (or one that was paused and woke up late) cannot fire the same due time 
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import replace
-from datetime import datetime
+import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,8 @@ from orchestra.storage.schema import schedule as schedule_table
 from orchestra.storage.schema import schedule_firing as firing_table
 
 log = logging.getLogger(__name__)
+# A new run's columns and its steps, as RunService.pending_of_job makes them.
+_Pending = tuple[dict[str, Any], list[dict[str, Any]]]
 TICK_BATCH = 2000  # due schedules read per tick; handled FIRE_BATCH at a time
 # Due schedules handled together in one transaction (bulk inserts of runs, steps, firings).
 FIRE_BATCH = 200
@@ -60,7 +63,7 @@ class Scheduler:
         now = now or self.clock.now()
         created = 0
         due = await self._due(now)
-        plans: dict[ScheduleState, Plan] = {}
+        plans: dict[tuple[Any, ...], Plan] = {}
         for start in range(0, len(due), FIRE_BATCH):
             chunk = due[start : start + FIRE_BATCH]
             try:
@@ -80,7 +83,7 @@ class Scheduler:
         return created
 
     async def _handle_batch(
-        self, keys: list[tuple[str, str]], now: datetime, plans: dict[ScheduleState, Plan]
+        self, keys: list[tuple[str, str]], now: datetime, plans: dict[tuple[Any, ...], Plan]
     ) -> int:
         """Handle these due schedules in one transaction: the same decisions as `_handle`,
         with every read and write done once for the batch. A firing that exists already
@@ -112,9 +115,7 @@ class Scheduler:
             jobs = {
                 (j["project"], j["identifier"]): j
                 for j in (
-                    await conn.execute(
-                        sa.select(job_table).where(_keys_in(job_table, wanted))
-                    )
+                    await conn.execute(sa.select(job_table).where(_keys_in(job_table, wanted)))
                 ).mappings()
             }
             projects = set(
@@ -131,32 +132,52 @@ class Scheduler:
             updates: list[dict[str, Any]] = []
             stamp = utcnow()
             warnings: dict[str, str | None] = {}  # per job properties, within this batch
+            # A new run of a job with given parameters, once per batch (or why there is none).
+            pending: dict[tuple[str, str, str], _Pending | str] = {}
             fired_log: list[tuple[Any, datetime, str]] = []
             for row in rows:
-                state = _state_of(row, row["last_run"] in active)
+                previous_active = row["last_run"] in active
                 # The plan depends on the state only: schedules alike (same expression, same
-                # due time, no H) share it.
-                hashed = "H" in state.expression.upper() or "@" in state.expression
-                key = state if hashed else replace(state, seed="")
+                # due time, no H) share it, and it is looked up without building the state.
+                expression = row["expression"]
+                hashed = "H" in expression.upper() or "@" in expression
+                key = (
+                    expression,
+                    row["time_zone"],
+                    row["overlap"],
+                    row["catchup"],
+                    row["catchup_window"],
+                    row["catchup_max"],
+                    row["next_due_date"],
+                    row["queued_due_date"],
+                    previous_active,
+                    seed(row["project"], row["identifier"]) if hashed else "",
+                )
                 decided = plans.get(key)
                 if decided is None:
-                    decided = plans[key] = plan(state, now)
+                    decided = plans[key] = plan(_state_of(row, previous_active), now)
                 last_run = row["last_run"]
                 for due in decided.fire:
-                    job = jobs.get((row["project"], row["job"]))
-                    try:
-                        if job is None:
-                            if row["project"] not in projects:
-                                raise NotFound(f"no project {row['project']!r}")
-                            raise NotFound(f"no job {row['job']!r} in project {row['project']!r}")
-                        source = {"type": "schedule", "schedule": row["identifier"]}
-                        values, steps = await self.runs.pending_of_job(
-                            conn, job, row["parameters"], source, warnings=warnings
+                    made = pending.get(
+                        template := (
+                            row["project"],
+                            row["job"],
+                            json.dumps(row["parameters"], sort_keys=True, default=str),
                         )
-                    except (NotFound, InvalidInput) as exc:
-                        firings.append(_firing(row, due, None, "skipped", str(exc), stamp))
+                    )
+                    if made is None:
+                        made = pending[template] = await self._pending(
+                            conn, row, jobs, projects, warnings
+                        )
+                    if isinstance(made, str):
+                        firings.append(_firing(row, due, None, "skipped", made, stamp))
                         continue
-                    runs.append((values, steps))
+                    values = {
+                        **made[0],
+                        "identifier": str(uuid.uuid4()),
+                        "source": {"type": "schedule", "schedule": row["identifier"]},
+                    }
+                    runs.append((values, made[1]))
                     firings.append(_firing(row, due, values["identifier"], "fired", None, stamp))
                     last_run = values["identifier"]
                     fired_log.append((row, due, values["identifier"]))
@@ -207,15 +228,47 @@ class Scheduler:
                 ),
                 updates,
             )
-        for row, due, run_id in fired_log:
+        if fired_log:
             log.info(
-                "schedule %s/%s fired for %s: run %s",
-                row["project"],
-                row["identifier"],
-                due.isoformat(),
-                run_id,
+                "schedules: %d fired (due %s to %s)",
+                len(fired_log),
+                min(due for _, due, _ in fired_log).isoformat(),
+                max(due for _, due, _ in fired_log).isoformat(),
             )
+        if log.isEnabledFor(logging.DEBUG):
+            for row, due, run_id in fired_log:
+                log.debug(
+                    "schedule %s/%s fired for %s: run %s",
+                    row["project"],
+                    row["identifier"],
+                    due.isoformat(),
+                    run_id,
+                )
         return len(runs)
+
+    async def _pending(
+        self,
+        conn: AsyncConnection,
+        row: Any,
+        jobs: dict[tuple[str, str], Any],
+        projects: set[str],
+        warnings: dict[str, str | None],
+    ) -> _Pending | str:
+        """The columns of a new run of this schedule's job with its parameters, and its
+        steps; or why it cannot run. A batch builds it once per job and parameters and gives
+        each run its own identifier and source: every other column comes from the job alone
+        (`pending_of_job` reads nothing else from the schedule)."""
+        job = jobs.get((row["project"], row["job"]))
+        if job is None:
+            if row["project"] not in projects:
+                return f"no project {row['project']!r}"
+            return f"no job {row['job']!r} in project {row['project']!r}"
+        try:
+            return await self.runs.pending_of_job(
+                conn, job, row["parameters"], {}, warnings=warnings
+            )
+        except (NotFound, InvalidInput) as exc:
+            return str(exc)
 
     async def next_wakeup(self) -> datetime | None:
         async with self.db.read() as conn:
