@@ -9,6 +9,7 @@ masters (or one that was paused and woke up late) cannot fire the same due time 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -38,9 +39,13 @@ from orchestra.storage.schema import schedule_firing as firing_table
 log = logging.getLogger(__name__)
 # A new run's columns and its steps, as RunService.pending_of_job makes them.
 _Pending = tuple[dict[str, Any], list[dict[str, Any]]]
-TICK_BATCH = 2000  # due schedules read per tick; handled FIRE_BATCH at a time
+TICK_BATCH = 2000  # due schedules read at a time; handled FIRE_BATCH at a time
+TICK_ROUNDS = 10  # reads per tick at most (the master's loop ticks again soon after)
 # Due schedules handled together in one transaction (bulk inserts of runs, steps, firings).
 FIRE_BATCH = 200
+# Batches in flight at once on PostgreSQL: the server runs one batch's statements while the
+# master builds the next (the batches hold disjoint schedules). SQLite has one writer.
+FIRE_CONCURRENCY = 2
 
 
 def next_due_date(project: str, values: dict[str, Any], after: datetime) -> datetime | None:
@@ -59,27 +64,56 @@ class Scheduler:
         self.runs = runs
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Handle every schedule due at `now`; returns how many runs were created."""
+        """Handle every schedule due at `now`; returns how many runs were created. Due
+        schedules are read TICK_BATCH at a time, again while there are more (each schedule at
+        most once per tick), and handled in batches of FIRE_BATCH."""
         now = now or self.clock.now()
         created = 0
-        due = await self._due(now)
         plans: dict[tuple[Any, ...], Plan] = {}
-        for start in range(0, len(due), FIRE_BATCH):
-            chunk = due[start : start + FIRE_BATCH]
+        handled: set[tuple[str, str]] = set()
+        for _ in range(TICK_ROUNDS):
+            due, more = await self._due(now)
+            fresh = [key for key in due if key not in handled]
+            if not fresh:
+                break
+            handled.update(fresh)
+            fired = await self._handle_all(fresh, now, plans)
+            if fired:
+                created += fired
+                self.events.publish("dispatch")
+            if not more:
+                break
+        return created
+
+    async def _handle_all(
+        self, keys: list[tuple[str, str]], now: datetime, plans: dict[tuple[Any, ...], Plan]
+    ) -> int:
+        chunks = [keys[i : i + FIRE_BATCH] for i in range(0, len(keys), FIRE_BATCH)]
+        if self.db.is_sqlite:  # one writer: concurrent batches would only wait for it
+            return sum([await self._handle_chunk(chunk, now, plans) for chunk in chunks])
+        slots = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+        async def handle(chunk: list[tuple[str, str]]) -> int:
+            async with slots:
+                return await self._handle_chunk(chunk, now, plans)
+
+        return sum(await asyncio.gather(*(handle(chunk) for chunk in chunks)))
+
+    async def _handle_chunk(
+        self, chunk: list[tuple[str, str]], now: datetime, plans: dict[tuple[Any, ...], Plan]
+    ) -> int:
+        try:
+            return await self._handle_batch(chunk, now, plans)
+        except Exception:
+            # A firing that conflicts (recorded meanwhile) or anything unexpected: the batch
+            # was rolled back whole; each schedule is handled alone instead.
+            log.debug("schedules: batch of %d failed; one by one", len(chunk), exc_info=True)
+        created = 0
+        for project, identifier in chunk:
             try:
-                created += await self._handle_batch(chunk, now, plans)
-                continue
+                created += await self._handle(project, identifier, now)
             except Exception:
-                # A firing that conflicts (recorded meanwhile) or anything unexpected: the
-                # batch was rolled back whole; each schedule is handled alone instead.
-                log.debug("schedules: batch of %d failed; one by one", len(chunk), exc_info=True)
-            for project, identifier in chunk:
-                try:
-                    created += await self._handle(project, identifier, now)
-                except Exception:
-                    log.exception("schedule %s/%s: tick failed", project, identifier)
-        if created:
-            self.events.publish("dispatch")
+                log.exception("schedule %s/%s: tick failed", project, identifier)
         return created
 
     async def _handle_batch(
@@ -279,7 +313,9 @@ class Scheduler:
             )
         return wakeup
 
-    async def _due(self, now: datetime) -> list[tuple[str, str]]:
+    async def _due(self, now: datetime) -> tuple[list[tuple[str, str]], bool]:
+        """Up to TICK_BATCH due schedules, the earliest first, and those with a queued due
+        time; and whether more may be due."""
         async with self.db.read() as conn:
             due = sa.select(schedule_table.c.project, schedule_table.c.identifier).where(
                 schedule_table.c.is_enabled.is_(True), schedule_table.c.next_due_date <= now
@@ -290,8 +326,9 @@ class Scheduler:
             rows = list(
                 await conn.execute(due.order_by(schedule_table.c.next_due_date).limit(TICK_BATCH))
             )
+            more = len(rows) >= TICK_BATCH
             rows += list(await conn.execute(queued.limit(TICK_BATCH)))
-        return list(dict.fromkeys((r.project, r.identifier) for r in rows))
+        return list(dict.fromkeys((r.project, r.identifier) for r in rows)), more
 
     async def _handle(self, project: str, identifier: str, now: datetime) -> int:
         async with self.db.transaction() as conn:
