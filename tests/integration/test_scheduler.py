@@ -206,11 +206,12 @@ async def test_api_shows_schedule_description_and_next_times(
 
 
 async def test_many_due_schedules_fire_in_batches_each_once(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tick handles due schedules in batches (one transaction each). A due time already
     recorded (as another master would have) makes its batch fall back to one schedule at a
     time: that schedule is not fired again, every other one fires once."""
+    monkeypatch.setattr(scheduler_module, "FIRE_BATCH", 200)
     clock = ManualClock(T0)
     services = build_services(database_url, tmp_path, clock)
     try:
