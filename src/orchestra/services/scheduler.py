@@ -1,10 +1,13 @@
 """The scheduler: fires due schedules, at most once per due time, with their policies.
 
 A tick reads only schedules whose next due time has come (an index on `next_due_date`), so its
-cost does not grow with the schedules that are not due. Each schedule is handled in its own
-transaction that records the firing (unique on schedule and due time), creates the run and
-advances the schedule together: a master that dies half way leaves nothing half done, and two
-masters (or one that was paused and woke up late) cannot fire the same due time twice.
+cost does not grow with the schedules that are not due. Due schedules are handled in batches,
+each in one transaction that records the firings (unique on schedule and due time), creates the
+runs and advances the schedules together: a master that dies half way leaves nothing half done,
+and two masters (or one that was paused and woke up late) cannot fire the same due time twice.
+A batch that meets a firing recorded meanwhile rolls back whole, and its schedules are then
+handled one per transaction. On PostgreSQL a batch locks its schedules (FOR UPDATE SKIP LOCKED),
+so batches in flight together, of one master or several, hold disjoint schedules.
 """
 
 from __future__ import annotations
