@@ -7,9 +7,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from orchestra.services import scheduler as scheduler_module
 from orchestra.services.container import Services
+from orchestra.storage.schema import schedule as schedule_table
 from orchestra.storage.schema import schedule_firing
 from tests.conftest import MakeUser, build_services
 from tests.helpers import API, ManualClock, RecordingClient, auth
@@ -203,11 +206,12 @@ async def test_api_shows_schedule_description_and_next_times(
 
 
 async def test_many_due_schedules_fire_in_batches_each_once(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tick handles due schedules in batches (one transaction each). A due time already
     recorded (as another master would have) makes its batch fall back to one schedule at a
     time: that schedule is not fired again, every other one fires once."""
+    monkeypatch.setattr(scheduler_module, "FIRE_BATCH", 200)
     clock = ManualClock(T0)
     services = build_services(database_url, tmp_path, clock)
     try:
@@ -247,3 +251,78 @@ async def test_many_due_schedules_fire_in_batches_each_once(
             assert schedule.next_due_date == T0 + timedelta(seconds=90)
     finally:
         await services.close()
+
+
+async def test_batches_over_projects_jobs_and_parameters_fire_each_once(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many due schedules, over several reads of due schedules in one tick and several
+    batches (in flight together on PostgreSQL), two masters ticking at once: each schedule
+    fires once, and each run has its own schedule's job, parameters and source. A schedule
+    whose parameters no longer fit its job records why and does not stop the others."""
+    monkeypatch.setattr(scheduler_module, "TICK_BATCH", 40)
+    monkeypatch.setattr(scheduler_module, "FIRE_BATCH", 15)
+    clock = ManualClock(T0)
+    one = build_services(database_url, tmp_path, clock)
+    two = build_services(database_url, tmp_path, clock)
+    try:
+        expected: dict[str, tuple[str, str, dict[str, str]]] = {}
+        for project in ("p", "q"):
+            await one.projects.create_project({"identifier": project})
+            for job in ("j", "k"):
+                await one.projects.create_job(
+                    project,
+                    {
+                        "identifier": job,
+                        "steps": [{"name": job, "command": ["echo", job]}],
+                        "parameters": [{"key": "n", "default": "0", "choices": ["0", "1", "2"]}],
+                    },
+                )
+        for n in range(130):
+            project, job = ("p", "q")[n % 2], ("j", "k")[n // 2 % 2]
+            parameters = {} if n % 3 == 0 else {"n": str(n % 3)}
+            await one.projects.create_schedule(
+                project,
+                {
+                    "identifier": f"s{n}",
+                    "job": job,
+                    "expression": "* * * * *",
+                    "parameters": parameters,
+                },
+            )
+            expected[f"s{n}"] = (project, job, {"n": str(n % 3)})
+        async with one.db.transaction() as conn:
+            await conn.execute(
+                schedule_table.update()
+                .where(schedule_table.c.identifier == "s5")
+                .values(parameters={"n": "9"})
+            )
+        del expected["s5"]
+        clock.current = T0 + timedelta(seconds=31)
+        counts = await asyncio.gather(one.scheduler.tick(), two.scheduler.tick())
+        assert sum(counts) == 129
+        assert await one.scheduler.tick() == 0 and await two.scheduler.tick() == 0
+        runs = [r for p in ("p", "q") for r in (await one.runs.list_runs(p, limit=500))[0]]
+        assert len(runs) == 129
+        seen = {r.source["schedule"]: (r.project, r.job, r.parameters) for r in runs}
+        assert seen == expected
+        assert all(r.source == {"type": "schedule", "schedule": r.source["schedule"]} for r in runs)
+        assert len({r.identifier for r in runs}) == 129
+        for run in runs[:6]:
+            shown = await one.runs.get_run(run.project, run.identifier)
+            assert [(s.name, s.command) for s in shown.steps] == [(run.job, ["echo", run.job])]
+        async with one.db.read() as conn:
+            firings = (await conn.execute(sa.select(schedule_firing))).mappings().all()
+        assert len(firings) == 130
+        assert {f["run"] for f in firings if f["outcome"] == "fired"} == {
+            r.identifier for r in runs
+        }
+        (skipped,) = [f for f in firings if f["outcome"] == "skipped"]
+        assert skipped["schedule"] == "s5" and "must be one of" in skipped["reason"]
+        for identifier in ("s0", "s5", "s129"):
+            project = "p" if int(identifier[1:]) % 2 == 0 else "q"
+            schedule = await one.projects.get_schedule(project, identifier)
+            assert schedule.next_due_date == T0 + timedelta(seconds=90)
+    finally:
+        await one.close()
+        await two.close()
