@@ -526,14 +526,23 @@ class ExecutionService:
             # locked (PostgreSQL) or the database is (SQLite), so what was read still holds.
             changes: dict[str, Any] = {}
             finished = False
-            for event in report.events:
-                if event.sequence <= sequence:
-                    continue  # already applied: a resend after a reconnection
+            events = [e for e in report.events if e.sequence > sequence]  # the rest: resent
+            started: m.StepStarted | None = None
+            for position, event in enumerate(events):
                 if event.sequence != sequence + 1:
                     raise ProtocolError(
                         f"run {report.run}: event {event.sequence} after {sequence} (a gap)"
                     )
-                log_size = await self._apply(conn, report.run, event, log_size)
+                following = events[position + 1] if position + 1 < len(events) else None
+                if (
+                    isinstance(event, m.StepStarted)
+                    and isinstance(following, m.StepEnded)
+                    and following.step == event.step
+                ):
+                    started = event  # a short step: written with its end, in one UPDATE
+                else:
+                    log_size = await self._apply(conn, report.run, event, log_size, started)
+                    started = None
                 sequence = event.sequence
                 if isinstance(event, m.StepStarted):
                     if row["start_date"] is None and "start_date" not in changes:
@@ -555,8 +564,17 @@ class ExecutionService:
         self.events.publish(f"run:{report.run}")
         return ReportResult(sequence, finished=finished)
 
-    async def _apply(self, conn: AsyncConnection, run_id: str, event: Any, log_size: int) -> int:
-        """Apply one event to the run's steps and log (the run row is apply_report's)."""
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        event: Any,
+        log_size: int,
+        started: m.StepStarted | None = None,
+    ) -> int:
+        """Apply one event to the run's steps and log (the run row is apply_report's). A step
+        end comes with its step's start when that came just before it (`started`: one UPDATE
+        for a short step); a run that succeeded has no pending step left to skip."""
         if isinstance(event, m.StepOutput):
             data = event.data  # bytes from a binary frame; base64 from a text one
             if isinstance(data, str):
@@ -582,18 +600,18 @@ class ExecutionService:
                 [StepStatus.PENDING],
             )
         elif isinstance(event, m.StepEnded):
+            values: dict[str, Any] = {
+                "status": event.status,
+                "exit_code": event.exit_code,
+                "completion_date": event.date,
+            }
+            if started is not None and started.step == event.step:
+                values["start_date"] = started.date
             await run_storage.update_step(
-                conn,
-                run_id,
-                event.step,
-                {
-                    "status": event.status,
-                    "exit_code": event.exit_code,
-                    "completion_date": event.date,
-                },
-                [StepStatus.RUNNING, StepStatus.PENDING],
+                conn, run_id, event.step, values, [StepStatus.RUNNING, StepStatus.PENDING]
             )
-        elif isinstance(event, m.RunEnded):
+        elif isinstance(event, m.RunEnded) and event.status != RunStatus.SUCCEEDED.value:
+            # A run succeeds only when every step did: only another end leaves some pending.
             await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
         return log_size
 
