@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from orchestra.errors import InvalidInput
+from orchestra.master.transport import WorkerWebSocketProtocol
 from orchestra.services.container import Services
 from orchestra.services.notify import PostgresBridge
 from orchestra.settings import Settings
@@ -94,6 +95,7 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         app,
         log_config=None,
         lifespan="on",
+        ws=WorkerWebSocketProtocol,  # uvicorn's sans-I/O protocol, heartbeats taken in place
         ws_max_size=16 * 1024 * 1024,
         # Worker reports are mostly output, stored as it is: deflating and inflating every frame
         # cost more than storing it.

@@ -26,6 +26,7 @@ from orchestra.domain.models import Run
 from orchestra.domain.permissions import Role, allowed
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.master.session import WorkerSession
+from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import DISPATCH_BATCH, Candidate, ExecutionService
@@ -220,6 +221,8 @@ class Master:
         loop = asyncio.get_running_loop()
         websocket = session.websocket
         receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
+        # Heartbeats are then taken by the server's protocol, and only leave their time there.
+        protocol = heartbeats_in_place(receive)
         silence = 3 * self.settings.heartbeat_interval
         session.last_seen = loop.time()
         watchdog: asyncio.TimerHandle | None = None
@@ -229,7 +232,10 @@ class Master:
 
             def watch() -> None:
                 nonlocal watchdog
-                due = min(session.last_seen, loop.time()) + silence
+                seen = session.last_seen
+                if protocol is not None and protocol.last_heartbeat > seen:
+                    seen = protocol.last_heartbeat
+                due = min(seen, loop.time()) + silence
                 if loop.time() >= due:
                     deadline.reschedule(loop.time())
                 else:
