@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from orchestra.errors import InvalidInput
 from orchestra.master.transport import WorkerWebSocketProtocol
@@ -91,8 +92,13 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         settings = replace(settings, public_url=url)
     services = Services.build(settings)
     app = build_app(services)
+    served: ASGIApp = app
+    if settings.runs_master:
+        from orchestra.master.runtime import WorkerEndpointFirst
+
+        served = WorkerEndpointFirst(app)
     config = uvicorn.Config(
-        app,
+        served,
         log_config=None,
         lifespan="on",
         ws=WorkerWebSocketProtocol,  # uvicorn's sans-I/O protocol, heartbeats taken in place
