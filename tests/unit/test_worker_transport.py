@@ -8,6 +8,7 @@ from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
 
 from orchestra.master.transport import WorkerWebSocketProtocol, heartbeats_in_place
 
@@ -76,3 +77,96 @@ def test_another_server_protocol_is_left_alone() -> None:
         return {}
 
     assert heartbeats_in_place(receive) is None
+
+
+HANDSHAKE = (
+    b"GET /api/v1/workers/connect HTTP/1.1\r\n"
+    b"Host: localhost\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Written(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+
+    def write(self, data: Any) -> None:
+        self.data += bytes(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def client_frame(text: str) -> bytes:
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+
+def test_a_read_of_one_heartbeat_frame_skips_the_frame_parser_only_between_frames() -> None:
+    async def scenario() -> None:
+        received: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            while True:
+                event = await receive()
+                if event["type"] != "websocket.receive":
+                    return
+                received.append(event["text"])
+
+        config = Config(app=app, ws=WorkerWebSocketProtocol)
+        config.load()
+        protocol = WorkerWebSocketProtocol(config, ServerState(), {})
+        transport = Written()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE)
+
+        async def settle() -> None:
+            for _ in range(20):
+                await asyncio.sleep(0)
+
+        await settle()
+        assert transport.data.startswith(b"HTTP/1.1 101")
+        hello = '{"type":"hello"}'  # not parsed here: only its way through the protocol
+        protocol.data_received(client_frame(hello))
+        await settle()
+        assert received == [hello]
+        assert heartbeats_in_place(protocol.receive) is protocol
+
+        parsed = protocol.conn.parser
+        heartbeat = client_frame('{"type":"heartbeat"}')
+        protocol.data_received(heartbeat)
+        assert protocol.last_heartbeat > 0 and protocol.queue.empty()
+
+        # A frame split after its first two bytes: the parser holds nothing but is mid-frame,
+        # so the next read goes to it even if its bytes look like a heartbeat frame.
+        report = client_frame('{"type":"capacity","accepting":true}')
+        protocol.data_received(report[:2])
+        assert not protocol._between_frames()
+        protocol.data_received(report[2:])
+        assert protocol._between_frames()
+        await settle()
+        assert received == [hello, '{"type":"capacity","accepting":true}']
+
+        # A heartbeat in two reads, or beside another frame, goes through the parser and is
+        # still not the application's.
+        protocol.last_heartbeat = 0.0
+        protocol.data_received(heartbeat[:3])
+        protocol.data_received(heartbeat[3:])
+        assert protocol.last_heartbeat > 0
+        protocol.last_heartbeat = 0.0
+        protocol.data_received(heartbeat + client_frame('{"type": "heartbeat"}'))
+        await settle()
+        assert protocol.last_heartbeat > 0 and len(received) == 2
+        assert protocol.conn.parser is parsed and protocol.conn.parser_exc is None
+        protocol.connection_lost(None)
+        await settle()
+
+    asyncio.run(scenario())
