@@ -10,12 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from orchestra.errors import InvalidInput
+from orchestra.master.transport import WorkerWebSocketProtocol
 from orchestra.services.container import Services
 from orchestra.services.notify import PostgresBridge
 from orchestra.settings import Settings
@@ -89,10 +92,16 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         settings = replace(settings, public_url=url)
     services = Services.build(settings)
     app = build_app(services)
+    served: ASGIApp = app
+    if settings.runs_master:
+        from orchestra.master.runtime import WorkerEndpointFirst
+
+        served = WorkerEndpointFirst(app)
     config = uvicorn.Config(
-        app,
+        served,
         log_config=None,
         lifespan="on",
+        ws=WorkerWebSocketProtocol,  # uvicorn's sans-I/O protocol, heartbeats taken in place
         ws_max_size=16 * 1024 * 1024,
         # Worker reports are mostly output, stored as it is: deflating and inflating every frame
         # cost more than storing it.
@@ -111,9 +120,18 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
     try:
         if local_workers:
             workers = asyncio.run(_start_local_workers(services, url, local_workers))
-        asyncio.run(_serve(server, sock))
+        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
+            runner.run(_serve(server, sock))
     finally:
         _stop(workers)
+
+
+def loop_factory(config: uvicorn.Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn[standard] brings it), as `uvicorn.run`
+    would choose: with a thousand connected workers, the master's idle CPU and the time to
+    register them are mostly the event loop's and its transports' per-frame work, which
+    uvloop does in C (W3: registering 1,000 workers 8.9 s to 5.6 s, idle 5.3% to 4.0%)."""
+    return config.get_loop_factory()
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

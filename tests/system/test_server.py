@@ -87,6 +87,9 @@ def test_sigterm_stops_the_server_and_the_local_workers_it_started(cluster: Clus
         api.close()
     workers = child_pids(process.popen.pid)
     assert workers, "the server started no worker process"
+    # The server runs on uvloop (installed with uvicorn[standard]), and SIGTERM still works.
+    maps = Path(f"/proc/{process.popen.pid}/maps").read_text()
+    assert "/uvloop/loop." in maps, "the server does not run on uvloop"
     process.popen.send_signal(signal.SIGTERM)
     process.popen.wait(timeout=30)
     wait_until(lambda: all(process_gone(pid) for pid in workers), 30, "the local worker to exit")

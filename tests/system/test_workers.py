@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -187,11 +188,15 @@ def test_silent_connection_is_closed_after_three_heartbeats_and_chatty_one_is_no
         url = cluster.url.replace("http://", "ws://", 1) + "/api/v1/workers/connect"
         silent = await connect(url, additional_headers=headers, ping_interval=None)
         chatty = await connect(url, additional_headers=headers, ping_interval=None)
+        welcomed: dict[str, float] = {}
         for connection, name in ((silent, "raw-silent"), (chatty, "raw-chatty")):
             await connection.send(json.dumps(raw_hello(name)))
             welcome = json.loads(await asyncio.wait_for(connection.recv(), 30))
             assert welcome["type"] == "welcome"
-        started = time.monotonic()
+            welcomed[name] = time.monotonic()
+        # The silence counts from the silent one's welcome (the master's watch starts then),
+        # not from the chatty one's, which a loaded machine can delay by half a second.
+        started = welcomed["raw-silent"]
 
         async def closed() -> tuple[int | None, str]:
             try:
@@ -234,3 +239,69 @@ def raw_hello(identifier: str) -> dict[str, object]:
         "executors": 1,
         "runs": [],
     }
+
+
+def dispatch_passes(cluster: Cluster) -> float:
+    """The master's count of dispatch passes, from /metrics."""
+    response = httpx.get(
+        cluster.url + "/metrics",
+        headers={"Authorization": f"Bearer {cluster.admin_token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    for line in response.text.splitlines():
+        if line.startswith("orchestra_dispatch_passes_total "):
+            return float(line.split()[1])
+    raise AssertionError("no orchestra_dispatch_passes_total in /metrics")
+
+
+def test_workers_connecting_to_an_empty_queue_do_not_each_wake_the_dispatcher(
+    cluster: Cluster,
+) -> None:
+    """A dispatch pass looks at every connected worker: a storm of registrations with nothing
+    pending must not run one per worker (it made registering n workers O(n²)). A run already
+    pending when a worker that can take it connects is still assigned to it."""
+    cluster.start()
+    cluster.api.put_project("p")
+    cluster.api.put_job("special", [["true"]], properties={"kind": "special"})
+    headers = {"Authorization": f"Bearer {cluster.worker_token}"}
+    url = cluster.url.replace("http://", "ws://", 1) + "/api/v1/workers/connect"
+    count = 40
+
+    async def storm() -> float:
+        connections = []
+        started = time.monotonic()
+        try:
+            for n in range(count):
+                connection = await connect(url, additional_headers=headers, ping_interval=None)
+                connections.append(connection)
+                await connection.send(json.dumps(raw_hello(f"raw-{n}")))
+                welcome = json.loads(await asyncio.wait_for(connection.recv(), 30))
+                assert welcome["type"] == "welcome"
+            return time.monotonic() - started
+        finally:
+            for connection in connections:
+                await connection.close()
+
+    before = dispatch_passes(cluster)
+    seconds = asyncio.run(storm())
+    passes = dispatch_passes(cluster) - before
+    # The dispatcher still looks once a second (runs due by time), and a few more for the
+    # registrations that came before it found the queue empty; not once per worker.
+    assert passes <= seconds + 6 < count, f"{passes:g} passes for {count} registrations"
+
+    run = cluster.api.trigger("special")
+
+    async def special() -> dict[str, object]:
+        connection = await connect(url, additional_headers=headers, ping_interval=None)
+        try:
+            hello = {**raw_hello("raw-special"), "properties": {"kind": "special"}}
+            await connection.send(json.dumps(hello))
+            while True:
+                message = json.loads(await asyncio.wait_for(connection.recv(), 30))
+                if message["type"] == "assign":
+                    return dict(message)
+        finally:
+            await connection.close()
+
+    assert asyncio.run(special())["run"] == run["identifier"]

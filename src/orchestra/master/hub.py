@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -25,6 +26,7 @@ from orchestra.domain.models import Run
 from orchestra.domain.permissions import Role, allowed
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.master.session import WorkerSession
+from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import DISPATCH_BATCH, Candidate, ExecutionService
@@ -40,6 +42,9 @@ CONTROL_POLL = 2.0
 REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
 MERGE_EVENTS = 1000  # events applied in one transaction at most
 MERGE_BYTES = 8 << 20  # and about this much output
+DISPATCH_PASSES = Counter(
+    "orchestra_dispatch_passes", "Dispatch passes: looks at the free executors and pending runs"
+)
 
 
 def master_identity() -> str:
@@ -56,6 +61,10 @@ class Master:
         )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Whether the last dispatch pass may have left dispatchable runs unassigned (True until
+        # a pass found none). A new worker only wakes the dispatcher when it may: with an empty
+        # queue, a storm of registrations would otherwise cost a pass over every session each.
+        self.backlog = True
 
     # Life cycle.
 
@@ -169,12 +178,17 @@ class Master:
         await session.send(welcome)
         self.sessions[hello.identifier] = session
         log.info("worker %s connected (%d runs resumed)", hello.identifier, len(session.assigned))
-        self.services.events.publish("dispatch")
+        if self.backlog:
+            # Pending runs may be waiting for this worker. Otherwise a new run signals
+            # "dispatch" itself, and runs becoming due by time are the periodic pass's.
+            self.services.events.publish("dispatch")
         # Aborts requested while the worker was away: sent now, to this worker only (a
         # global control pass per connection would cost O(workers) each, O(n²) in a storm).
-        for _worker, run in await self.execution.runs_to_abort([hello.identifier]):
-            if await session.send(m.Abort(run=run)):
-                session.aborts_sent.add(run)
+        # Only a run it resumed can be one: a worker holding none needs no query.
+        if session.assigned:
+            for _worker, run in await self.execution.runs_to_abort([hello.identifier]):
+                if await session.send(m.Abort(run=run)):
+                    session.aborts_sent.add(run)
         return session
 
     async def _serve(self, session: WorkerSession) -> None:
@@ -207,6 +221,8 @@ class Master:
         loop = asyncio.get_running_loop()
         websocket = session.websocket
         receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
+        # Heartbeats are then taken by the server's protocol, and only leave their time there.
+        protocol = heartbeats_in_place(receive)
         silence = 3 * self.settings.heartbeat_interval
         session.last_seen = loop.time()
         watchdog: asyncio.TimerHandle | None = None
@@ -216,7 +232,10 @@ class Master:
 
             def watch() -> None:
                 nonlocal watchdog
-                due = min(session.last_seen, loop.time()) + silence
+                seen = session.last_seen
+                if protocol is not None and protocol.last_heartbeat > seen:
+                    seen = protocol.last_heartbeat
+                due = min(seen, loop.time()) + silence
                 if loop.time() >= due:
                     deadline.reschedule(loop.time())
                 else:
@@ -304,8 +323,10 @@ class Master:
 
     async def dispatch_once(self) -> bool:
         """Assign what can be assigned now; True if a full batch went out (look again)."""
+        DISPATCH_PASSES.inc()
         free = {w: s.free for w, s in self.sessions.items() if s.free > 0}
         if not free:
+            self.backlog = True  # not looked at: whoever frees an executor signals
             return False
         # A few candidates per free executor are usually enough (a finished run frees one):
         # reading DISPATCH_BATCH every time costs a run's worth of work per run. When they
@@ -320,10 +341,15 @@ class Master:
             if batch >= DISPATCH_BATCH or not full or not any(n > 0 for n in left.values()):
                 break
             batch = DISPATCH_BATCH
+        # Read before the claim: a run made pending from now on signals "dispatch" itself.
+        self.backlog = full or len(assignments) < len(candidates)
         if not assignments:
             return False
         found = {c.identifier: c for c in candidates}
-        for run in await self.execution.claim(assignments, found):
+        won = await self.execution.claim(assignments, found)
+        if len(won) < len(assignments):
+            self.backlog = True  # some stay pending (a cap, a worker disabled meanwhile)
+        for run in won:
             await self._send_assignment(assignments[run.identifier], run)
         return full and batch >= DISPATCH_BATCH and any(n > 0 for n in left.values())
 

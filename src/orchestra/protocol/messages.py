@@ -205,6 +205,7 @@ _HEADER_SIZE = struct.Struct(">I")
 # A heartbeat as workers write it (compact, or as Python's json.dumps does), recognised
 # without a parser: a master receives one per worker every few seconds.
 _HEARTBEAT_FRAMES = frozenset(('{"type":"heartbeat"}', '{"type": "heartbeat"}'))
+HEARTBEAT_FRAME_BYTES = frozenset(f.encode() for f in _HEARTBEAT_FRAMES)
 _HEARTBEAT = Heartbeat()
 
 

@@ -40,6 +40,14 @@ DISPATCH_BATCH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_WORKER_OWNER = sa.select(worker_table.c.owner, worker_table.c.is_enabled).where(
+    worker_table.c.identifier == sa.bindparam("key")
+)
+_WORKER_FOR_UPDATE = _WORKER_OWNER.with_for_update()
+_INSERT_WORKER = worker_table.insert()
+_UPDATE_WORKER = worker_table.update().where(worker_table.c.identifier == sa.bindparam("key"))
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A pending run that may be dispatched now, with what matching needs."""
@@ -237,20 +245,28 @@ class ExecutionService:
             "last_seen_date": now,
         }
         decisions = None
+        requeued = False
+        # Statements built once, values as parameters: a storm of registrations spent most
+        # of this in building and coercing a statement per worker.
         async with self.db.transaction() as conn:
-            keys = {"identifier": hello.identifier}
-            row = await records.fetch_one(conn, worker_table, keys, for_update=True)
+            query = _WORKER_FOR_UPDATE if conn.dialect.name == "postgresql" else _WORKER_OWNER
+            row = (await conn.execute(query, {"key": hello.identifier})).first()
             if row is None:
-                await records.insert(conn, worker_table, {**values, **keys, "is_enabled": True})
+                # A concurrent registration of the same identifier (another master) fails
+                # this one on the key: the connection closes and the worker comes back.
+                stamp = utcnow()  # as records.insert dates rows: the wall clock
+                values.update(creation_date=stamp, update_date=stamp, is_enabled=True)
+                await conn.execute(_INSERT_WORKER, {**values, "identifier": hello.identifier})
                 is_enabled = True
             else:
-                if row["owner"] != owner:
+                if row.owner != owner:
                     raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
-                await records.update(conn, worker_table, keys, values)
-                is_enabled = bool(row["is_enabled"])
+                values["update_date"] = utcnow()
+                await conn.execute(_UPDATE_WORKER, {**values, "key": hello.identifier})
+                is_enabled = bool(row.is_enabled)
             if reconcile:
-                decisions = await self._reconcile_in(conn, hello.identifier, hello.runs)
-        if reconcile:
+                decisions, requeued = await self._reconcile_in(conn, hello.identifier, hello.runs)
+        if requeued:
             self.events.publish("dispatch")
         return is_enabled, decisions
 
@@ -262,14 +278,18 @@ class ExecutionService:
         assigned to this worker that it does not know never reached it: it goes back to
         pending, which cannot run it twice because nothing ran."""
         async with self.db.transaction() as conn:
-            decisions = await self._reconcile_in(conn, worker, reported)
-        self.events.publish("dispatch")
+            decisions, requeued = await self._reconcile_in(conn, worker, reported)
+        if requeued:
+            self.events.publish("dispatch")
         return decisions
 
     async def _reconcile_in(
         self, conn: AsyncConnection, worker: str, reported: Sequence[str]
-    ) -> dict[str, m.RunDecision]:
+    ) -> tuple[dict[str, m.RunDecision], bool]:
+        """The decisions, and whether a run changed state (went back to pending, or was given
+        up on and maybe retried): the dispatcher is signalled after the commit then."""
         decisions: dict[str, m.RunDecision] = {}
+        requeued = False
         query = sa.select(run_table).where(
             run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
         )
@@ -289,11 +309,13 @@ class ExecutionService:
                 continue
             if row["event_sequence"] == 0:
                 await self._requeue(conn, run_id)
+                requeued = True
             else:
                 await self._give_up(
                     conn, run_id, f"worker {worker} came back without this run (journal lost)"
                 )
-        return decisions
+                requeued = True
+        return decisions, requeued
 
     async def _requeue(self, conn: AsyncConnection, run_id: str) -> None:
         await run_storage.set_run_status(
