@@ -166,19 +166,6 @@ _CLAIM = (
     )
     .returning(*run_table.c)
 )
-_REPORTED: dict[tuple[str, ...], Any] = {}
-
-
-def _reported(columns: tuple[str, ...]) -> Any:
-    """The UPDATE of a run's columns after a report (built once per set of columns)."""
-    statement = _REPORTED.get(columns)
-    if statement is None:
-        statement = _REPORTED[columns] = (
-            run_table.update()
-            .where(run_table.c.identifier == sa.bindparam("b_identifier"))
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
-        )
-    return statement
 
 
 async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
@@ -577,10 +564,7 @@ class ExecutionService:
                         reason=event.reason,
                     )
             changes.update(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
-            parameters = {f"v_{name}": value for name, value in changes.items()}
-            await conn.execute(
-                _reported(tuple(changes)), {"b_identifier": report.run, **parameters}
-            )
+            await records.update_where(conn, run_table, {"identifier": report.run}, changes)
             if finished and retry_from_row(row["retry"]) is not None:
                 await self._after_final(conn, report.run)
         self.events.publish(f"run:{report.run}")

@@ -53,16 +53,32 @@ def _select_by_key(table: sa.Table, names: tuple[str, ...], for_update: bool) ->
     return statement
 
 
-def _update_by_key(table: sa.Table, names: tuple[str, ...], columns: tuple[str, ...]) -> Any:
-    shape = ("update", table.name, names, columns)
+async def update_where(
+    conn: AsyncConnection,
+    table: sa.Table,
+    keys: Mapping[str, Any],
+    values: Mapping[str, Any],
+    guard: tuple[str, Sequence[Any]] | None = None,
+) -> int:
+    """UPDATE the row with these keys, setting `values`, only while column `guard[0]` is one of
+    `guard[1]` (when given); the number of rows changed. The statement is built once per shape
+    (table, key names, value names, guard column) and run with parameters."""
+    shape = ("update", table.name, tuple(keys), tuple(values), guard[0] if guard else None)
     statement = _STATEMENTS.get(shape)
     if statement is None:
+        clause = _bound_keys(table, tuple(keys))
+        if guard is not None:
+            clause = sa.and_(clause, table.c[guard[0]].in_(sa.bindparam("g", expanding=True)))
         statement = _STATEMENTS[shape] = (
             table.update()
-            .where(_bound_keys(table, names))
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+            .where(clause)
+            .values({name: sa.bindparam(f"v_{name}") for name in values})
         )
-    return statement
+    parameters = _key_params(keys) | {f"v_{name}": value for name, value in values.items()}
+    if guard is not None:
+        parameters["g"] = list(guard[1])
+    result = await conn.execute(statement, parameters)
+    return int(result.rowcount)
 
 
 async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> None:
@@ -100,9 +116,7 @@ async def update(
     if "update_date" in table.c:
         row.setdefault("update_date", utcnow())
     if where is None:
-        statement = _update_by_key(table, tuple(keys), tuple(row))
-        parameters = _key_params(keys) | {f"v_{name}": value for name, value in row.items()}
-        result = await conn.execute(statement, parameters)
+        return await update_where(conn, table, keys, row)
     else:
         clause = sa.and_(key_clause(table, keys), where)
         result = await conn.execute(table.update().where(clause).values(row))

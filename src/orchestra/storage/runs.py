@@ -36,8 +36,6 @@ _END_RUNNING = (
     .where(_STEPS_IN_STATUS)
     .values(status=sa.bindparam("v_status"), completion_date=sa.bindparam("v_date"))
 )
-_UPDATE_STEP: dict[tuple[str, ...], Any] = {}
-_SET_STATUS: dict[tuple[str, ...], Any] = {}
 LOG_BATCH = 64
 LOG_BATCH_BYTES = 16 << 20  # and chunks starting within this many bytes, to bound memory
 # The largest chunk the master stores; it bounds the index range a log read has to scan.
@@ -167,21 +165,8 @@ async def set_run_status(
 ) -> bool:
     """Move a run to `target` only if it is in one of `sources`: a guarded, atomic update."""
     row = {"status": target.value, "update_date": utcnow(), **(values or {})}
-    columns = tuple(row)
-    statement = _SET_STATUS.get(columns)
-    if statement is None:
-        statement = _SET_STATUS[columns] = (
-            run_table.update()
-            .where(
-                run_table.c.identifier == sa.bindparam("b_identifier"),
-                run_table.c.status.in_(sa.bindparam("b_sources", expanding=True)),
-            )
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
-        )
-    parameters = {f"v_{name}": value for name, value in row.items()}
-    parameters.update(b_identifier=identifier, b_sources=[s.value for s in sources])
-    result = await conn.execute(statement, parameters)
-    return int(result.rowcount) == 1
+    guard = ("status", [s.value for s in sources])
+    return await records.update_where(conn, run_table, {"identifier": identifier}, row, guard) == 1
 
 
 async def update_step(
@@ -191,22 +176,9 @@ async def update_step(
     values: Mapping[str, Any],
     sources: Iterable[StepStatus],
 ) -> bool:
-    columns = tuple(values)
-    statement = _UPDATE_STEP.get(columns)
-    if statement is None:
-        statement = _UPDATE_STEP[columns] = (
-            step_table.update()
-            .where(
-                step_table.c.run == sa.bindparam("b_run"),
-                step_table.c.index == sa.bindparam("b_index"),
-                step_table.c.status.in_(sa.bindparam("b_sources", expanding=True)),
-            )
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
-        )
-    parameters = {f"v_{name}": value for name, value in values.items()}
-    parameters.update(b_run=run, b_index=index, b_sources=[s.value for s in sources])
-    result = await conn.execute(statement, parameters)
-    return int(result.rowcount) == 1
+    keys = {"run": run, "index": index}
+    guard = ("status", [s.value for s in sources])
+    return await records.update_where(conn, step_table, keys, values, guard) == 1
 
 
 async def end_running_steps(
