@@ -27,15 +27,6 @@ _STEPS_OF = (
     .where(step_table.c.run.in_(sa.bindparam("runs", expanding=True)))
     .order_by(step_table.c.run, step_table.c.index)
 )
-_STEPS_IN_STATUS = sa.and_(
-    step_table.c.run == sa.bindparam("b_run"), step_table.c.status == sa.bindparam("b_status")
-)
-_SKIP_PENDING = step_table.update().where(_STEPS_IN_STATUS).values(status=sa.bindparam("v_status"))
-_END_RUNNING = (
-    step_table.update()
-    .where(_STEPS_IN_STATUS)
-    .values(status=sa.bindparam("v_status"), completion_date=sa.bindparam("v_date"))
-)
 LOG_BATCH = 64
 LOG_BATCH_BYTES = 16 << 20  # and chunks starting within this many bytes, to bound memory
 # The largest chunk the master stores; it bounds the index range a log read has to scan.
@@ -184,22 +175,15 @@ async def update_step(
 async def end_running_steps(
     conn: AsyncConnection, run: str, status: StepStatus, now: datetime
 ) -> None:
-    await conn.execute(
-        _END_RUNNING,
-        {
-            "b_run": run,
-            "b_status": StepStatus.RUNNING.value,
-            "v_status": status.value,
-            "v_date": now,
-        },
+    keys = {"run": run, "status": StepStatus.RUNNING.value}
+    await records.update_where(
+        conn, step_table, keys, {"status": status.value, "completion_date": now}
     )
 
 
 async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus) -> None:
-    await conn.execute(
-        _SKIP_PENDING,
-        {"b_run": run, "b_status": StepStatus.PENDING.value, "v_status": status.value},
-    )
+    keys = {"run": run, "status": StepStatus.PENDING.value}
+    await records.update_where(conn, step_table, keys, {"status": status.value})
 
 
 async def append_log(
