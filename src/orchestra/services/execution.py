@@ -40,12 +40,7 @@ DISPATCH_BATCH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-_WORKER_OWNER = sa.select(worker_table.c.owner, worker_table.c.is_enabled).where(
-    worker_table.c.identifier == sa.bindparam("key")
-)
-_WORKER_FOR_UPDATE = _WORKER_OWNER.with_for_update()
 _INSERT_WORKER = worker_table.insert()
-_UPDATE_WORKER = worker_table.update().where(worker_table.c.identifier == sa.bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -233,24 +228,23 @@ class ExecutionService:
         }
         decisions = None
         requeued = False
-        # Statements built once, values as parameters: a storm of registrations spent most
-        # of this in building and coercing a statement per worker.
+        # Statements built once (records' cached shapes), values as parameters: a storm of
+        # registrations spent most of this in building and coercing a statement per worker.
+        keys = {"identifier": hello.identifier}
         async with self.db.transaction() as conn:
-            query = _WORKER_FOR_UPDATE if conn.dialect.name == "postgresql" else _WORKER_OWNER
-            row = (await conn.execute(query, {"key": hello.identifier})).first()
+            row = await records.fetch_one(conn, worker_table, keys, for_update=True)
             if row is None:
                 # A concurrent registration of the same identifier (another master) fails
                 # this one on the key: the connection closes and the worker comes back.
                 stamp = utcnow()  # as records.insert dates rows: the wall clock
                 values.update(creation_date=stamp, update_date=stamp, is_enabled=True)
-                await conn.execute(_INSERT_WORKER, {**values, "identifier": hello.identifier})
+                await conn.execute(_INSERT_WORKER, {**values, **keys})
                 is_enabled = True
             else:
-                if row.owner != owner:
+                if row["owner"] != owner:
                     raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
-                values["update_date"] = utcnow()
-                await conn.execute(_UPDATE_WORKER, {**values, "key": hello.identifier})
-                is_enabled = bool(row.is_enabled)
+                await records.update(conn, worker_table, keys, values)
+                is_enabled = bool(row["is_enabled"])
             if reconcile:
                 decisions, requeued = await self._reconcile_in(conn, hello.identifier, hello.runs)
         if requeued:

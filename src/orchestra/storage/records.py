@@ -49,7 +49,7 @@ def _select_by_key(table: sa.Table, names: tuple[str, ...], for_update: bool) ->
         statement = sa.select(table).where(_bound_keys(table, names))
         if for_update:
             statement = statement.with_for_update()
-        statement = _STATEMENTS[shape] = statement
+        _STATEMENTS[shape] = statement
     return statement
 
 

@@ -16,11 +16,15 @@ from orchestra.web.auth import authenticate
 from orchestra.web.permissions import permission_for
 
 
+def services_of(connection: HTTPConnection) -> Services:
+    services: Services = connection.app.state.services
+    return services
+
+
 # The dependencies are `async def`: FastAPI runs a plain `def` one in a worker thread, a thread
 # round trip per request for what is an attribute read.
 async def get_services(connection: HTTPConnection) -> Services:
-    services: Services = connection.app.state.services
-    return services
+    return services_of(connection)
 
 
 async def authorize(request: HTTPConnection) -> None:
@@ -32,8 +36,7 @@ async def authorize(request: HTTPConnection) -> None:
     assert isinstance(request, Request)
     route = request.scope["route"]
     action = permission_for(request.method, route.path)
-    services: Services = request.app.state.services
-    caller = await authenticate(request, services.users)
+    caller = await authenticate(request, services_of(request).users)
     require(caller.user.roles if caller else None, action)
     request.state.caller = caller
 
