@@ -14,8 +14,9 @@ WORKLOADS = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7"]
 
 def test_bench_smoke(tmp_path: Path) -> None:
     output = tmp_path / "smoke.json"
+    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--output", str(output)]
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--output", str(output)],
+        [*argv, "--scratch", str(tmp_path / "scratch")],
         cwd=ROOT,
         capture_output=True,
         text=True,

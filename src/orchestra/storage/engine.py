@@ -134,4 +134,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         immediate = conn.get_execution_options().get("orchestra_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Handed to the driver, which sends it with the transaction's first statement: going
+        # through exec_driver_sql cost a whole statement's execution in SQLAlchemy to send none.
+        sqlite_driver.begin(conn.connection.dbapi_connection, immediate=immediate)

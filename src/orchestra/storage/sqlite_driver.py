@@ -289,6 +289,13 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
                 self._handle_exception(error)
 
 
+def begin(connection: Any, *, immediate: bool) -> None:
+    """Open a transaction on a connection of this driver: its BEGIN (IMMEDIATE for a write)
+    goes with the first statement, as when SQLAlchemy executes a BEGIN."""
+    state: _State = connection.orchestra_state
+    state.begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         # The loop's thread runs some statements too, never while the connection's does.
