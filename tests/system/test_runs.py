@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.system.harness import PYTHON, Cluster, numbered_lines, py
+from tests.system.harness import PYTHON, WORKER_USER, Cluster, numbered_lines, py
 
 PRINT_LINES = """
     import sys
@@ -134,6 +134,27 @@ def test_run_steps_get_orchestra_environment(cluster: Cluster) -> None:
     }
     for step in (0, 1):
         assert json.loads(cluster.api.log(run, step=step)) == expected
+
+
+def test_steps_never_see_the_workers_token(cluster: Cluster) -> None:
+    """A worker given its token in the environment keeps it to itself: a job's step inherits
+    the rest of the worker's environment, not ORCHESTRA_TOKEN."""
+    cluster.start()
+    argv = [PYTHON, "-m", "orchestra", "worker", "--url", cluster.url, "--user", WORKER_USER]
+    argv += ["--identifier", "w1", "--data-dir", str(cluster.worker_dir("w1"))]
+    settings = {"ORCHESTRA_TOKEN": cluster.worker_token, "SHARED_WITH_STEPS": "yes"}
+    worker = cluster._start("worker-env", argv, settings)
+    cluster.wait_for_active("w1", worker)
+    show = """
+        import json, os
+        print(json.dumps({k: os.environ.get(k) for k in ("ORCHESTRA_TOKEN", "SHARED_WITH_STEPS")}))
+    """
+    cluster.api.put_job("j", [py(show)])
+
+    run = cluster.api.trigger("j")
+    cluster.api.wait_for_status(run, "succeeded")
+
+    assert json.loads(cluster.api.log(run)) == {"ORCHESTRA_TOKEN": None, "SHARED_WITH_STEPS": "yes"}
 
 
 def test_cli_trigger_follow_exit_status_follows_run_result(cluster: Cluster) -> None:

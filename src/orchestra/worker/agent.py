@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,9 @@ class Agent:
     _draining: bool = False
     _accepting: bool = True  # what this worker last told the master about its disk
     _heartbeat: float = 5.0
+    # The agent's environment, read once and without its credentials: the spawner is started
+    # with it, and steps get it with their ORCHESTRA_* variables added (worker/execution.py).
+    _environment: dict[str, str] = field(default_factory=lambda: step_base_environment(os.environ))
 
     @property
     def runs_dir(self) -> Path:
@@ -93,7 +97,7 @@ class Agent:
 
     async def run(self) -> int:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        await self.spawner.start()
+        await self.spawner.start(self._environment)
         self._recover()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -132,7 +136,7 @@ class Agent:
 
     def _hold(self, journal: Journal) -> Held:
         execution = RunExecution(
-            journal, self.spawner, self.options.identifier, dict(os.environ), self._on_event
+            journal, self.spawner, self.options.identifier, self._environment, self._on_event
         )
         held = Held(journal, execution)
         self.held[journal.run] = held
@@ -347,7 +351,8 @@ class Agent:
             raise ConnectionError(f"cannot journal run {assignment.run}: {exc.strerror}") from exc
         held = self._hold(journal)
         held.confirmed = True
-        log.info("run %s assigned (%s/%s)", assignment.run, assignment.project, assignment.job)
+        # One line a run at INFO (when it is done with, below): the log is written per line.
+        log.debug("run %s assigned (%s/%s)", assignment.run, assignment.project, assignment.job)
 
     def _acknowledge(self, ack: m.Ack) -> None:
         held = self.held.get(ack.run)
@@ -362,7 +367,14 @@ class Agent:
         if journal.ended() and journal.acknowledged >= len(journal.events):
             self.held.pop(journal.run, None)
             journal.remove()
-            log.info("run %s reported and acknowledged", journal.run)
+            assignment = journal.assignment
+            log.info(
+                "run %s (%s/%s) %s, reported and acknowledged",
+                journal.run,
+                assignment.project,
+                assignment.job,
+                _ended_status(journal),
+            )
             if self._draining and not self.held:
                 log.info("all runs finished; the master will close the connection")
 
@@ -398,6 +410,15 @@ class Agent:
         return candidate
 
 
+# Never handed to a step: a job's command must not act as its worker.
+WORKER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN"})
+
+
+def step_base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment as its steps see it: without the worker's own token."""
+    return {k: v for k, v in environ.items() if k not in WORKER_ONLY_VARIABLES}
+
+
 def _websocket_url(url: str) -> str:
     base = url.rstrip("/")
     if base.startswith("http://"):
@@ -407,6 +428,11 @@ def _websocket_url(url: str) -> str:
     if not base.endswith("/workers/connect"):
         base += "/api/v1/workers/connect"
     return base
+
+
+def _ended_status(journal: Journal) -> str:
+    ended = journal.events[-1] if journal.events else {}
+    return str(ended.get("status", "ended"))
 
 
 def _now() -> str:

@@ -144,13 +144,13 @@ class RunExecution:
         except InvalidInput as exc:
             self._emit("step_started", step=index, date=_now())
             return await self._fail_to_start(index, f"cannot render the command: {exc}")
-        env = self._step_environment()
+        variables = self._step_variables()
         self.journal.workspace.mkdir(parents=True, exist_ok=True)
         self.journal.step_log(index).touch()
         pid, error = await self.spawner.spawn(
             argv,
             str(self.journal.workspace),
-            env,
+            variables,
             self.journal.step_log(index),
             self.journal.step_exit(index),
         )
@@ -283,10 +283,10 @@ class RunExecution:
             environment=self.environment,
         )
 
-    def _step_environment(self) -> dict[str, str]:
+    def _step_variables(self) -> dict[str, str]:
+        """What a step's environment adds to the worker's own (which the spawner has)."""
         assignment = self.journal.assignment
         return {
-            **self.environment,
             "ORCHESTRA_RUN": assignment.run,
             "ORCHESTRA_PROJECT": assignment.project,
             "ORCHESTRA_JOB": assignment.job,

@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 _out_lock = threading.Lock()
+# The agent's environment, inherited: a step's is this plus the variables its request adds.
+_ENVIRONMENT = dict(os.environ)
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -61,7 +63,7 @@ def _spawn(request: dict[str, Any], watchers: list[threading.Thread]) -> None:
             process = subprocess.Popen(
                 request["argv"],
                 cwd=request["cwd"],
-                env=request["env"],
+                env={**_ENVIRONMENT, **request["variables"]},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -22,11 +22,13 @@ class Spawner:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
+    async def start(self, environment: Mapping[str, str]) -> None:
+        """Start the spawner with `environment`, the base of every step's."""
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "orchestra.worker.spawner",
+            env=dict(environment),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -34,9 +36,15 @@ class Spawner:
         self._reader = asyncio.create_task(self._read())
 
     async def spawn(
-        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_path: Path, exit_path: Path
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        variables: Mapping[str, str],
+        log_path: Path,
+        exit_path: Path,
     ) -> tuple[int | None, str | None]:
-        """Start a step; (pid, None) or (None, the reason it could not start)."""
+        """Start a step, its environment the agent's (which the spawner inherited) plus
+        `variables`; (pid, None) or (None, the reason it could not start)."""
         assert self._process is not None and self._process.stdin is not None
         self._next += 1
         ident = self._next
@@ -48,7 +56,7 @@ class Spawner:
             "id": ident,
             "argv": list(argv),
             "cwd": cwd,
-            "env": dict(env),
+            "variables": dict(variables),
             "log": str(log_path),
             "exit": str(exit_path),
         }
