@@ -4,6 +4,7 @@ loops (role all or master) and local worker processes (--workers N)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -111,7 +113,7 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
         ws_ping_interval=None,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     print(f"Orchestra {settings.role} listening on {url}", flush=True)  # noqa: T201
     workers: list[subprocess.Popen[bytes]] = []
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
@@ -132,6 +134,31 @@ def loop_factory(config: uvicorn.Config) -> Callable[[], asyncio.AbstractEventLo
     register them are mostly the event loop's and its transports' per-frame work, which
     uvloop does in C (W3: registering 1,000 workers 8.9 s to 5.6 s, idle 5.3% to 4.0%)."""
     return config.get_loop_factory()
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, with its housekeeping loop waking once a second instead of ten times:
+    an idle master's CPU is mostly its wake-ups (W3). That loop refreshes the Date header,
+    which has a one-second resolution, and notices a request to exit, which now wakes it at
+    once instead."""
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        ticks = 0
+        should_exit = await self.on_tick(ticks)
+        while not should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            ticks = (ticks + 10) % 864_000  # a second's worth of uvicorn's 0.1 s ticks
+            should_exit = await self.on_tick(ticks)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

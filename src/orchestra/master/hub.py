@@ -30,6 +30,7 @@ from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import DISPATCH_BATCH, Candidate, ExecutionService
+from orchestra.services.scheduler import SCHEDULES
 from orchestra.services.users import still_allowed
 from orchestra.web.auth import authenticate
 from orchestra.web.permissions import API, permission_for
@@ -37,7 +38,8 @@ from orchestra.web.permissions import API, permission_for
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 LOOP_INTERVAL = 1.0
-SCHEDULE_INTERVAL = 0.5
+SCHEDULE_QUEUED_INTERVAL = 0.5
+SCHEDULE_POLL = 5.0
 CONTROL_POLL = 2.0
 REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
 MERGE_EVENTS = 1000  # events applied in one transaction at most
@@ -433,13 +435,16 @@ class Master:
     # Schedules.
 
     async def _schedule_loop(self) -> None:
+        # Asleep until the next due time: a schedule saved meanwhile signals "schedules" (from
+        # other processes too, through the bridge); the poll is the safety net. A queued due
+        # time waits for a run to end, which no signal announces: looked at twice a second.
         await self.services.scheduler.tick()
-        wakeup = await self.services.scheduler.next_wakeup()
-        delay = SCHEDULE_INTERVAL
+        wakeup, queued = await self.services.scheduler.next_wakeup()
+        delay = SCHEDULE_QUEUED_INTERVAL if queued else SCHEDULE_POLL
         if wakeup is not None:
             until = (wakeup - self.services.clock.now()).total_seconds()
-            delay = max(0.05, min(SCHEDULE_INTERVAL, until))
-        await asyncio.sleep(delay)
+            delay = max(0.05, min(delay, until))
+        await self.services.events.wait(SCHEDULES, delay)
 
     async def _check_credentials(self) -> None:
         """Close the connections whose token was revoked or expired, or whose user was

@@ -17,7 +17,7 @@ from orchestra.domain.models import Job
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.errors import InvalidInput
 from orchestra.services.events import Events
-from orchestra.services.scheduler import next_due_date
+from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -74,6 +74,7 @@ class ApplyService:
                         await _put(conn, schedule_table, keys, values, "schedule", name, due)
                     )
         self.events.publish("dispatch")
+        self.events.publish(SCHEDULES)
         return changes
 
 

@@ -15,7 +15,7 @@ from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
-from orchestra.services.scheduler import next_due_date
+from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -190,7 +190,9 @@ class ProjectService:
             await self._check_schedule_job(conn, project, values)
             await self._absent(conn, schedule_table, keys, "schedule")
             await records.insert(conn, schedule_table, {**values, "project": project})
-            return await self._schedule(conn, project, values["identifier"])
+            schedule = await self._schedule(conn, project, values["identifier"])
+        self.events.publish(SCHEDULES)
+        return schedule
 
     async def put_schedule(
         self, project: str, identifier: str, data: Mapping[str, Any]
@@ -200,7 +202,9 @@ class ProjectService:
             await self._check_schedule_job(conn, project, values)
             keys = {"project": project, "identifier": identifier}
             created = await self._upsert(conn, schedule_table, keys, {**values, "project": project})
-            return await self._schedule(conn, project, identifier), created
+            schedule = await self._schedule(conn, project, identifier)
+        self.events.publish(SCHEDULES)
+        return schedule, created
 
     async def patch_schedule(
         self, project: str, identifier: str, changes: Mapping[str, Any]
@@ -212,7 +216,9 @@ class ProjectService:
             await self._check_schedule_job(conn, project, values)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, schedule_table, keys, values)
-            return await self._schedule(conn, project, identifier)
+            schedule = await self._schedule(conn, project, identifier)
+        self.events.publish(SCHEDULES)
+        return schedule
 
     async def delete_schedule(self, project: str, identifier: str) -> None:
         async with self.db.transaction() as conn:

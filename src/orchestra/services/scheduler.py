@@ -61,6 +61,15 @@ def next_due_date(project: str, values: dict[str, Any], after: datetime) -> date
     return cron.next_due(parsed, after, cron.time_zone(values.get("time_zone") or "UTC"))
 
 
+SCHEDULES = "schedules"  # the signal that schedules were saved: the master looks again
+_NEXT_WAKEUP = sa.select(
+    sa.select(sa.func.min(schedule_table.c.next_due_date))
+    .where(schedule_table.c.is_enabled.is_(True))
+    .scalar_subquery(),
+    sa.exists().where(schedule_table.c.queued_due_date.is_not(None)),
+)
+
+
 class Scheduler:
     def __init__(self, db: Database, clock: Clock, events: Events, runs: RunService) -> None:
         self.db = db
@@ -309,14 +318,12 @@ class Scheduler:
         except (NotFound, InvalidInput) as exc:
             return str(exc)
 
-    async def next_wakeup(self) -> datetime | None:
+    async def next_wakeup(self) -> tuple[datetime | None, bool]:
+        """The earliest due time of an enabled schedule, and whether some schedule holds a
+        queued due time (it fires when its job's run ends, which no signal announces)."""
         async with self.db.read() as conn:
-            wakeup: datetime | None = await conn.scalar(
-                sa.select(sa.func.min(schedule_table.c.next_due_date)).where(
-                    schedule_table.c.is_enabled.is_(True)
-                )
-            )
-        return wakeup
+            row = (await conn.execute(_NEXT_WAKEUP)).one()
+        return row[0], bool(row[1])
 
     async def _due(self, now: datetime) -> tuple[list[tuple[str, str]], bool]:
         """Up to TICK_BATCH due schedules, the earliest first, and those with a queued due
