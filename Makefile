@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA := var
 PORT ?= 8080
 
-.PHONY: run test lint typecheck unit clean bench proof soak
+.PHONY: run test lint typecheck unit clean bench proof soak chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 
 # Everything, the proof suite (tests/proof) in its smoke profile included.
-test: $(TEST_STAMP) lint
+test: $(TEST_STAMP) lint chromium
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# Debian's Chromium for the browser tests, installed when missing (as root, with apt-get).
+chromium:
+	bash scripts/ensure-chromium.sh
 
 # The proof suite alone, smoke profile (faults, bad input, load, attacks; docs/reliability.md).
 proof: $(TEST_STAMP)
