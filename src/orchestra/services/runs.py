@@ -23,6 +23,7 @@ from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.triggers import TriggerQueue
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
@@ -130,6 +131,7 @@ class RunService:
         self.events = events
         self.pending_expiry = pending_expiry
         self._matched: dict[str, float] = {}
+        self._triggers = TriggerQueue(self, lambda: self.events.publish("dispatch"))
 
     async def trigger(
         self,
@@ -139,11 +141,9 @@ class RunService:
         source: Mapping[str, Any],
         priority: object = None,
     ) -> Run:
-        """Create a pending run holding its own copy of the job's steps, in one transaction."""
-        async with self.db.transaction() as conn:
-            run = await self.trigger_in(conn, project, job, parameters, source, priority)
-        self.events.publish("dispatch")
-        return run
+        """Create a pending run holding its own copy of the job's steps, committed when this
+        returns; concurrent triggers share a transaction (services/triggers.py)."""
+        return await self._triggers.trigger(project, job, parameters, source, priority)
 
     async def trigger_in(
         self,
@@ -156,11 +156,7 @@ class RunService:
     ) -> Run:
         row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
         if row is None:
-            # A job exists only in its project (a foreign key): look for the project only to
-            # say which is missing.
-            if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
-                raise NotFound(f"no project {project!r}")
-            raise NotFound(f"no job {job!r} in project {project!r}")
+            raise await run_storage.missing_job(conn, project, job)
         values, steps = await self.pending_of_job(conn, row, parameters, source, priority)
         return await run_storage.insert_run(conn, values, steps)
 

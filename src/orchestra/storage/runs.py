@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
-from orchestra.errors import Conflict
+from orchestra.errors import Conflict, NotFound
 from orchestra.storage import records
+from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
 from orchestra.storage.schema import run_step as step_table
@@ -40,10 +41,6 @@ async def insert_run(
     and return the run as stored, built from what was written (no read-back)."""
     now = utcnow()
     written = {"creation_date": now, "update_date": now, **values}
-    # The run as stored: what was written, and the columns' defaults for the rest.
-    row: dict[str, Any] = {c.name: None for c in run_table.c}
-    row.update(priority=0, attempt=1)
-    row.update(written)
     step_rows = _step_rows(values["identifier"], steps)
     # No savepoint: a failed insert fails the caller's whole transaction, which is what every
     # caller wants (nothing else is tried after it).
@@ -53,6 +50,22 @@ async def insert_run(
         raise Conflict("run already exists or refers to something missing") from exc
     if step_rows:
         await conn.execute(_INSERT_STEPS, step_rows)
+    return _as_stored(written, step_rows)
+
+
+async def missing_job(conn: AsyncConnection, project: str, job: str) -> NotFound:
+    """The error for a job not found: a job exists only in its project (a foreign key), so
+    the project is looked for only to say which is missing."""
+    if await records.fetch_one(conn, project_table, {"identifier": project}) is None:
+        return NotFound(f"no project {project!r}")
+    return NotFound(f"no job {job!r} in project {project!r}")
+
+
+def _as_stored(written: Mapping[str, Any], step_rows: Sequence[Mapping[str, Any]]) -> Run:
+    """A new run as stored: what was written, and the columns' defaults for the rest."""
+    row: dict[str, Any] = {c.name: None for c in run_table.c}
+    row.update(priority=0, attempt=1)
+    row.update(written)
     return Run.from_row(
         row,
         [
@@ -79,21 +92,28 @@ def _step_rows(run: str, steps: Sequence[Mapping[str, Any]]) -> list[dict[str, A
 
 
 async def insert_runs(
-    conn: AsyncConnection, runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]
-) -> None:
+    conn: AsyncConnection,
+    runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+    *,
+    stored: bool = False,
+) -> list[Run]:
     """Insert many runs and their steps: one statement for the runs, one for the steps. The
-    runs' values all have the same columns (they come from the same code)."""
+    runs' values all have the same columns (they come from the same code). With `stored`, the
+    runs as stored are returned (as insert_run's), else nothing is built."""
     if not runs:
-        return
+        return []
     now = utcnow()
-    await conn.execute(
-        run_table.insert(), [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
-    )
-    steps = [
-        row for values, run_steps in runs for row in _step_rows(values["identifier"], run_steps)
-    ]
-    if steps:
-        await conn.execute(step_table.insert(), steps)
+    written = [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
+    steps = [_step_rows(values["identifier"], run_steps) for values, run_steps in runs]
+    try:
+        await conn.execute(_INSERT_RUN, written)
+        if any(steps):
+            await conn.execute(_INSERT_STEPS, [row for rows in steps for row in rows])
+    except IntegrityError as exc:
+        raise Conflict("a run already exists or refers to something missing") from exc
+    if not stored:
+        return []
+    return [_as_stored(w, s) for w, s in zip(written, steps, strict=True)]
 
 
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
