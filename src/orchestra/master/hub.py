@@ -41,6 +41,7 @@ LOOP_INTERVAL = 1.0
 SCHEDULE_QUEUED_INTERVAL = 0.5
 SCHEDULE_POLL = 5.0
 CONTROL_POLL = 2.0
+ACK_RIDE_SECONDS = 0.02  # a finished run's acknowledgement waits for a frame to go with
 REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
 MERGE_EVENTS = 1000  # events applied in one transaction at most
 MERGE_BYTES = 8 << 20  # and about this much output
@@ -225,6 +226,7 @@ class Master:
         receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
         # Heartbeats are then taken by the server's protocol, and only leave their time there.
         protocol = heartbeats_in_place(receive)
+        session.transport = protocol
         silence = 3 * self.settings.heartbeat_interval
         session.last_seen = loop.time()
         watchdog: asyncio.TimerHandle | None = None
@@ -305,16 +307,23 @@ class Master:
 
     async def _report(self, session: WorkerSession, report: m.Report) -> None:
         result = await self.execution.apply_report(session.identifier, report)
-        await session.send(m.Ack(run=report.run, sequence=result.acknowledged))
+        ack = m.Ack(run=report.run, sequence=result.acknowledged)
         if result.discard_reason is not None:
+            await session.send(ack)
             session.assigned.discard(report.run)
             await session.send(m.Discard(run=report.run, reason=result.discard_reason))
         elif result.finished:
+            # The run's last acknowledgement only lets the worker drop its journal: it waits
+            # (ACK_RIDE_SECONDS at most) to go out with the freed executor's next assignment,
+            # one write for both.
+            await session.send_soon(ack, ACK_RIDE_SECONDS)
             session.assigned.discard(report.run)
             session.aborts_sent.discard(report.run)
             self.services.events.publish("dispatch")
             if session.draining and not session.assigned:
                 await session.close(m.CLOSE_DISCONNECT_REQUESTED, "disconnect requested")
+        else:
+            await session.send(ack)  # the worker's send window waits for it
 
     # Dispatch.
 

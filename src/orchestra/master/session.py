@@ -9,6 +9,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from orchestra.domain.matching import worker_matches
+from orchestra.master.transport import WorkerWebSocketProtocol
 from orchestra.protocol import messages as m
 
 
@@ -27,6 +28,7 @@ class WorkerSession:
     aborts_sent: set[str] = field(default_factory=set)
     last_seen: float = 0.0  # the event loop's time of the last frame received
     closing: bool = False  # the connection is going: apply no more of its reports
+    transport: WorkerWebSocketProtocol | None = None  # the server's protocol, when it is ours
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -56,6 +58,16 @@ class WorkerSession:
                 return False
             raise
         return True
+
+    async def send_soon(self, message: m.Message, delay: float) -> bool:
+        """Send a message that may wait up to `delay` seconds to go out with the next one (one
+        write for both); at once where the transport cannot hold it. False if the connection
+        is gone."""
+        transport = self.transport
+        if transport is not None and self.websocket.client_state is WebSocketState.CONNECTED:
+            if transport.send_soon(m.encode(message), delay):
+                return True
+        return await self.send(message)
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.client_state is WebSocketState.CONNECTED:

@@ -45,8 +45,11 @@ class Events:
         if event is None:
             event = self._events[topic] = asyncio.Event()
         if not event.is_set():
+            # asyncio.timeout, not wait_for: the waiter wakes in the loop's next turn after
+            # the publish (wait_for's inner task took one more turn).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await event.wait()
         if not event.is_set():
             return False
         if self._events.get(topic) is event:
