@@ -4,15 +4,22 @@ as the workloads it is the baseline of.
 - a bare asyncio spawn of `true` (create_subprocess_exec, then wait): median ms one at a time,
   and spawns per second with 8 at a time;
 - a WebSocket round trip on loopback (the `websockets` library, an echo server in another
-  process, a heartbeat-sized text frame), and the time to open one connection.
+  process, a heartbeat-sized text frame), and the time to open one connection;
+- the CPU time to create a new, empty file in the scratch directory, where the workers keep
+  their journals: a worker creates a few per run, and on this machine's disk the cost of one
+  has ranged from 16 us to 0.5 ms from one directory, and one hour, to the next (see "Where
+  the bench writes" in docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 
@@ -81,6 +88,22 @@ async def _websocket(port: int, round_trips: int, connections: int) -> tuple[lis
     return trips, opens
 
 
+def file_creation_us(directory: Path, count: int) -> float:
+    """Median CPU time (user + system, us) to create an empty file under `directory`, in a
+    fresh subdirectory as a worker's journal is; the files are removed after."""
+    where = directory / "w0-files"
+    where.mkdir(parents=True, exist_ok=True)
+    costs: list[float] = []
+    try:
+        for index in range(count):
+            before = time.process_time()
+            os.close(os.open(where / f"f{index}", os.O_CREAT | os.O_WRONLY, 0o600))
+            costs.append((time.process_time() - before) * 1e6)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    return percentile(costs, 50)
+
+
 def run(ctx: Context) -> Workload:
     sequential = ctx.size(300, 20)
     parallel = ctx.size(2000, 80)
@@ -118,12 +141,14 @@ def run(ctx: Context) -> Workload:
             echo.wait()
     trip_ms = [t * 1000 for t in trips]
     open_ms = [t * 1000 for t in opens]
+    file_us = file_creation_us(ctx.scratch, ctx.size(500, 20))
 
     ctx.floor = {
         "spawn_median_ms": percentile(spawn_ms, 50),
         "spawns_per_second": rate,
         "ws_round_trip_ms": percentile(trip_ms, 50),
         "ws_connect_ms": percentile(open_ms, 50),
+        "file_create_us": file_us,
     }
     result.add(
         Figure("spawn_median_ms", "bare spawn of `true`, median", percentile(spawn_ms, 50), "ms")
@@ -137,7 +162,11 @@ def run(ctx: Context) -> Workload:
             "ws_connect_ms", "WebSocket connection opened, median", percentile(open_ms, 50), "ms"
         )
     )
+    result.add(
+        Figure("file_create_us", "new file in the scratch directory, CPU median", file_us, "us")
+    )
     result.details = {
+        "scratch": str(ctx.scratch),
         "spawn_ms": summary(spawn_ms),
         "ws_round_trip_ms": summary(trip_ms),
         "ws_connect_ms": summary(open_ms),
