@@ -1,8 +1,11 @@
 """Carry event topics between processes through PostgreSQL LISTEN/NOTIFY.
 
 Each process keeps one connection that LISTENs (outside any pool, so a pooler cannot steal it)
-and one that sends NOTIFYs, batching the topics published meanwhile. When PostgreSQL is away,
-both reconnect with backoff; the waiters' polling covers the gap.
+and one that sends NOTIFYs, batching the topics published meanwhile. A process's own
+notifications come back to its listener too; they are dropped there (the topics were published
+here already), since each would wake this process's waiters a second time: on a busy master, a
+dispatch pass for nothing after every batch. When PostgreSQL is away, both reconnect with
+backoff; the waiters' polling covers the gap.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class PostgresBridge:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
+        self._sender_pid: int | None = None  # the backend of our NOTIFY connection
 
     async def start(self) -> None:
         self.events.forward_to(self._queue)
@@ -75,12 +79,15 @@ class PostgresBridge:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.listening.set()
             async for notification in conn.notifies():
+                if notification.pid == self._sender_pid:
+                    continue  # ours: published here when it was sent
                 for topic in notification.payload.split(SEPARATOR):
                     if topic:
                         self.events.publish(topic, remote=False)
 
     async def _send(self) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            self._sender_pid = conn.info.backend_pid
             while True:
                 await self._wake.wait()
                 self._wake.clear()
