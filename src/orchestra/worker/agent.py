@@ -17,6 +17,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import websockets
@@ -28,6 +29,7 @@ from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.worker.execution import RunExecution, disk_full
 from orchestra.worker.journal import Journal
+from orchestra.worker.spares import Spares
 from orchestra.worker.spawner_client import Spawner
 
 log = logging.getLogger(__name__)
@@ -93,10 +95,16 @@ class Agent:
     def workspaces_dir(self) -> Path:
         return self.options.data_dir / "workspaces"
 
+    @cached_property
+    def spares(self) -> Spares:
+        """Finished journals' directories, emptied for the next runs (two per executor)."""
+        return Spares(self.options.data_dir / "spare", keep=2 * self.options.executors)
+
     # Start and stop.
 
     async def run(self) -> int:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.spares.reset()
         await self.spawner.start(self._environment)
         self._recover()
         loop = asyncio.get_running_loop()
@@ -343,7 +351,7 @@ class Agent:
             return  # the master will see it missing at the next hello and hand it out again
         workspace = self._claim_workspace(assignment.workspace)
         try:
-            journal = Journal.create(self.runs_dir, assignment, workspace)
+            journal = Journal.create(self.runs_dir, assignment, workspace, self.spares)
         except OSError as exc:
             # Without a journal the run cannot be taken. Reconnecting makes the master see the
             # run missing from this worker's hello and hand it to another: nothing ran.
@@ -366,7 +374,7 @@ class Agent:
         journal = held.journal
         if journal.ended() and journal.acknowledged >= len(journal.events):
             self.held.pop(journal.run, None)
-            journal.remove()
+            journal.remove(self.spares)
             assignment = journal.assignment
             log.info(
                 "run %s (%s/%s) %s, reported and acknowledged",
@@ -393,9 +401,9 @@ class Agent:
         log.warning("run %s discarded: %s", run, reason)
         held.execution.abort(reason)
         if held.task is not None:
-            held.task.add_done_callback(lambda _t: held.journal.remove())
+            held.task.add_done_callback(lambda _t: held.journal.remove(self.spares))
         else:
-            held.journal.remove()
+            held.journal.remove(self.spares)
 
     # Workspaces: one run at a time in each directory (a busy one gets an @2, @3... sibling).
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.protocol import messages as m
+from orchestra.worker.spares import Spares
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,14 @@ class Journal:
         return self.assignment.run
 
     @classmethod
-    def create(cls, root: Path, assignment: m.Assign, workspace: Path) -> Journal:
+    def create(
+        cls, root: Path, assignment: m.Assign, workspace: Path, spares: Spares | None = None
+    ) -> Journal:
+        """A new run's journal: in a spare directory when there is one (worker/spares.py),
+        whose emptied files are written over instead of created."""
         directory = root / assignment.run
-        directory.mkdir(parents=True, exist_ok=True)
+        if spares is None or not spares.take(directory):
+            directory.mkdir(parents=True, exist_ok=True)
         (directory / "workspace").write_text(str(workspace))
         _write_atomic(directory / "assignment.json", m.encode(assignment))
         return cls(directory, assignment, workspace)
@@ -219,9 +225,14 @@ class Journal:
             os.close(self._events_fd)
             self._events_fd = -1
 
-    def remove(self) -> None:
+    def remove(self, spares: Spares | None = None) -> None:
+        """Drop the journal (its run is over and acknowledged): its directory becomes a spare
+        for a next run, or is deleted."""
         self.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if spares is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        else:
+            spares.give(self.directory)
 
 
 def _open_append(path: Path) -> int:
