@@ -44,19 +44,90 @@ def _write_exit(path: str, code: int) -> None:
     os.replace(temporary, path)
 
 
-def _watch(process: subprocess.Popen[bytes], exit_path: str) -> None:
-    code = process.wait()
-    _say({"pid": process.pid, "exit": code})
-    # The file is for an agent that restarts: keep trying while the disk is full.
+def _record_exit(pid: int, code: int, exit_path: str) -> None:
+    _say({"pid": pid, "exit": code})
+    try:
+        _write_exit(exit_path, code)
+    except OSError:
+        # The file is for an agent that restarts: keep trying while the disk is full, without
+        # holding up the other steps' exits.
+        threading.Thread(target=_retry_exit, args=(exit_path, code), daemon=False).start()
+
+
+def _retry_exit(exit_path: str, code: int) -> None:
     while True:
+        time.sleep(1.0)
         try:
             _write_exit(exit_path, code)
             return
         except OSError:
-            time.sleep(1.0)
+            pass
 
 
-def _spawn(request: dict[str, Any], watchers: list[threading.Thread]) -> None:
+class Reaper:
+    """One thread waits for every step (any child, as it ends) instead of a thread per step,
+    which cost a thread's start and end per run. A step that ends before it is registered
+    (the reaper got to it first) is kept until it is."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._children: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        self._early: dict[int, int] = {}  # pid -> exit code, ended before being registered
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, daemon=False)
+        self._thread.start()
+
+    def add(self, process: subprocess.Popen[bytes], exit_path: str) -> None:
+        with self._changed:
+            code = self._early.pop(process.pid, None)
+            if code is None:
+                self._children[process.pid] = (process, exit_path)
+                self._changed.notify()
+                return
+        process.returncode = code  # reaped here: Popen must not wait for it
+        _record_exit(process.pid, code, exit_path)
+
+    def close(self) -> None:
+        """No more steps will come: return once every one started has ended."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._children:
+                    if self._closing:
+                        return
+                    self._changed.wait()
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                self._lost()
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            with self._changed:
+                child = self._children.pop(pid, None)
+                if child is None:
+                    self._early[pid] = code
+                    continue
+            process, exit_path = child
+            process.returncode = code
+            _record_exit(pid, code, exit_path)
+
+    def _lost(self) -> None:
+        """Registered steps that are no children to wait for (something else reaped them):
+        their exit status is lost, which the agent reports as such; nothing is invented."""
+        with self._changed:
+            lost = list(self._children)
+            self._children.clear()
+        for pid in lost:
+            _say({"pid": pid, "exit": None})
+        time.sleep(0.05)
+
+
+def _spawn(request: dict[str, Any], reaper: Reaper) -> None:
     ident = request.get("id")
     try:
         with open(request["log"], "ab", buffering=0) as log:
@@ -78,25 +149,23 @@ def _spawn(request: dict[str, Any], watchers: list[threading.Thread]) -> None:
         _say({"id": ident, "error": f"invalid spawn request: {exc}"})
         return
     _say({"id": ident, "pid": process.pid})
-    watcher = threading.Thread(target=_watch, args=(process, request["exit"]), daemon=False)
-    watcher.start()
-    watchers.append(watcher)
+    reaper.add(process, request["exit"])
 
 
 def main() -> None:
     # Ctrl-C in the agent's terminal must not take the spawner (and its bookkeeping) with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watchers: list[threading.Thread] = []
-    for line in sys.stdin:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(request, dict):
-            _spawn(request, watchers)
-        watchers[:] = [w for w in watchers if w.is_alive()]
-    for watcher in watchers:
-        watcher.join()
+    reaper = Reaper()
+    try:
+        for line in sys.stdin:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(request, dict):
+                _spawn(request, reaper)
+    finally:
+        reaper.close()
 
 
 if __name__ == "__main__":
