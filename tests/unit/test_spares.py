@@ -54,6 +54,19 @@ def test_a_finished_journal_leaves_runs_at_once_and_is_reused_empty(tmp_path: Pa
     for step in (0, 1):  # the run before's output is gone, its exit statuses too
         assert second.step_log(step).read_bytes() == b""
         assert second.read_exit(step) is None
+        spare_exit = second.directory / f"step-{step}.exit.tmp"  # what the spawner writes over
+        assert spare_exit.read_bytes() == b""
+    # Nothing to create for a run of as many steps: every file it writes is there already.
+    names = {p.name for p in second.directory.iterdir()}
+    assert names == {
+        "assignment.json",
+        "events.jsonl",
+        "workspace",
+        "step-0.log",
+        "step-1.log",
+        "step-0.exit.tmp",
+        "step-1.exit.tmp",
+    }
 
 
 def test_a_taken_over_directory_is_incomplete_until_its_assignment_is_written(

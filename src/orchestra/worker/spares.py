@@ -4,14 +4,15 @@ A run's journal is a directory of files (worker/journal.py). Creating a file or 
 the one disk operation whose cost varies widely: from 20 us to 0.5 ms of CPU on the same ext4
 disk, by where it lands (docs/performance.md, "Where the bench writes"), and a run needed six.
 Opening, truncating, writing and renaming cost little everywhere. So a finished run's directory
-is kept instead of deleted, its files emptied, and the next run takes it over: only the spawner's
-exit-status file is created anew per step.
+is kept instead of deleted, its files emptied, and the next run takes it over and writes over
+them: a run with no more steps than the one before creates no file.
 
 Safety: a finished journal leaves `runs/` in one rename, as its deletion did, before anything in
 it is touched; its assignment is renamed to the spare name `_write_atomic` writes next, so a
 taken-over directory holds no assignment until the new one is written whole (an agent that dies
-in between finds it incomplete and discards it, as before). Every file keeps no byte of the
-run before (truncated; exit files removed). The pool is emptied when the agent starts.
+in between finds it incomplete and discards it, as before), and likewise no exit status until the
+spawner writes one. No file keeps a byte of the run before. The pool is emptied when the agent
+starts.
 """
 
 from __future__ import annotations
@@ -73,11 +74,17 @@ class Spares:
 def _empty(directory: Path) -> None:
     for entry in os.scandir(directory):
         path = Path(entry.path)
-        if entry.name == ASSIGNMENT:
-            os.replace(path, directory / SPARE_ASSIGNMENT)
-            os.truncate(directory / SPARE_ASSIGNMENT, 0)
+        if entry.name == ASSIGNMENT or entry.name.endswith(".exit"):
+            # Kept under the name the next atomic write of it starts from (the journal's for
+            # the assignment, the spawner's for an exit status): it is written over, then
+            # renamed into place, and nothing is created.
+            spare = directory / (
+                SPARE_ASSIGNMENT if entry.name == ASSIGNMENT else f"{entry.name}.tmp"
+            )
+            os.replace(path, spare)
+            os.truncate(spare, 0)
         elif entry.is_file(follow_symlinks=False) and (
-            entry.name in EMPTIED or entry.name.endswith(".log")
+            entry.name in EMPTIED or entry.name.endswith((".log", ".exit.tmp"))
         ):
             os.truncate(path, 0)
         elif entry.is_dir(follow_symlinks=False):
