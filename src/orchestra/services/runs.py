@@ -154,11 +154,35 @@ class RunService:
         source: Mapping[str, Any],
         priority: object = None,
     ) -> Run:
-        row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
+        values, steps = await self.pending_run(conn, project, job, parameters, source, priority)
+        return await run_storage.insert_run(conn, values, steps)
+
+    async def pending_run(
+        self,
+        conn: AsyncConnection,
+        project: str,
+        job: str,
+        parameters: object,
+        source: Mapping[str, Any],
+        priority: object = None,
+        *,
+        jobs: dict[tuple[str, str], Row | None] | None = None,
+        warnings: dict[str, str | None] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The columns and steps of a new pending run of `project`/`job` (NotFound when there
+        is no such job, InvalidInput when the parameters do not fit). `jobs` and `warnings`
+        keep the job rows and warnings read, for a caller preparing many runs in one
+        transaction."""
+        key = (project, job)
+        if jobs is not None and key in jobs:
+            row = jobs[key]
+        else:
+            row = await records.fetch_one(conn, job_table, {"project": project, "identifier": job})
+            if jobs is not None:
+                jobs[key] = row
         if row is None:
             raise await run_storage.missing_job(conn, project, job)
-        values, steps = await self.pending_of_job(conn, row, parameters, source, priority)
-        return await run_storage.insert_run(conn, values, steps)
+        return await self.pending_of_job(conn, row, parameters, source, priority, warnings=warnings)
 
     async def pending_of_job(
         self,

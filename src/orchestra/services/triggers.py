@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra.domain.models import Row, Run
 from orchestra.errors import OrchestraError
-from orchestra.storage import records
 from orchestra.storage import runs as run_storage
-from orchestra.storage.schema import job as job_table
 
 if TYPE_CHECKING:
     from orchestra.services.runs import RunService
@@ -109,21 +107,15 @@ class TriggerQueue:
             jobs: dict[tuple[str, str], Row | None] = {}
             warnings: dict[str, str | None] = {}
             for request in group:
-                key = (request.project, request.job)
-                if key not in jobs:
-                    jobs[key] = await records.fetch_one(
-                        conn, job_table, {"project": request.project, "identifier": request.job}
-                    )
                 try:
-                    row = jobs[key]
-                    if row is None:
-                        raise await run_storage.missing_job(conn, request.project, request.job)
-                    values, steps = await self.runs.pending_of_job(
+                    values, steps = await self.runs.pending_run(
                         conn,
-                        row,
+                        request.project,
+                        request.job,
                         request.parameters,
                         request.source,
                         request.priority,
+                        jobs=jobs,
                         warnings=warnings,
                     )
                 except OrchestraError as refused:  # its own: nothing of it written
