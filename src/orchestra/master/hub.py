@@ -306,7 +306,7 @@ class Master:
             await self._report(session, report)
 
     async def _report(self, session: WorkerSession, report: m.Report) -> None:
-        result = await self.execution.apply_report(session.identifier, report)
+        result = await self.execution.report(session.identifier, report)
         ack = m.Ack(run=report.run, sequence=result.acknowledged)
         if result.discard_reason is not None:
             await session.send(ack)

@@ -25,6 +25,7 @@ from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.services.events import Events
+from orchestra.services.groups import GroupCommit, Waiting
 from orchestra.services.runs import RunService
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
@@ -37,6 +38,10 @@ from orchestra.storage.schema import worker as worker_table
 
 log = logging.getLogger(__name__)
 DISPATCH_BATCH = 200
+REPORT_GROUP_MAX = 32  # reports applied in one transaction at most
+# A report carrying more output than this is applied in a transaction of its own: a group's
+# transaction stays short (it holds SQLite's write lock), and megabytes gain nothing by company.
+REPORT_GROUP_BYTES = 64 << 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -116,11 +121,23 @@ def _pending_of(batch: int) -> Any:
 
 
 _PENDING_OF: dict[int, Any] = {}
-_PENDING_LEVELS = (
-    sa.select(run_table.c.project, run_table.c.priority)
-    .where(run_table.c.status == RunStatus.PENDING.value)
-    .distinct()
+# The (project, priority) pairs of the pending runs, found by skipping along the dispatch index
+# (status, project, priority, ...): one seek per pair, where a DISTINCT reads every pending run
+# (two thousand of them, per pass, while a burst drains). Each step takes the first pair after
+# the last one found; portable SQL (two scalar subqueries: SQLite has no LATERAL).
+_NEXT_LEVEL = """(SELECT r.{column} FROM run AS r
+        WHERE r.status = :pending AND (r.project, r.priority) > (l.project, l.priority)
+        ORDER BY r.project, r.priority LIMIT 1)"""
+_PENDING_LEVELS = sa.text(
+    f"""WITH RECURSIVE l(project, priority) AS (
+    SELECT * FROM (SELECT project, priority FROM run WHERE status = :pending
+        ORDER BY project, priority LIMIT 1) AS first
+    UNION ALL
+    SELECT {_NEXT_LEVEL.format(column="project")}, {_NEXT_LEVEL.format(column="priority")}
+    FROM l WHERE l.project IS NOT NULL
 )
+SELECT project, priority FROM l WHERE project IS NOT NULL"""
+).bindparams(pending=RunStatus.PENDING.value)
 _JOB_CAPS = sa.select(job_table.c.project, job_table.c.identifier, job_table.c.concurrency).where(
     job_table.c.concurrency.is_not(None)
 )
@@ -131,6 +148,11 @@ _PROJECT_CAPS_AS_JOB = sa.select(
     project_table.c.concurrency,
 ).where(project_table.c.concurrency.is_not(None))
 _CAPS = sa.union_all(_JOB_CAPS, _PROJECT_CAPS_AS_JOB)
+# The same, locking what it reads (PostgreSQL), still in one statement: FOR UPDATE is not
+# allowed on a UNION's parts, but is in a WITH query's.
+_LOCKED_JOB_CAPS = _JOB_CAPS.with_for_update().cte("job_caps")
+_LOCKED_PROJECT_CAPS = _PROJECT_CAPS_AS_JOB.with_for_update().cte("project_caps")
+_LOCKED_CAPS = sa.union_all(sa.select(_LOCKED_JOB_CAPS), sa.select(_LOCKED_PROJECT_CAPS))
 _RUNNING_COUNTS = (
     sa.select(run_table.c.project, run_table.c.job, sa.func.count())
     .where(run_table.c.status == RunStatus.RUNNING.value)
@@ -169,11 +191,8 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     claiming at once cannot both take the last slot."""
     job_cap: dict[tuple[str, str], int] = {}
     project_cap: dict[str, int] = {}
-    if lock and conn.dialect.name == "postgresql":
-        found = list(await conn.execute(_JOB_CAPS.with_for_update()))
-        found += await conn.execute(_PROJECT_CAPS_AS_JOB.with_for_update())
-    else:
-        found = list(await conn.execute(_CAPS))  # one statement instead of two
+    locking = lock and conn.dialect.name == "postgresql"
+    found = list(await conn.execute(_LOCKED_CAPS if locking else _CAPS))
     for project, job, concurrency in found:
         if job is None:
             project_cap[project] = concurrency
@@ -205,6 +224,14 @@ class ExecutionService:
         self.events = events
         self.runs = runs
         self.master = master
+        # Reports from every worker connected here, committed in groups (services/groups.py);
+        # one run's reports never share a group (they are applied in order).
+        self._reports: GroupCommit[tuple[str, m.Report], ReportResult] = GroupCommit(
+            self._commit_reports,
+            group_max=REPORT_GROUP_MAX,
+            what="reports",
+            key=lambda item: item[1].run,
+        )
 
     # Workers.
 
@@ -371,7 +398,7 @@ class ExecutionService:
             return {}
         # Only the exceptions are read (a master polls this for every connected worker; a
         # connected worker cannot be deleted, so the others are enabled and staying).
-        async with self.db.read() as conn:
+        async with self.db.peek() as conn:
             query = sa.select(
                 worker_table.c.identifier,
                 worker_table.c.is_enabled,
@@ -394,7 +421,7 @@ class ExecutionService:
         if not wanted:
             return []
         # Running runs are few (index on status); a list of every connected worker is not.
-        async with self.db.read() as conn:
+        async with self.db.peek() as conn:
             query = sa.select(run_table.c.worker, run_table.c.identifier).where(
                 run_table.c.status == RunStatus.RUNNING.value,
                 run_table.c.should_abort.is_(True),
@@ -408,7 +435,7 @@ class ExecutionService:
         identifiers = list(runs)
         if not identifiers:
             return []
-        async with self.db.read() as conn:
+        async with self.db.peek() as conn:
             query = sa.select(run_table.c.identifier).where(
                 run_table.c.identifier.in_(identifiers),
                 run_table.c.status != RunStatus.RUNNING.value,
@@ -423,7 +450,8 @@ class ExecutionService:
         within a project, oldest first. Runs of disabled jobs or projects, runs waiting out a
         retry delay and runs over a concurrency cap are left out."""
         now = self.clock.now()
-        async with self.db.read() as conn:
+        # No snapshot needed: these are hints, which the claim checks again under its guard.
+        async with self.db.peek() as conn:
             pending = (await conn.execute(_PENDING_LEVELS)).all()
             priorities: dict[str, list[int]] = {}
             for project, priority in pending:
@@ -510,110 +538,78 @@ class ExecutionService:
 
     # Reports.
 
-    async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
-        """Apply a worker's events for one run in one transaction, each exactly once. The run
-        row is read (and locked) once; what the events change in it is written by one UPDATE
-        at the end."""
-        async with self.db.transaction() as conn:
-            row = await records.fetch_one(
-                conn, run_table, {"identifier": report.run}, for_update=True
-            )
-            if row is None or row["worker"] != worker:
-                raise ProtocolError(f"run {report.run} is not assigned to this worker")
-            if row["status"] != RunStatus.RUNNING.value:
-                await self._record_late(conn, row, worker, report)
-                return ReportResult(row["event_sequence"], "the master gave up on this run")
-            sequence = int(row["event_sequence"])
-            log_size = int(row["log_size"])
-            # The run's own columns the events change, applied together below; the row is
-            # locked (PostgreSQL) or the database is (SQLite), so what was read still holds.
-            changes: dict[str, Any] = {}
-            finished = False
-            events = [e for e in report.events if e.sequence > sequence]  # the rest: resent
-            started: m.StepStarted | None = None
-            for position, event in enumerate(events):
-                if event.sequence != sequence + 1:
-                    raise ProtocolError(
-                        f"run {report.run}: event {event.sequence} after {sequence} (a gap)"
-                    )
-                following = events[position + 1] if position + 1 < len(events) else None
-                if (
-                    isinstance(event, m.StepStarted)
-                    and isinstance(following, m.StepEnded)
-                    and following.step == event.step
-                ):
-                    started = event  # a short step: written with its end, in one UPDATE
-                else:
-                    log_size = await self._apply(conn, report.run, event, log_size, started)
-                    started = None
-                sequence = event.sequence
-                if isinstance(event, m.StepStarted):
-                    if row["start_date"] is None and "start_date" not in changes:
-                        changes["start_date"] = event.date
-                elif isinstance(event, m.RunEnded) and not finished:
-                    finished = True
-                    changes.update(
-                        status=RunStatus(event.status).value,
-                        completion_date=event.date,
-                        reason=event.reason,
-                    )
-            changes.update(event_sequence=sequence, log_size=log_size, update_date=self.clock.now())
-            await records.update_where(conn, run_table, {"identifier": report.run}, changes)
-            if finished and retry_from_row(row["retry"]) is not None:
-                await self._after_final(conn, report.run)
-        self.events.publish(f"run:{report.run}")
-        return ReportResult(sequence, finished=finished)
+    async def report(self, worker: str, report: m.Report) -> ReportResult:
+        """Apply a worker's report, in a transaction shared with the reports of other runs
+        arriving meanwhile (see `apply_reports`); a ProtocolError if it breaks the protocol."""
+        output = sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
+        if output > REPORT_GROUP_BYTES:
+            return await self.apply_report(worker, report)
+        return await self._reports.submit((worker, report))
 
-    async def _apply(
-        self,
-        conn: AsyncConnection,
-        run_id: str,
-        event: Any,
-        log_size: int,
-        started: m.StepStarted | None = None,
-    ) -> int:
-        """Apply one event to the run's steps and log (the run row is apply_report's). A step
-        end comes with its step's start when that came just before it (`started`: one UPDATE
-        for a short step); a run that succeeded has no pending step left to skip."""
-        if isinstance(event, m.StepOutput):
-            data = event.data  # bytes from a binary frame; base64 from a text one
-            if isinstance(data, str):
+    async def _commit_reports(
+        self, group: list[Waiting[tuple[str, m.Report], ReportResult]]
+    ) -> None:
+        outcomes = await self.apply_reports([waiting.item for waiting in group])
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, ProtocolError):
+                waiting.fail(outcome)
+            else:
+                waiting.answer_with(outcome)
+
+    async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
+        """Apply one worker's events for one run (see `apply_reports`)."""
+        (outcome,) = await self.apply_reports([(worker, report)])
+        if isinstance(outcome, ProtocolError):
+            raise outcome
+        return outcome
+
+    async def apply_reports(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> list[ReportResult | ProtocolError]:
+        """Apply workers' reports, for different runs, in one transaction; each event exactly
+        once. The runs' rows are read (and locked) by one statement. A report that breaks the
+        protocol (a run not its worker's, a gap in the sequence, output at the wrong offset) is
+        refused alone, before anything of it is written. What the others change goes together:
+        one statement per kind of change, with a row of parameters per run or step."""
+        writes = _Writes()
+        outcomes: list[ReportResult | ProtocolError] = []
+        async with self.db.transaction() as conn:
+            rows = await run_storage.lock_runs(conn, [report.run for _, report in reports])
+            for worker, report in reports:
+                planned = _Writes()
                 try:
-                    data = base64.b64decode(data, validate=True)
-                except binascii.Error:
-                    raise ProtocolError("output data is not base64") from None
-            if event.offset != log_size:
-                raise ProtocolError(f"run {run_id}: output at {event.offset}, expected {log_size}")
-            await run_storage.append_log(conn, run_id, event.step, event.offset, data)
+                    outcomes.append(_plan(rows.get(report.run), worker, report, planned))
+                except ProtocolError as refused:
+                    outcomes.append(refused)
+                    continue
+                writes.merge(planned)
+            await self._write(conn, writes)
+        for (_, report), outcome in zip(reports, outcomes, strict=True):
+            if not isinstance(outcome, ProtocolError):
+                self.events.publish(f"run:{report.run}")
+        return outcomes
+
+    async def _write(self, conn: AsyncConnection, writes: _Writes) -> None:
+        for run_id, step, offset, data in writes.output:
+            await run_storage.append_log(conn, run_id, step, offset, data)
             await conn.execute(
                 step_table.update()
-                .where(step_table.c.run == run_id, step_table.c.index == event.step)
+                .where(step_table.c.run == run_id, step_table.c.index == step)
                 .values(log_size=step_table.c.log_size + len(data))
             )
-            return log_size + len(data)
-        if isinstance(event, m.StepStarted):
-            await run_storage.update_step(
-                conn,
-                run_id,
-                event.step,
-                {"status": StepStatus.RUNNING.value, "start_date": event.date},
-                [StepStatus.PENDING],
-            )
-        elif isinstance(event, m.StepEnded):
-            values: dict[str, Any] = {
-                "status": event.status,
-                "exit_code": event.exit_code,
-                "completion_date": event.date,
-            }
-            if started is not None and started.step == event.step:
-                values["start_date"] = started.date
-            await run_storage.update_step(
-                conn, run_id, event.step, values, [StepStatus.RUNNING, StepStatus.PENDING]
-            )
-        elif isinstance(event, m.RunEnded) and event.status != RunStatus.SUCCEEDED.value:
-            # A run succeeds only when every step did: only another end leaves some pending.
-            await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
-        return log_size
+        for (guard, _columns), steps in writes.steps.items():
+            await records.update_many(conn, step_table, ("run", "index"), steps, guard)
+        # After the steps' own ends: a step that started in these reports is no longer pending.
+        await run_storage.skip_pending_steps_of(conn, writes.skip_pending, StepStatus.SKIPPED)
+        now = self.clock.now()
+        for changes in writes.runs.values():
+            for change in changes:
+                change["update_date"] = now
+            await records.update_many(conn, run_table, ("identifier",), changes)
+        for row, worker, report in writes.late:
+            await self._record_late(conn, row, worker, report)
+        for run_id in writes.retried:
+            await self._after_final(conn, run_id)
 
     async def _record_late(
         self, conn: AsyncConnection, row: Row, worker: str, report: m.Report
@@ -718,3 +714,102 @@ class ExecutionService:
                 .values(is_active=False, master=None)
             )
         return given_up
+
+
+_Guard = tuple[str, tuple[str, ...]]
+
+
+class _Writes:
+    """What a group of reports changes, gathered before anything is written."""
+
+    def __init__(self) -> None:
+        self.output: list[tuple[str, int, int, bytes]] = []  # run, step, offset, data
+        # Step rows to update, by guard (the statuses they may be in) and columns: a row of
+        # parameters each.
+        self.steps: dict[tuple[_Guard, tuple[str, ...]], list[dict[str, Any]]] = {}
+        self.skip_pending: list[str] = []  # runs that ended with steps never started
+        self.runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns changed
+        self.late: list[tuple[Row, str, m.Report]] = []  # reports for runs given up on
+        self.retried: list[str] = []  # finished runs with a retry policy
+
+    def merge(self, other: _Writes) -> None:
+        self.output += other.output
+        for shape, steps in other.steps.items():
+            self.steps.setdefault(shape, []).extend(steps)
+        self.skip_pending += other.skip_pending
+        for columns, changes in other.runs.items():
+            self.runs.setdefault(columns, []).extend(changes)
+        self.late += other.late
+        self.retried += other.retried
+
+
+_FROM_PENDING: _Guard = ("status", (StepStatus.PENDING.value,))
+_NOT_ENDED: _Guard = ("status", (StepStatus.RUNNING.value, StepStatus.PENDING.value))
+
+
+def _plan(row: Row | None, worker: str, report: m.Report, writes: _Writes) -> ReportResult:
+    """Check a report against its run's row and gather what its new events change into
+    `writes`, or raise ProtocolError if it breaks the protocol (`writes` is then to be
+    dropped). A step's start and end in one report make one update of its row, and the run's
+    own columns one update at the end."""
+    if row is None or row["worker"] != worker:
+        raise ProtocolError(f"run {report.run} is not assigned to this worker")
+    if row["status"] != RunStatus.RUNNING.value:
+        writes.late.append((row, worker, report))
+        return ReportResult(row["event_sequence"], "the master gave up on this run")
+    sequence = int(row["event_sequence"])
+    log_size = int(row["log_size"])
+    changes: dict[str, Any] = {}
+    steps: dict[int, dict[str, Any]] = {}  # step -> the columns its events set
+    started: set[int] = set()
+    finished = False
+    for event in report.events:
+        if event.sequence <= sequence:
+            continue  # sent again (its acknowledgement was lost): applied already
+        if event.sequence != sequence + 1:
+            raise ProtocolError(
+                f"run {report.run}: event {event.sequence} after {sequence} (a gap)"
+            )
+        sequence = event.sequence
+        if isinstance(event, m.StepOutput):
+            data = event.data  # bytes from a binary frame; base64 from a text one
+            if isinstance(data, str):
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except binascii.Error:
+                    raise ProtocolError("output data is not base64") from None
+            if event.offset != log_size:
+                raise ProtocolError(
+                    f"run {report.run}: output at {event.offset}, expected {log_size}"
+                )
+            writes.output.append((report.run, event.step, event.offset, data))
+            log_size += len(data)
+        elif isinstance(event, m.StepStarted):
+            steps[event.step] = {"status": StepStatus.RUNNING.value, "start_date": event.date}
+            started.add(event.step)
+            if row["start_date"] is None and "start_date" not in changes:
+                changes["start_date"] = event.date
+        elif isinstance(event, m.StepEnded):
+            steps.setdefault(event.step, {}).update(
+                status=event.status, exit_code=event.exit_code, completion_date=event.date
+            )
+        elif isinstance(event, m.RunEnded) and not finished:
+            finished = True
+            changes.update(
+                status=RunStatus(event.status).value,
+                completion_date=event.date,
+                reason=event.reason,
+            )
+            # A run succeeds only when every step did: only another end leaves some pending.
+            if event.status != RunStatus.SUCCEEDED.value:
+                writes.skip_pending.append(report.run)
+    for index, columns in steps.items():
+        ended = "completion_date" in columns
+        guard = _FROM_PENDING if index in started and not ended else _NOT_ENDED
+        shape = (guard, tuple(columns))
+        writes.steps.setdefault(shape, []).append({"run": report.run, "index": index, **columns})
+    changes.update(identifier=report.run, event_sequence=sequence, log_size=log_size)
+    writes.runs.setdefault(tuple(changes), []).append(changes)
+    if finished and retry_from_row(row["retry"]) is not None:
+        writes.retried.append(report.run)
+    return ReportResult(sequence, finished=finished)

@@ -55,8 +55,15 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
+        # Reads that need no snapshot, each statement on its own: on PostgreSQL, no BEGIN and
+        # no ROLLBACK around them (two round trips of three for a one-statement poll).
+        self._peeker = self.engine
         if not self.is_sqlite:
             _ping_when_idle(self.engine)
+            self._peeker = create_async_engine(
+                self.async_url, pool_size=2, max_overflow=pool_size, isolation_level="AUTOCOMMIT"
+            )
+            _ping_when_idle(self._peeker)
         self._writer = self.engine.execution_options(orchestra_write=True)
         self._lock = asyncio.Lock()
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -89,8 +96,18 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def peek(self) -> AsyncIterator[AsyncConnection]:
+        """Reads with no snapshot: each statement sees what is committed when it runs (for the
+        master's polls and hints, which a guarded write checks again). SQLite's reads are
+        in-process and cost nothing to begin: there, this is `read()`."""
+        async with self._peeker.connect() as conn:
+            yield conn
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._peeker is not self.engine:
+            await self._peeker.dispose()
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:

@@ -81,6 +81,42 @@ async def update_where(
     return int(result.rowcount)
 
 
+async def update_many(
+    conn: AsyncConnection,
+    table: sa.Table,
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    guard: tuple[str, Sequence[Any]] | None = None,
+) -> None:
+    """The same UPDATE for many rows, as one executemany: each of `rows` maps the key columns
+    `keys` and the columns to set (the same names in every row) to values; a row is changed
+    only while column `guard[0]` is one of `guard[1]` (when given)."""
+    if not rows:
+        return
+    values = tuple(name for name in rows[0] if name not in keys)
+    guarded = guard[0] if guard else None
+    allowed = tuple(guard[1]) if guard else ()
+    shape = ("update_many", table.name, tuple(keys), values, guarded, len(allowed))
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        clause = _bound_keys(table, tuple(keys))
+        if guarded is not None:
+            # One parameter per allowed value (an executemany takes no lists).
+            accepted = [table.c[guarded] == sa.bindparam(f"g_{n}") for n in range(len(allowed))]
+            clause = sa.and_(clause, sa.or_(*accepted))
+        statement = _STATEMENTS[shape] = (
+            table.update()
+            .where(clause)
+            .values({name: sa.bindparam(f"v_{name}") for name in values})
+        )
+    fixed = {f"g_{n}": value for n, value in enumerate(allowed)}
+    parameters = [
+        {**fixed, **{(f"k_{n}" if n in keys else f"v_{n}"): v for n, v in row.items()}}
+        for row in rows
+    ]
+    await conn.execute(statement, parameters)
+
+
 async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> None:
     """Insert one row with fresh creation and update dates; a taken key is a Conflict."""
     now = utcnow()

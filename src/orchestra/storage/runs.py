@@ -133,6 +133,42 @@ async def get_steps(conn: AsyncConnection, run: str) -> list[RunStep]:
     return [RunStep.from_row(r) for r in (await conn.execute(query)).mappings()]
 
 
+_LOCK_RUNS = (
+    sa.select(run_table)
+    .where(run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)))
+    .order_by(run_table.c.identifier)  # locks taken in one order by everyone: no deadlock
+)
+
+
+async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, sa.RowMapping]:
+    """These runs' rows by identifier, locked until the transaction ends on PostgreSQL (on
+    SQLite the write transaction holds the whole database)."""
+    identifiers = list(runs)
+    if not identifiers:
+        return {}
+    query = _LOCK_RUNS
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    found = await conn.execute(query, {"runs": identifiers})
+    return {row["identifier"]: row for row in found.mappings()}
+
+
+async def skip_pending_steps_of(
+    conn: AsyncConnection, runs: Sequence[str], status: StepStatus
+) -> None:
+    """Every still pending step of these runs to `status` (runs that ended before them)."""
+    if runs:
+        await conn.execute(
+            step_table.update()
+            .where(
+                step_table.c.run.in_(sa.bindparam("runs", expanding=True)),
+                step_table.c.status == StepStatus.PENDING.value,
+            )
+            .values(status=status.value),
+            {"runs": list(runs)},
+        )
+
+
 async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list[RunStep]]:
     identifiers = list(runs)
     result: dict[str, list[RunStep]] = {r: [] for r in identifiers}
