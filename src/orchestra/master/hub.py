@@ -344,25 +344,19 @@ class Master:
         # are not enough (some could not be matched and executors are still free), the full
         # batch is read, as before.
         batch = min(DISPATCH_BATCH, max(16, 4 * sum(free.values())))
-        while True:
-            candidates = await self.execution.candidates(batch)
+
+        def match(candidates: list[Candidate]) -> tuple[dict[str, str], bool]:
             left = dict(free)
             assignments = self._match(candidates, left)
-            full = len(candidates) >= batch
-            if batch >= DISPATCH_BATCH or not full or not any(n > 0 for n in left.values()):
-                break
-            batch = DISPATCH_BATCH
-        # Read before the claim: a run made pending from now on signals "dispatch" itself.
-        self.backlog = full or len(assignments) < len(candidates)
-        if not assignments:
-            return False
-        found = {c.identifier: c for c in candidates}
-        won = await self.execution.claim(assignments, found)
-        if len(won) < len(assignments):
-            self.backlog = True  # some stay pending (a cap, a worker disabled meanwhile)
-        for run in won:
-            await self._send_assignment(assignments[run.identifier], run)
-        return full and batch >= DISPATCH_BATCH and any(n > 0 for n in left.values())
+            return assignments, any(n > 0 for n in left.values())
+
+        dispatched = await self.execution.dispatch(batch, match)
+        # Read with the claim: a run made pending from now on signals "dispatch" itself. Some
+        # stay pending when not every candidate was matched (or a worker was disabled).
+        self.backlog = dispatched.full or len(dispatched.won) < len(dispatched.candidates)
+        for run in dispatched.won:
+            await self._send_assignment(dispatched.assignments[run.identifier], run)
+        return dispatched.more
 
     def _match(self, candidates: list[Candidate], free: dict[str, int]) -> dict[str, str]:
         """Run -> worker for the candidates some free worker can take, the freest first."""

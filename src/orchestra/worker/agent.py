@@ -276,7 +276,7 @@ class Agent:
         async for frame in connection:
             message = m.decode_master_message(frame)
             if isinstance(message, m.Assign):
-                self._assign(message)
+                self._assign(message, frame if isinstance(frame, str) else None)
             elif isinstance(message, m.Ack):
                 self._acknowledge(message)
             elif isinstance(message, m.Abort):
@@ -344,14 +344,14 @@ class Agent:
 
     # Messages.
 
-    def _assign(self, assignment: m.Assign) -> None:
+    def _assign(self, assignment: m.Assign, text: str | None = None) -> None:
         if assignment.run in self.held:
             return
         if self._stopping:
             return  # the master will see it missing at the next hello and hand it out again
         workspace = self._claim_workspace(assignment.workspace)
         try:
-            journal = Journal.create(self.runs_dir, assignment, workspace, self.spares)
+            journal = Journal.create(self.runs_dir, assignment, workspace, self.spares, text)
         except OSError as exc:
             # Without a journal the run cannot be taken. Reconnecting makes the master see the
             # run missing from this worker's hello and hand it to another: nothing ran.

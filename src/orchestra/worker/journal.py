@@ -37,15 +37,21 @@ class Journal:
 
     @classmethod
     def create(
-        cls, root: Path, assignment: m.Assign, workspace: Path, spares: Spares | None = None
+        cls,
+        root: Path,
+        assignment: m.Assign,
+        workspace: Path,
+        spares: Spares | None = None,
+        text: str | None = None,
     ) -> Journal:
         """A new run's journal: in a spare directory when there is one (worker/spares.py),
-        whose emptied files are written over instead of created."""
+        whose emptied files are written over instead of created. `text` is the assignment as
+        the master sent it (it is written as it came, not encoded again)."""
         directory = root / assignment.run
         if spares is None or not spares.take(directory):
             directory.mkdir(parents=True, exist_ok=True)
         (directory / "workspace").write_text(str(workspace))
-        _write_atomic(directory / "assignment.json", m.encode(assignment))
+        _write_atomic(directory / "assignment.json", text or m.encode(assignment))
         return cls(directory, assignment, workspace)
 
     @classmethod
