@@ -44,8 +44,8 @@ class Journal:
         spares: Spares | None = None,
         text: str | None = None,
     ) -> Journal:
-        """A new run's journal: in a spare directory when there is one (worker/spares.py),
-        whose emptied files are written over instead of created. `text` is the assignment as
+        """A new run's journal: in a spare directory when there is one (worker/spares.py)
+        instead of a new one. `text` is the assignment as
         the master sent it (it is written as it came, not encoded again)."""
         directory = root / assignment.run
         if spares is None or not spares.take(directory):
