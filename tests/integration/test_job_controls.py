@@ -4,6 +4,7 @@ secret parameters."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -297,3 +298,44 @@ async def test_a_triggered_run_is_what_the_database_holds(controlled: Services) 
         assert run == await run_storage.get_run(conn, run.identifier)
     assert run.parameters == {"k": "w", "s": "x"} and run.secret_parameters == ["s"]
     assert [s.name for s in run.steps] == ["a"] and run.steps[0].status.value == "pending"
+
+
+async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_cap(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two masters' dispatch passes at the same moment, on one database: every run goes to one
+    of them (PostgreSQL: the candidates one master locked are skipped by the other), and a
+    concurrency cap holds across both."""
+    first = build_services(database_url, tmp_path / "one", ManualClock(T0))
+    second = build_services(database_url, tmp_path / "two", ManualClock(T0))
+    try:
+        await job(first, "p", "free")
+        await job(first, "p", "capped", concurrency=3)
+        await add_worker(first, "w1")
+        await add_worker(first, "w2")
+        free = [await first.runs.trigger("p", "free", {}, {"type": "api"}) for _ in range(20)]
+        for _ in range(10):
+            await first.runs.trigger("p", "capped", {}, {"type": "api"})
+
+        def to(worker: str):  # type: ignore[no-untyped-def]
+            def match(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+                return {c.identifier: worker for c in candidates[:4]}, True
+
+            return match
+
+        masters = [(execution(first), "w1"), (execution(second), "w2")]
+        won: list[tuple[str, str]] = []
+        for _ in range(8):
+            passes = await asyncio.gather(*(e.dispatch(16, to(w)) for e, w in masters))
+            won += [(r.identifier, r.worker) for d in passes for r in d.won]  # type: ignore[misc]
+
+        claimed = [run for run, _ in won]
+        assert len(claimed) == len(set(claimed))  # no run claimed twice
+        assert {r.identifier for r in free} <= set(claimed)  # and none left behind
+        rows = await first.runs.list_runs("p", job="capped", limit=50)
+        assert sum(r.status.value == "running" for r in rows[0]) == 3
+        for run, worker in won:
+            assert (await first.runs.get_run("p", run)).worker == worker
+    finally:
+        await first.close()
+        await second.close()

@@ -1,14 +1,17 @@
 """A worker's reports applied to a run's steps, on real databases: a step's start and end
 reported together are written as one, and must leave the same steps as when they come apart;
-the steps after a failed one are skipped."""
+the steps after a failed one are skipped; reports of several runs go in one transaction, and
+one that breaks the protocol fails alone."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import ExecutionService
@@ -93,3 +96,86 @@ async def test_the_steps_after_a_failed_one_are_skipped(services: Services) -> N
         ("failed", 2, at(3), at(4)),
         ("skipped", None, None, None),
     ]
+
+
+def finished_events(first_sequence: int = 1) -> list[m.Event]:
+    return [
+        m.StepStarted(sequence=first_sequence, step=0, date=at(1)),
+        m.StepEnded(sequence=first_sequence + 1, step=0, status="failed", exit_code=1, date=at(2)),
+        m.RunEnded(sequence=first_sequence + 2, status="failed", date=at(3)),
+    ]
+
+
+async def test_a_report_that_breaks_the_protocol_fails_alone_in_its_group(
+    services: Services,
+) -> None:
+    execution, good = await claimed_run(services)
+    _, gapped = await claimed_run(services)
+    _, foreign = await claimed_run(services)
+    _, output = await claimed_run(services)
+    with_output = [
+        m.StepStarted(sequence=1, step=0, date=at(1)),
+        m.StepOutput(sequence=2, step=0, offset=0, data=b"hello\n"),
+        m.StepEnded(sequence=3, step=0, status="succeeded", exit_code=0, date=at(2)),
+    ]
+
+    outcomes = await execution.apply_reports(
+        [
+            ("w", m.Report(run=good, events=finished_events())),
+            ("w", m.Report(run=gapped, events=finished_events(first_sequence=2))),  # a gap
+            ("other", m.Report(run=foreign, events=finished_events())),  # not its run
+            ("w", m.Report(run=output, events=with_output)),
+        ]
+    )
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "ReportResult",
+        "ProtocolError",
+        "ProtocolError",
+        "ReportResult",
+    ]
+    assert outcomes[0].finished and outcomes[0].acknowledged == 3  # type: ignore[union-attr]
+    assert "gap" in str(outcomes[1])
+    shown = await services.runs.get_run("p", good)
+    assert shown.status.value == "failed"
+    assert steps(shown) == [
+        ("failed", 1, at(1), at(2)),
+        ("skipped", None, None, None),
+        ("skipped", None, None, None),
+    ]
+    for refused in (gapped, foreign):  # nothing of theirs written
+        untouched = await services.runs.get_run("p", refused)
+        assert untouched.status.value == "running"
+        assert [s.status.value for s in untouched.steps] == ["pending"] * 3
+    streamed = await services.runs.get_run("p", output)
+    assert streamed.status.value == "running" and streamed.log_size == 6
+    assert steps(streamed)[:2] == [("succeeded", 0, at(1), at(2)), ("pending", None, None, None)]
+
+
+async def test_reports_arriving_together_share_a_transaction_and_each_gets_its_answer(
+    services: Services,
+) -> None:
+    execution, first = await claimed_run(services)
+    runs = [first] + [(await claimed_run(services))[1] for _ in range(5)]
+    commits = 0
+    real_write = execution._write
+
+    async def counting_write(conn: object, writes: object) -> None:
+        nonlocal commits
+        commits += 1
+        await real_write(conn, writes)  # type: ignore[arg-type]
+
+    execution._write = counting_write  # type: ignore[method-assign]
+    bad = m.Report(run=runs[-1], events=finished_events(first_sequence=5))
+    results = await asyncio.gather(
+        *(execution.report("w", m.Report(run=r, events=finished_events())) for r in runs[:-1]),
+        execution.report("w", bad),
+        return_exceptions=True,
+    )
+
+    assert [getattr(r, "finished", None) for r in results[:-1]] == [True] * 5
+    assert isinstance(results[-1], ProtocolError)
+    assert commits < len(runs)  # grouped: fewer transactions than reports
+    for run in runs[:-1]:
+        assert (await services.runs.get_run("p", run)).status.value == "failed"
+    assert (await services.runs.get_run("p", runs[-1])).status.value == "running"
