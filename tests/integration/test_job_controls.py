@@ -339,3 +339,21 @@ async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_ca
     finally:
         await first.close()
         await second.close()
+
+
+async def test_one_claim_gives_each_run_to_its_worker_and_none_to_a_disabled_one(
+    controlled: Services,
+) -> None:
+    await job(controlled, "p", "j")
+    for worker in ("w1", "w2", "off"):
+        await add_worker(controlled, worker)
+    async with controlled.db.transaction() as conn:
+        await records.update(conn, worker_table, {"identifier": "off"}, {"is_enabled": False})
+    runs = [await controlled.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(4)]
+    wanted = dict(zip((r.identifier for r in runs), ("w1", "w2", "w1", "off"), strict=True))
+
+    won = await execution(controlled).claim(wanted)
+
+    assert {r.identifier: r.worker for r in won} == {k: v for k, v in wanted.items() if v != "off"}
+    left = await controlled.runs.get_run("p", runs[3].identifier)
+    assert left.status.value == "pending" and left.worker is None

@@ -172,30 +172,43 @@ _RUN_KEYS = sa.select(run_table.c.identifier, run_table.c.project, run_table.c.j
 )
 # A run goes to a worker only while it is pending and the worker enabled and staying: the
 # database, not the master's session, says so (a worker disabled a moment ago gets nothing).
-_CLAIM = (
-    run_table.update()
-    .where(
-        run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)),
-        # The guard as an expression no index answers: the runs are then found by their
-        # primary key. As a plain `status = 'pending'`, PostgreSQL, its statistics taken
-        # before a burst, chose to walk every pending run of the dispatch index (250 us a
-        # claim with two thousand pending, a seventh of its work per run).
-        run_table.c.status.concat("") == RunStatus.PENDING.value,
-        sa.exists().where(
-            worker_table.c.identifier == sa.bindparam("b_worker"),
-            worker_table.c.is_enabled.is_(True),
-            worker_table.c.should_disconnect.is_(False),
-        ),
-    )
-    .values(
-        status=RunStatus.RUNNING.value,
-        worker=sa.bindparam("v_worker"),
-        master=sa.bindparam("v_master"),
-        assignment_date=sa.bindparam("v_assignment_date"),
-        update_date=sa.bindparam("v_update_date"),
-    )
-    .returning(*run_table.c)
-)
+# One statement claims a pass's runs for all their workers (`_claim_of(count)`, built once per
+# number of runs): run r<i> goes to worker w<i>.
+_CLAIMS: dict[int, Any] = {}
+
+
+def _claim_of(count: int) -> Any:
+    statement = _CLAIMS.get(count)
+    if statement is None:
+        runs: list[Any] = [sa.bindparam(f"r{i}") for i in range(count)]
+        chosen = sa.case(
+            *[(run_table.c.identifier == r, sa.bindparam(f"w{i}")) for i, r in enumerate(runs)]
+        )
+        statement = _CLAIMS[count] = (
+            run_table.update()
+            .where(
+                run_table.c.identifier.in_(runs),
+                # The guard as an expression no index answers: the runs are then found by
+                # their primary key. As a plain `status = 'pending'`, PostgreSQL, its
+                # statistics taken before a burst, chose to walk every pending run of the
+                # dispatch index (250 us a claim with two thousand pending).
+                run_table.c.status.concat("") == RunStatus.PENDING.value,
+                sa.exists().where(
+                    worker_table.c.identifier == chosen,
+                    worker_table.c.is_enabled.is_(True),
+                    worker_table.c.should_disconnect.is_(False),
+                ),
+            )
+            .values(
+                status=RunStatus.RUNNING.value,
+                worker=chosen,
+                master=sa.bindparam("v_master"),
+                assignment_date=sa.bindparam("v_assignment_date"),
+                update_date=sa.bindparam("v_update_date"),
+            )
+            .returning(*run_table.c)
+        )
+    return statement
 
 
 async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
@@ -571,22 +584,21 @@ class ExecutionService:
     async def _claim_in(
         self, conn: AsyncConnection, by_worker: Mapping[str, list[str]], now: datetime
     ) -> list[Run]:
-        """One guarded UPDATE per worker claims all of its runs, RETURNING what it changed
+        """One guarded UPDATE claims the runs for their workers, RETURNING what it changed
         (nothing is read back but the steps)."""
-        rows: dict[str, Row] = {}
-        for worker, run_ids in by_worker.items():
-            result = await conn.execute(
-                _CLAIM,
-                {
-                    "runs": run_ids,
-                    "b_worker": worker,
-                    "v_worker": worker,
-                    "v_master": self.master,
-                    "v_assignment_date": now,
-                    "v_update_date": utcnow(),
-                },
-            )
-            rows.update((r["identifier"], r) for r in result.mappings().all())
+        pairs = [(r, worker) for worker, run_ids in by_worker.items() for r in run_ids]
+        if not pairs:
+            return []
+        parameters: dict[str, Any] = {
+            "v_master": self.master,
+            "v_assignment_date": now,
+            "v_update_date": utcnow(),
+        }
+        for i, (run_id, worker) in enumerate(pairs):
+            parameters[f"r{i}"] = run_id
+            parameters[f"w{i}"] = worker
+        result = await conn.execute(_claim_of(len(pairs)), parameters)
+        rows: dict[str, Row] = {r["identifier"]: r for r in result.mappings().all()}
         if not rows:
             return []
         claimed = [r for run_ids in by_worker.values() for r in run_ids if r in rows]
