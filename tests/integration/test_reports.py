@@ -179,3 +179,72 @@ async def test_reports_arriving_together_share_a_transaction_and_each_gets_its_a
     for run in runs[:-1]:
         assert (await services.runs.get_run("p", run)).status.value == "failed"
     assert (await services.runs.get_run("p", runs[-1])).status.value == "running"
+
+
+async def test_reports_whose_run_is_as_left_skip_the_transaction_and_the_rest_take_it(
+    services: Services, engine_name: str
+) -> None:
+    """PostgreSQL applies a report whose run is where its worker left it by one statement
+    (storage/reports.py); a resent event or a run given up on goes through the transaction,
+    with the same outcome as before."""
+    execution, plain = await claimed_run(services)
+    _, resent = await claimed_run(services)
+    _, given_up = await claimed_run(services)
+    first = [m.StepStarted(sequence=1, step=0, date=at(1))]
+    await execution.apply_report("w", m.Report(run=resent, events=first))
+    async with services.db.transaction() as conn:
+        await execution._give_up(conn, given_up, "lost")
+    through_transaction: list[str] = []
+    real = execution._apply_in_transaction
+
+    async def recording(reports):  # type: ignore[no-untyped-def]
+        through_transaction.extend(report.run for _, report in reports)
+        return await real(reports)
+
+    execution._apply_in_transaction = recording  # type: ignore[method-assign]
+    outcomes = await execution.apply_reports(
+        [
+            ("w", m.Report(run=plain, events=finished_events())),
+            ("w", m.Report(run=resent, events=finished_events())),  # its start sent again
+            ("w", m.Report(run=given_up, events=finished_events())),
+        ]
+    )
+
+    expected_path = [resent, given_up] if engine_name == "postgresql" else [plain, resent, given_up]
+    assert through_transaction == expected_path
+    assert [getattr(o, "acknowledged", None) for o in outcomes] == [3, 3, 0]
+    assert outcomes[2].discard_reason  # type: ignore[union-attr]
+    shown = await services.runs.get_run("p", plain)
+    assert shown.status.value == "failed" and shown.start_date == at(1)
+    assert steps(shown) == [
+        ("failed", 1, at(1), at(2)),
+        ("skipped", None, None, None),
+        ("skipped", None, None, None),
+    ]
+    again = await services.runs.get_run("p", resent)
+    assert again.status.value == "failed" and steps(again)[0][:2] == ("failed", 1)
+    assert (await services.runs.get_run("p", given_up)).status.value == "exception"
+
+
+async def test_a_run_with_a_retry_policy_ended_by_a_plain_report_is_retried(
+    services: Services,
+) -> None:
+    await services.projects.create_job(
+        "p", {"identifier": "r", "steps": STEPS[:1], "retry": {"count": 1, "on": ["failed"]}}
+    )
+    execution = ExecutionService(
+        services.db, services.clock, services.events, services.runs, "test"
+    )
+    run = await services.runs.trigger("p", "r", {}, {"type": "api"})
+    await execution.claim({run.identifier: "w"})
+
+    (outcome,) = await execution.apply_reports(
+        [("w", m.Report(run=run.identifier, events=finished_events()))]
+    )
+
+    assert outcome.finished  # type: ignore[union-attr]
+    runs, _ = await services.runs.list_runs("p", job="r")
+    assert [(r.status.value, r.retry_of) for r in runs] == [
+        ("pending", run.identifier),
+        ("failed", None),
+    ]

@@ -28,6 +28,7 @@ from orchestra.services.events import Events
 from orchestra.services.groups import GroupCommit, Waiting
 from orchestra.services.runs import RunService
 from orchestra.storage import records
+from orchestra.storage import reports as report_storage
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -649,6 +650,20 @@ class ExecutionService:
         protocol (a run not its worker's, a gap in the sequence, output at the wrong offset) is
         refused alone, before anything of it is written. What the others change goes together:
         one statement per kind of change, with a row of parameters per run or step."""
+        done: dict[int, ReportResult] = {}
+        if not self.db.is_sqlite:
+            done = await self._apply_in_one_statement(reports)
+        rest = [(worker, report) for i, (worker, report) in enumerate(reports) if i not in done]
+        applied = iter(await self._apply_in_transaction(rest) if rest else [])
+        outcomes = [done[i] if i in done else next(applied) for i in range(len(reports))]
+        for (_, report), outcome in zip(reports, outcomes, strict=True):
+            if not isinstance(outcome, ProtocolError):
+                self.events.publish(f"run:{report.run}")
+        return outcomes
+
+    async def _apply_in_transaction(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> list[ReportResult | ProtocolError]:
         writes = _Writes()
         outcomes: list[ReportResult | ProtocolError] = []
         async with self.db.transaction() as conn:
@@ -662,10 +677,66 @@ class ExecutionService:
                     continue
                 writes.merge(planned)
             await self._write(conn, writes)
-        for (_, report), outcome in zip(reports, outcomes, strict=True):
-            if not isinstance(outcome, ProtocolError):
-                self.events.publish(f"run:{report.run}")
         return outcomes
+
+    async def _apply_in_one_statement(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> dict[int, ReportResult]:
+        """PostgreSQL: the reports that find their run as their worker left it (running there,
+        at the event before their first), applied by one statement without reading the rows
+        first (storage/reports.py); by position in `reports`. Reports with output, and those
+        whose run is not as expected, are left to the transaction."""
+        planned: list[tuple[int, ReportResult, str, int, _Writes]] = []
+        for position, (worker, report) in enumerate(reports):
+            if not report.events or any(isinstance(e, m.StepOutput) for e in report.events):
+                continue
+            expected = report.events[0].sequence - 1
+            writes = _Writes()
+            try:
+                result = _plan(_as_left(worker, expected), worker, report, writes)
+            except ProtocolError:
+                continue  # the transaction refuses it, with the run's actual state
+            planned.append((position, result, worker, expected, writes))
+        if not planned:
+            return {}
+        runs: list[report_storage.RunChange] = []
+        steps: list[report_storage.StepChange] = []
+        skipped: list[str] = []
+        for _, _, worker, expected, writes in planned:
+            (changes,) = (c for group in writes.runs.values() for c in group)
+            runs.append(
+                report_storage.RunChange(
+                    identifier=changes["identifier"],
+                    worker=worker,
+                    expected=expected,
+                    last_sequence=changes["event_sequence"],
+                    started=changes.get("start_date"),
+                    status=changes.get("status"),
+                    completion_date=changes.get("completion_date"),
+                    reason=changes.get("reason"),
+                )
+            )
+            for (guard, _), rows in writes.steps.items():
+                for row in rows:
+                    steps.append(
+                        report_storage.StepChange(
+                            run=row["run"],
+                            index=row["index"],
+                            status=row["status"],
+                            start_date=row.get("start_date"),
+                            exit_code=row.get("exit_code"),
+                            completion_date=row.get("completion_date"),
+                            from_pending=guard == _FROM_PENDING,
+                        )
+                    )
+            skipped += writes.skip_pending
+        async with self.db.peek() as conn:
+            applied = await report_storage.apply(conn, runs, steps, skipped, self.clock.now())
+        return {
+            position: result
+            for position, result, _, _, _ in planned
+            if reports[position][1].run in applied
+        }
 
     async def _write(self, conn: AsyncConnection, writes: _Writes) -> None:
         for run_id, step, offset, data in writes.output:
@@ -822,6 +893,21 @@ class _Writes:
 
 
 _FROM_PENDING: _Guard = ("status", (StepStatus.PENDING.value,))
+
+
+def _as_left(worker: str, sequence: int) -> Row:
+    """A run's row as a worker left it, for `_plan`: running there, at event `sequence` (the
+    statement applying the plan holds it to that)."""
+    return {
+        "worker": worker,
+        "status": RunStatus.RUNNING.value,
+        "event_sequence": sequence,
+        "log_size": 0,
+        "start_date": None,
+        "retry": None,
+    }
+
+
 _NOT_ENDED: _Guard = ("status", (StepStatus.RUNNING.value, StepStatus.PENDING.value))
 
 

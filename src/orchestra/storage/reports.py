@@ -1,0 +1,173 @@
+"""Workers' reports applied by one PostgreSQL statement (services/execution.py's fast path).
+
+A report whose run is where the worker says it is (running, on this worker, its last event the
+one before the report's first) changes the run's row and its steps' rows in ways known without
+reading them first. One statement with data-modifying WITH queries applies a group of such
+reports: each run's row is updated only under that guard, and its steps only if its row was
+(they refer to the run update's RETURNING). It is one round trip where the transaction took
+five (BEGIN, the rows read and locked, the steps, the runs, COMMIT), and atomic on its own. A run
+whose guard fails is not in what the statement returns, and nothing of its report was written:
+the caller applies it the general way (a resent event, a run given up on, a retry policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """What a report does to its run's row, and the guard it holds under."""
+
+    identifier: str
+    worker: str
+    expected: int  # the run's event_sequence before the report
+    last_sequence: int  # after it
+    started: datetime | None  # the first step's start, kept if the run has one already
+    status: str | None  # the run's end, if the report ends it
+    completion_date: datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StepChange:
+    """A step's new columns; `from_pending`: only while it is still pending (a start alone),
+    otherwise while pending or running (an end)."""
+
+    run: str
+    index: int
+    status: str
+    start_date: datetime | None
+    exit_code: int | None
+    completion_date: datetime | None
+    from_pending: bool
+
+
+async def apply(
+    conn: AsyncConnection,
+    runs: Sequence[RunChange],
+    steps: Sequence[StepChange],
+    skip_pending: Sequence[str],
+    now: datetime,
+) -> set[str]:
+    """Apply the changes in one statement; the runs whose guard held (all of their changes
+    were made; of the others, none)."""
+    if not runs:
+        return set()
+    parameters: dict[str, Any] = {"now": now}
+    run_rows = []
+    for n, run in enumerate(runs):
+        names = _bind(parameters, f"r{n}_", _RUN_COLUMNS, run.__dict__)
+        run_rows.append(names)
+    step_rows = []
+    for n, step in enumerate(steps):
+        step_rows.append(_bind(parameters, f"s{n}_", _STEP_COLUMNS, step.__dict__))
+    skips = []
+    for n, run_id in enumerate(skip_pending):
+        parameters[f"k{n}"] = run_id
+        skips.append(f"CAST(:k{n} AS VARCHAR)")
+    # A row may not be changed twice in one statement: steps updated by `steps` are not
+    # skipped (they were pending when the statement began).
+    exclude = _NOT_STEPPED if step_rows else ""
+    sql = _SQL.format(
+        runs=",\n        ".join(run_rows),
+        steps=_STEPS_SQL.format(rows=",\n        ".join(step_rows)) if step_rows else "",
+        skipped=_SKIPPED_SQL.format(runs=", ".join(skips), exclude=exclude) if skips else "",
+    )
+    result = await conn.execute(sa.text(sql), parameters)
+    return {row[0] for row in result}
+
+
+_RUN_COLUMNS = (
+    ("identifier", "VARCHAR"),
+    ("worker", "VARCHAR"),
+    ("expected", "INTEGER"),
+    ("last_sequence", "INTEGER"),
+    ("started", "TIMESTAMP WITH TIME ZONE"),
+    ("status", "VARCHAR"),
+    ("completion_date", "TIMESTAMP WITH TIME ZONE"),
+    ("reason", "VARCHAR"),
+)
+_STEP_COLUMNS = (
+    ("run", "VARCHAR"),
+    ("index", "INTEGER"),
+    ("status", "VARCHAR"),
+    ("start_date", "TIMESTAMP WITH TIME ZONE"),
+    ("exit_code", "INTEGER"),
+    ("completion_date", "TIMESTAMP WITH TIME ZONE"),
+    ("from_pending", "BOOLEAN"),
+)
+
+
+def _bind(
+    parameters: dict[str, Any],
+    prefix: str,
+    columns: Sequence[tuple[str, str]],
+    values: Mapping[str, Any],
+) -> str:
+    """A VALUES row of typed parameters (a NULL has no type of its own in VALUES)."""
+    cells = []
+    for name, sql_type in columns:
+        parameters[prefix + name] = values[name]
+        cells.append(f"CAST(:{prefix}{name} AS {sql_type})")
+    return f"({', '.join(cells)})"
+
+
+_SQL = """WITH reported (identifier, worker, expected, last_sequence, started, status,
+        completion_date, reason) AS (VALUES
+        {runs}),
+applied AS (
+    UPDATE run SET
+        event_sequence = reported.last_sequence,
+        start_date = COALESCE(run.start_date, reported.started),
+        status = COALESCE(reported.status, run.status),
+        completion_date = COALESCE(reported.completion_date, run.completion_date),
+        reason = CASE WHEN reported.status IS NULL THEN run.reason ELSE reported.reason END,
+        update_date = CAST(:now AS TIMESTAMP WITH TIME ZONE)
+    FROM reported
+    WHERE run.identifier = reported.identifier
+        AND run.worker = reported.worker
+        AND run.status = 'running'
+        AND run.event_sequence = reported.expected
+        -- A run ending with a retry policy is retried in the transaction (a JSON null, or
+        -- none at all, is no policy).
+        AND (reported.status IS NULL OR COALESCE(json_typeof(run.retry), 'null') = 'null')
+    RETURNING run.identifier, reported.status AS ended
+){steps}{skipped}
+SELECT identifier FROM applied"""
+
+_STEPS_SQL = """,
+stepped (run, index, status, start_date, exit_code, completion_date, from_pending) AS (VALUES
+        {rows}),
+steps AS (
+    UPDATE run_step SET
+        status = stepped.status,
+        start_date = COALESCE(stepped.start_date, run_step.start_date),
+        exit_code = COALESCE(stepped.exit_code, run_step.exit_code),
+        completion_date = COALESCE(stepped.completion_date, run_step.completion_date)
+    FROM stepped
+    WHERE run_step.run = stepped.run
+        AND run_step.index = stepped.index
+        AND run_step.run IN (SELECT identifier FROM applied)
+        AND (run_step.status = 'pending'
+            OR (NOT stepped.from_pending AND run_step.status = 'running'))
+)"""
+
+_SKIPPED_SQL = """,
+skipped AS (
+    UPDATE run_step SET status = 'skipped'
+    WHERE run_step.run IN ({runs})
+        AND run_step.run IN (SELECT identifier FROM applied)
+        AND run_step.status = 'pending'{exclude}
+)"""
+_NOT_STEPPED = """
+        AND NOT EXISTS (
+            SELECT 1 FROM stepped
+            WHERE stepped.run = run_step.run AND stepped.index = run_step.index
+        )"""
