@@ -133,16 +133,28 @@ async def get_steps(conn: AsyncConnection, run: str) -> list[RunStep]:
     return [RunStep.from_row(r) for r in (await conn.execute(query)).mappings()]
 
 
+# What applying a report reads of its run (not the parameters, source, dates... of a whole row:
+# each column read is a value converted).
+_REPORTED_COLUMNS = (
+    "identifier",
+    "worker",
+    "status",
+    "event_sequence",
+    "log_size",
+    "start_date",
+    "retry",
+)
 _LOCK_RUNS = (
-    sa.select(run_table)
+    sa.select(*(run_table.c[name] for name in _REPORTED_COLUMNS))
     .where(run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)))
     .order_by(run_table.c.identifier)  # locks taken in one order by everyone: no deadlock
 )
 
 
 async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, sa.RowMapping]:
-    """These runs' rows by identifier, locked until the transaction ends on PostgreSQL (on
-    SQLite the write transaction holds the whole database)."""
+    """These runs' rows by identifier (the columns a report is checked against: identifier,
+    worker, status, event_sequence, log_size, start_date, retry), locked until the
+    transaction ends on PostgreSQL (on SQLite the write transaction holds the database)."""
     identifiers = list(runs)
     if not identifiers:
         return {}
