@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock, utcnow
 from orchestra.domain.controls import retry_from_row
-from orchestra.domain.models import Row, Run
+from orchestra.domain.models import Row, Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Forbidden, ProtocolError
 from orchestra.protocol import messages as m
@@ -210,6 +210,35 @@ def _claim_of(count: int) -> Any:
             .returning(*run_table.c)
         )
     return statement
+
+
+# PostgreSQL: the claim and the claimed runs' steps in one statement (the UPDATE as a WITH
+# query, joined to the steps): a round trip less per dispatch pass.
+_STEP_FIELDS = tuple(RunStep.__dataclass_fields__)
+_CLAIMS_WITH_STEPS: dict[int, Any] = {}
+
+
+def _claim_with_steps_of(count: int) -> Any:
+    statement = _CLAIMS_WITH_STEPS.get(count)
+    if statement is None:
+        claimed = _claim_of(count).cte("claimed")
+        statement = _CLAIMS_WITH_STEPS[count] = sa.select(
+            claimed, *(step_table.c[name].label(f"step_{name}") for name in _STEP_FIELDS)
+        ).select_from(claimed.outerjoin(step_table, step_table.c.run == claimed.c.identifier))
+    return statement
+
+
+def _runs_with_steps(rows: Sequence[Row]) -> dict[str, Run]:
+    """Runs from rows of a run's columns and one of its steps' (prefixed `step_`) each."""
+    found: dict[str, tuple[Row, list[RunStep]]] = {}
+    for row in rows:
+        _, steps = found.setdefault(row["identifier"], (row, []))
+        if row["step_index"] is not None:
+            steps.append(RunStep.from_row({f: row[f"step_{f}"] for f in _STEP_FIELDS}))
+    return {
+        identifier: Run.from_row(row, sorted(steps, key=lambda step: step.index))
+        for identifier, (row, steps) in found.items()
+    }
 
 
 async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
@@ -598,13 +627,15 @@ class ExecutionService:
         for i, (run_id, worker) in enumerate(pairs):
             parameters[f"r{i}"] = run_id
             parameters[f"w{i}"] = worker
-        result = await conn.execute(_claim_of(len(pairs)), parameters)
-        rows: dict[str, Row] = {r["identifier"]: r for r in result.mappings().all()}
-        if not rows:
-            return []
-        claimed = [r for run_ids in by_worker.values() for r in run_ids if r in rows]
-        steps = await run_storage.steps_of(conn, claimed)
-        won = [Run.from_row(rows[r], s) for r, s in steps.items()]
+        if conn.dialect.name == "postgresql":
+            result = await conn.execute(_claim_with_steps_of(len(pairs)), parameters)
+            runs = _runs_with_steps(result.mappings().all())
+        else:
+            result = await conn.execute(_claim_of(len(pairs)), parameters)
+            rows: dict[str, Row] = {r["identifier"]: r for r in result.mappings().all()}
+            steps = await run_storage.steps_of(conn, rows) if rows else {}
+            runs = {r: Run.from_row(rows[r], s) for r, s in steps.items()}
+        won = [runs[run_id] for run_id, _ in pairs if run_id in runs]
         for run in won:
             self.events.publish(f"run:{run.identifier}")
         return won
