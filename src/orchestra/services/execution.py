@@ -87,13 +87,13 @@ class Caps:
         return True
 
 
-def _pending_of(batch: int, lock: bool = False) -> Any:
+def _pending_of(batch: int) -> Any:
     """A project's dispatchable pending runs of one priority, oldest first, with their job's
     properties. One priority at a time: the order is then the dispatch index's own (status,
     project, priority, creation_date), read in order up to the limit instead of sorting every
     pending run. Built once per batch size and run with parameters (project, priority, now).
-    With `lock` (PostgreSQL), the runs read are locked, and those locked elsewhere skipped."""
-    statement: Any = _PENDING_OF.get((batch, lock))
+    SQLite's way; PostgreSQL reads every level at once (_LEVEL_RUNS)."""
+    statement: Any = _PENDING_OF.get(batch)
     if statement is None:
         statement = (
             sa.select(
@@ -124,13 +124,11 @@ def _pending_of(batch: int, lock: bool = False) -> Any:
             .order_by(run_table.c.creation_date, run_table.c.identifier)
             .limit(batch)
         )
-        if lock:
-            statement = statement.with_for_update(of=run_table, skip_locked=True)
-        _PENDING_OF[(batch, lock)] = statement
+        _PENDING_OF[batch] = statement
     return statement
 
 
-_PENDING_OF: dict[tuple[int, bool], Any] = {}
+_PENDING_OF: dict[int, Any] = {}
 # The (project, priority) pairs of the pending runs, found by skipping along the dispatch index
 # (status, project, priority, ...): one seek per pair, where a DISTINCT reads every pending run
 # (two thousand of them, per pass, while a burst drains). Each step takes the first pair after
@@ -157,6 +155,48 @@ _PROJECT_CAPS_AS_JOB = sa.select(
     sa.cast(sa.null(), job_table.c.identifier.type),
     project_table.c.concurrency,
 ).where(project_table.c.concurrency.is_not(None))
+# PostgreSQL: the levels and each level's oldest runs in one statement (LATERAL), the runs
+# locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
+_LEVEL_RUNS = """WITH RECURSIVE l(project, priority) AS (
+    SELECT * FROM (SELECT project, priority FROM run WHERE status = :pending
+        ORDER BY project, priority LIMIT 1) AS first
+    UNION ALL
+    SELECT {next_project}, {next_priority}
+    FROM l WHERE l.project IS NOT NULL
+)
+SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties
+FROM l CROSS JOIN LATERAL (
+    SELECT run.identifier, run.job, run.creation_date, job.properties
+    FROM run
+    JOIN job ON job.project = run.project AND job.identifier = run.job
+    JOIN project ON project.identifier = run.project
+    WHERE run.status = :pending AND run.project = l.project AND run.priority = l.priority
+        AND job.is_enabled AND project.is_enabled
+        AND (run.not_before IS NULL OR run.not_before <= :now)
+    ORDER BY run.creation_date, run.identifier
+    LIMIT :batch{lock}
+) AS c
+WHERE l.project IS NOT NULL
+ORDER BY l.project, l.priority DESC, c.creation_date, c.identifier"""
+_LEVEL_RUNS_OF = {
+    lock: sa.text(
+        _LEVEL_RUNS.format(
+            next_project=_NEXT_LEVEL.format(column="project"),
+            next_priority=_NEXT_LEVEL.format(column="priority"),
+            lock="\n    FOR UPDATE OF run SKIP LOCKED" if lock else "",
+        )
+    )
+    .bindparams(pending=RunStatus.PENDING.value)
+    .columns(
+        run_table.c.project,
+        run_table.c.priority,
+        run_table.c.identifier,
+        run_table.c.job,
+        run_table.c.creation_date,
+        job_table.c.properties,
+    )
+    for lock in (False, True)
+}
 _CAPS = sa.union_all(_JOB_CAPS, _PROJECT_CAPS_AS_JOB)
 # The same, locking what it reads (PostgreSQL), still in one statement: FOR UPDATE is not
 # allowed on a UNION's parts, but is in a WITH query's.
@@ -553,30 +593,45 @@ class ExecutionService:
         self, conn: AsyncConnection, batch: int, caps: Caps, *, lock: bool = False
     ) -> list[Candidate]:
         now = self.clock.now()
-        pending = (await conn.execute(_PENDING_LEVELS)).all()
-        priorities: dict[str, list[int]] = {}
-        for project, priority in pending:
-            priorities.setdefault(project, []).append(priority)
         ranked: list[tuple[int, int, datetime, Candidate]] = []
         # Each job's properties once (the first of its rows), shared by its runs.
         jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        locking = lock and conn.dialect.name == "postgresql"
-        for project, levels in priorities.items():
-            taken = 0  # at most `batch` per project, higher priorities first
-            for priority in sorted(levels, reverse=True):
+
+        def rank(project: str, priority: int, rows: Iterable[Any], taken: int) -> int:
+            for position, row in enumerate(rows):
                 if taken >= batch:
-                    break
-                rows = await conn.execute(
-                    _pending_of(batch - taken, locking),
-                    {"b_project": project, "b_priority": priority, "b_now": now},
-                )
-                for rank, row in enumerate(rows):
-                    properties = jobs.get((project, row.job))
-                    if properties is None:
-                        properties = jobs[(project, row.job)] = dict(row.properties or {})
-                    candidate = Candidate(row.identifier, properties, project, row.job)
-                    ranked.append((-priority, rank, row.creation_date, candidate))
-                    taken += 1
+                    break  # at most `batch` per project, higher priorities first
+                properties = jobs.get((project, row.job))
+                if properties is None:
+                    properties = jobs[(project, row.job)] = dict(row.properties or {})
+                candidate = Candidate(row.identifier, properties, project, row.job)
+                ranked.append((-priority, position, row.creation_date, candidate))
+                taken += 1
+            return taken
+
+        if conn.dialect.name == "postgresql":
+            found = await conn.execute(_LEVEL_RUNS_OF[lock], {"now": now, "batch": batch})
+            by_level: dict[tuple[str, int], list[Any]] = {}
+            for row in found:  # by project, then priority from the highest
+                by_level.setdefault((row.project, row.priority), []).append(row)
+            taken: dict[str, int] = {}
+            for (project, priority), rows in by_level.items():
+                taken[project] = rank(project, priority, rows, taken.get(project, 0))
+        else:
+            pending = (await conn.execute(_PENDING_LEVELS)).all()
+            priorities: dict[str, list[int]] = {}
+            for project, priority in pending:
+                priorities.setdefault(project, []).append(priority)
+            for project, levels in priorities.items():
+                count = 0
+                for priority in sorted(levels, reverse=True):
+                    if count >= batch:
+                        break
+                    level = await conn.execute(
+                        _pending_of(batch - count),
+                        {"b_project": project, "b_priority": priority, "b_now": now},
+                    )
+                    count = rank(project, priority, level, count)
         ranked.sort(key=lambda item: item[:3])
         chosen: list[Candidate] = []
         for *_, candidate in ranked:
