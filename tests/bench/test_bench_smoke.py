@@ -33,3 +33,21 @@ def test_bench_smoke(tmp_path: Path) -> None:
         values = [f["value"] for f in workload["figures"]]
         assert values, f"{name} reported no figure"
         assert all(isinstance(v, int | float) for v in values), f"{name}: {values}"
+
+
+def test_w2_profile_smoke(tmp_path: Path) -> None:
+    """bench/w2_profile.py (where W2's time goes) at a tiny size, on both engines."""
+    argv = [sys.executable, str(ROOT / "bench" / "w2_profile.py"), "--runs", "16"]
+    done = subprocess.run(
+        [*argv, "--scratch", str(tmp_path / "scratch")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    for engine in ("sqlite", "postgresql"):
+        assert f"{engine}: " in done.stdout and "runs/s" in done.stdout
+    assert done.stdout.count("CPU per run, ms: ") == 2
+    assert done.stdout.count("assignment to step start, ms: ") == 2
+    assert "PostgreSQL per run: commits" in done.stdout
