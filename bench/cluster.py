@@ -377,6 +377,16 @@ class Api:
             if not cursor:
                 return items
 
+    def drained(self, project: str = "p") -> bool:
+        """No run of the project is pending or running."""
+        for status in ("pending", "running"):
+            page = self.call(
+                "GET", f"/projects/{project}/runs", params={"status": status, "limit": 1}
+            )
+            if page["items"]:
+                return False
+        return True
+
     def workers(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cursor: str | None = None

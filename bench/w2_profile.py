@@ -173,16 +173,7 @@ def profile(engine: str, runs: int, scratch: Path) -> None:
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, runs))
         triggered_snapshot, triggered = snapshot(cluster.tag), time.perf_counter()
 
-        def drained() -> bool:
-            for status in ("pending", "running"):
-                page = cluster.api.call(
-                    "GET", "/projects/p/runs", params={"status": status, "limit": 1}
-                )
-                if page["items"]:
-                    return False
-            return True
-
-        wait_until(drained, 900, f"{runs} runs to end", interval=0.05)
+        wait_until(cluster.api.drained, 900, f"{runs} runs to end", interval=0.05)
         last, ended = snapshot(cluster.tag), time.perf_counter()
         rate = runs / (ended - started)
         print(

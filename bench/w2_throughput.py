@@ -71,14 +71,7 @@ def measure(ctx: Context, engine: str, count: int) -> dict[str, Any]:
         timings = asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
         triggered = time.perf_counter()
 
-        def drained() -> bool:
-            for status in ("pending", "running"):
-                page = api.call("GET", "/projects/p/runs", params={"status": status, "limit": 1})
-                if page["items"]:
-                    return False
-            return True
-
-        wait_until(drained, ctx.size(900, 120), f"{count} runs to complete", interval=0.25)
+        wait_until(api.drained, ctx.size(900, 120), f"{count} runs to complete", interval=0.25)
         observed = time.perf_counter()
         runs = api.all_runs("p")
     if len(runs) != count:

@@ -63,16 +63,8 @@ def throughput(ctx: Context, masters: int, count: int) -> float:
         started = time.perf_counter()
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
 
-        def drained() -> bool:
-            for status in ("pending", "running"):
-                page = cluster.api.call(
-                    "GET", "/projects/p/runs", params={"status": status, "limit": 1}
-                )
-                if page["items"]:
-                    return False
-            return True
-
-        wait_until(drained, ctx.size(600, 120), f"{count} runs to complete", interval=0.25)
+        what = f"{count} runs to complete"
+        wait_until(cluster.api.drained, ctx.size(600, 120), what, interval=0.25)
         return count / (time.perf_counter() - started)
 
 

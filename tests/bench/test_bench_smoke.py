@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7"]
 
 
-def test_bench_smoke(tmp_path: Path) -> None:
-    output = tmp_path / "smoke.json"
-    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--output", str(output)]
+def run_script(tmp_path: Path, script: str, *options: str) -> str:
+    """Run bench/<script> with a scratch directory under tmp_path; its output."""
+    argv = [sys.executable, str(ROOT / "bench" / script), *options]
     done = subprocess.run(
         [*argv, "--scratch", str(tmp_path / "scratch")],
         cwd=ROOT,
@@ -23,6 +23,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
         timeout=280,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    output = tmp_path / "smoke.json"
+    run_script(tmp_path, "run.py", "--smoke", "--output", str(output))
     document = json.loads(output.read_text())
     assert document["smoke"] is True
     assert document["machine"]["cpu_count"] >= 1
@@ -37,17 +43,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 def test_w2_profile_smoke(tmp_path: Path) -> None:
     """bench/w2_profile.py (where W2's time goes) at a tiny size, on both engines."""
-    argv = [sys.executable, str(ROOT / "bench" / "w2_profile.py"), "--runs", "16"]
-    done = subprocess.run(
-        [*argv, "--scratch", str(tmp_path / "scratch")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    out = run_script(tmp_path, "w2_profile.py", "--runs", "16")
     for engine in ("sqlite", "postgresql"):
-        assert f"{engine}: " in done.stdout and "runs/s" in done.stdout
-    assert done.stdout.count("CPU per run, ms: ") == 2
-    assert done.stdout.count("assignment to step start, ms: ") == 2
-    assert "PostgreSQL per run: commits" in done.stdout
+        assert f"{engine}: " in out and "runs/s" in out
+    assert out.count("CPU per run, ms: ") == 2
+    assert out.count("assignment to step start, ms: ") == 2
+    assert "PostgreSQL per run: commits" in out
