@@ -736,6 +736,8 @@ class ExecutionService:
         protocol (a run not its worker's, a gap in the sequence, output at the wrong offset) is
         refused alone, before anything of it is written. What the others change goes together:
         one statement per kind of change, with a row of parameters per run or step."""
+        if len({report.run for _, report in reports}) != len(reports):
+            raise ValueError("one report per run in a group")  # services/groups.py's key
         done: dict[int, ReportResult] = {}
         if not self.db.is_sqlite:
             done = await self._apply_in_one_statement(reports)
