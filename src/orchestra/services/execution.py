@@ -136,15 +136,16 @@ _PENDING_OF: dict[int, Any] = {}
 _NEXT_LEVEL = """(SELECT r.{column} FROM run AS r
         WHERE r.status = :pending AND (r.project, r.priority) > (l.project, l.priority)
         ORDER BY r.project, r.priority LIMIT 1)"""
-_PENDING_LEVELS = sa.text(
-    f"""WITH RECURSIVE l(project, priority) AS (
+_LEVELS = f"""WITH RECURSIVE l(project, priority) AS (
     SELECT * FROM (SELECT project, priority FROM run WHERE status = :pending
         ORDER BY project, priority LIMIT 1) AS first
     UNION ALL
     SELECT {_NEXT_LEVEL.format(column="project")}, {_NEXT_LEVEL.format(column="priority")}
     FROM l WHERE l.project IS NOT NULL
 )
-SELECT project, priority FROM l WHERE project IS NOT NULL"""
+"""
+_PENDING_LEVELS = sa.text(
+    _LEVELS + "SELECT project, priority FROM l WHERE project IS NOT NULL"
 ).bindparams(pending=RunStatus.PENDING.value)
 _JOB_CAPS = sa.select(job_table.c.project, job_table.c.identifier, job_table.c.concurrency).where(
     job_table.c.concurrency.is_not(None)
@@ -157,14 +158,7 @@ _PROJECT_CAPS_AS_JOB = sa.select(
 ).where(project_table.c.concurrency.is_not(None))
 # PostgreSQL: the levels and each level's oldest runs in one statement (LATERAL), the runs
 # locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
-_LEVEL_RUNS = """WITH RECURSIVE l(project, priority) AS (
-    SELECT * FROM (SELECT project, priority FROM run WHERE status = :pending
-        ORDER BY project, priority LIMIT 1) AS first
-    UNION ALL
-    SELECT {next_project}, {next_priority}
-    FROM l WHERE l.project IS NOT NULL
-)
-SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties
+_LEVEL_RUNS = """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties
 FROM l CROSS JOIN LATERAL (
     SELECT run.identifier, run.job, run.creation_date, job.properties
     FROM run
@@ -180,11 +174,7 @@ WHERE l.project IS NOT NULL
 ORDER BY l.project, l.priority DESC, c.creation_date, c.identifier"""
 _LEVEL_RUNS_OF = {
     lock: sa.text(
-        _LEVEL_RUNS.format(
-            next_project=_NEXT_LEVEL.format(column="project"),
-            next_priority=_NEXT_LEVEL.format(column="priority"),
-            lock="\n    FOR UPDATE OF run SKIP LOCKED" if lock else "",
-        )
+        _LEVELS + _LEVEL_RUNS.format(lock="\n    FOR UPDATE OF run SKIP LOCKED" if lock else "")
     )
     .bindparams(pending=RunStatus.PENDING.value)
     .columns(

@@ -165,20 +165,22 @@ async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, sa.
     return {row["identifier"]: row for row in found.mappings()}
 
 
+_SKIP_PENDING = (
+    step_table.update()
+    .where(
+        step_table.c.run.in_(sa.bindparam("runs", expanding=True)),
+        step_table.c.status == StepStatus.PENDING.value,
+    )
+    .values(status=sa.bindparam("to"))
+)
+
+
 async def skip_pending_steps_of(
     conn: AsyncConnection, runs: Sequence[str], status: StepStatus
 ) -> None:
     """Every still pending step of these runs to `status` (runs that ended before them)."""
     if runs:
-        await conn.execute(
-            step_table.update()
-            .where(
-                step_table.c.run.in_(sa.bindparam("runs", expanding=True)),
-                step_table.c.status == StepStatus.PENDING.value,
-            )
-            .values(status=status.value),
-            {"runs": list(runs)},
-        )
+        await conn.execute(_SKIP_PENDING, {"runs": list(runs), "to": status.value})
 
 
 async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list[RunStep]]:
@@ -228,18 +230,6 @@ async def set_run_status(
     return await records.update_where(conn, run_table, {"identifier": identifier}, row, guard) == 1
 
 
-async def update_step(
-    conn: AsyncConnection,
-    run: str,
-    index: int,
-    values: Mapping[str, Any],
-    sources: Iterable[StepStatus],
-) -> bool:
-    keys = {"run": run, "index": index}
-    guard = ("status", [s.value for s in sources])
-    return await records.update_where(conn, step_table, keys, values, guard) == 1
-
-
 async def end_running_steps(
     conn: AsyncConnection, run: str, status: StepStatus, now: datetime
 ) -> None:
@@ -250,8 +240,7 @@ async def end_running_steps(
 
 
 async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus) -> None:
-    keys = {"run": run, "status": StepStatus.PENDING.value}
-    await records.update_where(conn, step_table, keys, {"status": status.value})
+    await skip_pending_steps_of(conn, [run], status)
 
 
 async def append_log(
