@@ -8,7 +8,8 @@ to the step's start, the step, its end to the master applying it, and the next a
 the same worker). With 8 executors the rate is 8 over that cycle, and each stage shows where a
 run waits. On PostgreSQL, also the transactions committed and rows read per run.
 
-Prints a small report; nothing is written. docs/performance.md ("What limits each figure now")
+Prints a small report; nothing is written but, with `--py-spy FILE`, the server's samples (raw
+format: one line per stack and its count). docs/performance.md ("What limits each figure now")
 was measured with this.
 """
 
@@ -17,8 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import os
+import signal
 import sqlite3
+import subprocess
 import statistics
 import sys
 import time
@@ -33,6 +37,7 @@ from bench.w0_floor import spawns
 from bench.w2_throughput import EXECUTORS, WORKERS, trigger_all
 
 TICK = os.sysconf("SC_CLK_TCK")
+CLUSTERS = itertools.count()
 Sample = dict[str, float]
 
 
@@ -156,8 +161,21 @@ def postgres_counts(name: str) -> tuple[int, ...]:
     return tuple(row or (0, 0, 0, 0))
 
 
-def profile(engine: str, runs: int, scratch: Path) -> None:
-    with Cluster(scratch, f"w2-profile-{engine}-{os.getpid()}", engine) as cluster:
+def attach_py_spy(tag: str, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server (only while it holds the GIL) into `output`, raw format."""
+    (server,) = [pid for pid in tagged_pids(tag) if kind(pid) == "server"]
+    command = ["py-spy", "record", "--nonblocking", "--gil", "-r", "250", "-f", "raw"]
+    return subprocess.Popen(
+        [*command, "-o", str(output), "-p", str(server)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile(engine: str, runs: int, scratch: Path, py_spy: Path | None = None) -> None:
+    # A directory per cluster: a repeat finding the last one's log would read its address.
+    name = f"w2-profile-{engine}-{os.getpid()}-{next(CLUSTERS)}"
+    with Cluster(scratch, name, engine) as cluster:
         cluster.start_server()
         identifiers = [f"w{i}" for i in range(1, WORKERS + 1)]
         for identifier in identifiers:
@@ -168,6 +186,7 @@ def profile(engine: str, runs: int, scratch: Path) -> None:
         _, spawn_rate = asyncio.run(spawns(0, max(40, runs // 2), 8))
         counted = postgres_counts(cluster.pg_name) if cluster.pg_name else None
 
+        sampler = attach_py_spy(cluster.tag, py_spy) if py_spy is not None else None
         first = snapshot(cluster.tag)
         started = time.perf_counter()
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, runs))
@@ -175,6 +194,9 @@ def profile(engine: str, runs: int, scratch: Path) -> None:
 
         wait_until(cluster.api.drained, 900, f"{runs} runs to end", interval=0.05)
         last, ended = snapshot(cluster.tag), time.perf_counter()
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(30)
         rate = runs / (ended - started)
         print(
             f"{engine}: {rate:.0f} runs/s, {rate / spawn_rate:.3f}x the bare-spawn rate just "
@@ -214,11 +236,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--scratch", type=Path, default=Path("var/bench"))
+    parser.add_argument(
+        "--py-spy", type=Path, help="sample the server with py-spy into this file (raw format)"
+    )
     options = parser.parse_args()
     engines = ("sqlite", "postgresql") if options.engine == "both" else (options.engine,)
     for _ in range(options.repeat):
         for engine in engines:
-            profile(engine, options.runs, options.scratch)
+            profile(engine, options.runs, options.scratch, options.py_spy)
 
 
 if __name__ == "__main__":

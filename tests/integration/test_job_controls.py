@@ -341,6 +341,42 @@ async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_ca
         await second.close()
 
 
+async def test_a_cap_set_while_a_pass_runs_holds_against_its_claim(
+    database_url: str, controlled: Services
+) -> None:
+    """PostgreSQL dispatches uncapped runs outside a transaction (read, then claim): a cap
+    that appears between the read and the claim still holds, by the claim's own guard, and
+    the passes after it count the cap the transactional way."""
+    if controlled.db.is_sqlite:
+        pytest.skip("SQLite's pass is one write transaction: no cap can change during it")
+    import psycopg
+
+    await job(controlled, "p", "j")
+    await add_worker(controlled)
+    runs = [await controlled.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(3)]
+    engine = execution(controlled)
+
+    def one(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+        return {candidates[0].identifier: "w"} if candidates else {}, True
+
+    def one_after_a_cap(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+        url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE job SET concurrency = 1 WHERE identifier = 'j'")
+        return one(candidates)
+
+    first = await engine.dispatch(16, one)  # the first pass is transactional, and finds no cap
+    assert [r.identifier for r in first.won] == [runs[0].identifier]
+    raced = await engine.dispatch(16, one_after_a_cap)  # read uncapped, claimed capped
+    assert raced.assignments == {runs[1].identifier: "w"} and raced.won == []
+    assert (await engine.dispatch(16, one)).won == []  # the cap, counted: one runs already
+
+    await finish(controlled, runs[0].identifier, "succeeded")
+    assert [r.identifier for r in (await engine.dispatch(16, one)).won] == [runs[1].identifier]
+    statuses = [(await controlled.runs.get_run("p", r.identifier)).status for r in runs]
+    assert statuses == [RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.PENDING]
+
+
 async def test_one_claim_gives_each_run_to_its_worker_and_none_to_a_disabled_one(
     controlled: Services,
 ) -> None:

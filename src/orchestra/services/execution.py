@@ -57,6 +57,7 @@ class Candidate:
     properties: dict[str, Any]
     project: str = ""
     job: str = ""
+    capped: bool = False  # its job or project has a concurrency cap
 
 
 @dataclass
@@ -67,6 +68,10 @@ class Caps:
     project_cap: dict[str, int]
     job_running: dict[tuple[str, str], int]
     project_running: dict[str, int]
+
+    @classmethod
+    def none(cls) -> Caps:
+        return cls({}, {}, {}, {})
 
     def copy(self) -> Caps:
         return Caps(
@@ -101,6 +106,7 @@ def _pending_of(batch: int) -> Any:
                 run_table.c.job,
                 run_table.c.creation_date,
                 job_table.c.properties,
+                _CAPPED,
             )
             .join(
                 job_table,
@@ -129,6 +135,9 @@ def _pending_of(batch: int) -> Any:
 
 
 _PENDING_OF: dict[int, Any] = {}
+_CAPPED = sa.or_(
+    job_table.c.concurrency.is_not(None), project_table.c.concurrency.is_not(None)
+).label("capped")
 # The (project, priority) pairs of the pending runs, found by skipping along the dispatch index
 # (status, project, priority, ...): one seek per pair, where a DISTINCT reads every pending run
 # (two thousand of them, per pass, while a burst drains). Each step takes the first pair after
@@ -158,9 +167,11 @@ _PROJECT_CAPS_AS_JOB = sa.select(
 ).where(project_table.c.concurrency.is_not(None))
 # PostgreSQL: the levels and each level's oldest runs in one statement (LATERAL), the runs
 # locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
-_LEVEL_RUNS = """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties
+_LEVEL_RUNS = """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties,
+    c.capped
 FROM l CROSS JOIN LATERAL (
-    SELECT run.identifier, run.job, run.creation_date, job.properties
+    SELECT run.identifier, run.job, run.creation_date, job.properties,
+        job.concurrency IS NOT NULL OR project.concurrency IS NOT NULL AS capped
     FROM run
     JOIN job ON job.project = run.project AND job.identifier = run.job
     JOIN project ON project.identifier = run.project
@@ -184,6 +195,7 @@ _LEVEL_RUNS_OF = {
         run_table.c.job,
         run_table.c.creation_date,
         job_table.c.properties,
+        sa.column("capped", sa.Boolean),
     )
     for lock in (False, True)
 }
@@ -204,18 +216,30 @@ _RUN_KEYS = sa.select(run_table.c.identifier, run_table.c.project, run_table.c.j
 # A run goes to a worker only while it is pending and the worker enabled and staying: the
 # database, not the master's session, says so (a worker disabled a moment ago gets nothing).
 # One statement claims a pass's runs for all their workers (`_claim_of(count)`, built once per
-# number of runs): run r<i> goes to worker w<i>.
-_CLAIMS: dict[int, Any] = {}
+# number of runs): run r<i> goes to worker w<i>. An `uncapped` claim (one made outside a
+# transaction that read the caps) takes only runs whose job and project have no cap.
+_CLAIMS: dict[tuple[int, bool], Any] = {}
+_UNCAPPED = (
+    ~sa.exists().where(
+        job_table.c.project == run_table.c.project,
+        job_table.c.identifier == run_table.c.job,
+        job_table.c.concurrency.is_not(None),
+    ),
+    ~sa.exists().where(
+        project_table.c.identifier == run_table.c.project,
+        project_table.c.concurrency.is_not(None),
+    ),
+)
 
 
-def _claim_of(count: int) -> Any:
-    statement = _CLAIMS.get(count)
+def _claim_of(count: int, uncapped: bool = False) -> Any:
+    statement = _CLAIMS.get((count, uncapped))
     if statement is None:
         runs: list[Any] = [sa.bindparam(f"r{i}") for i in range(count)]
         chosen = sa.case(
             *[(run_table.c.identifier == r, sa.bindparam(f"w{i}")) for i, r in enumerate(runs)]
         )
-        statement = _CLAIMS[count] = (
+        statement = _CLAIMS[(count, uncapped)] = (
             run_table.update()
             .where(
                 run_table.c.identifier.in_(runs),
@@ -229,6 +253,7 @@ def _claim_of(count: int) -> Any:
                     worker_table.c.is_enabled.is_(True),
                     worker_table.c.should_disconnect.is_(False),
                 ),
+                *(_UNCAPPED if uncapped else ()),
             )
             .values(
                 status=RunStatus.RUNNING.value,
@@ -245,14 +270,14 @@ def _claim_of(count: int) -> Any:
 # PostgreSQL: the claim and the claimed runs' steps in one statement (the UPDATE as a WITH
 # query, joined to the steps): a round trip less per dispatch pass.
 _STEP_FIELDS = tuple(RunStep.__dataclass_fields__)
-_CLAIMS_WITH_STEPS: dict[int, Any] = {}
+_CLAIMS_WITH_STEPS: dict[tuple[int, bool], Any] = {}
 
 
-def _claim_with_steps_of(count: int) -> Any:
-    statement = _CLAIMS_WITH_STEPS.get(count)
+def _claim_with_steps_of(count: int, uncapped: bool = False) -> Any:
+    statement = _CLAIMS_WITH_STEPS.get((count, uncapped))
     if statement is None:
-        claimed = _claim_of(count).cte("claimed")
-        statement = _CLAIMS_WITH_STEPS[count] = sa.select(
+        claimed = _claim_of(count, uncapped).cte("claimed")
+        statement = _CLAIMS_WITH_STEPS[(count, uncapped)] = sa.select(
             claimed, *(step_table.c[name].label(f"step_{name}") for name in _STEP_FIELDS)
         ).select_from(claimed.outerjoin(step_table, step_table.c.run == claimed.c.identifier))
     return statement
@@ -294,6 +319,13 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     return Caps(job_cap, project_cap, job_running, project_running)
 
 
+def _by_worker(assignments: Mapping[str, str]) -> dict[str, list[str]]:
+    by_worker: dict[str, list[str]] = {}
+    for run_id, worker in assignments.items():
+        by_worker.setdefault(worker, []).append(run_id)
+    return by_worker
+
+
 @dataclass(frozen=True)
 class Dispatched:
     """What a dispatch pass read, matched and won. `full`: as many candidates as asked for
@@ -331,6 +363,9 @@ class ExecutionService:
             what="reports",
             key=lambda item: item[1].run,
         )
+        # Whether the last dispatch pass found no capped run among its candidates (see
+        # `dispatch`); the first pass finds out.
+        self._uncapped_head = False
 
     # Workers.
 
@@ -551,24 +586,54 @@ class ExecutionService:
         free), and claimed. When a batch of `batch` is not enough (every candidate read, yet
         executors left free), DISPATCH_BATCH are read. On PostgreSQL the candidates are
         locked as they are read, skipping any another master has locked: two masters neither
-        wait on each other's runs nor both claim one, and the caps are read (and locked) once."""
+        wait on each other's runs nor both claim one, and the caps are read (and locked) once.
+
+        On PostgreSQL, while the runs at the head of the queue have no cap (the last pass found
+        none), a pass is two statements outside a transaction instead: the candidates read,
+        then one claim whose guard also wants their job and project still uncapped. Five
+        round trips (BEGIN, caps, candidates, claim, COMMIT) become two; a pass that finds a
+        capped run among its candidates is done again the transactional way."""
         now = self.clock.now()
+        if self._uncapped_head and not self.db.is_sqlite:
+            async with self.db.peek() as conn:
+                candidates, assignments, full, left, batch = await self._match_candidates(
+                    conn, batch, match, Caps.none()
+                )
+                self._uncapped_head = not any(c.capped for c in candidates)
+                if self._uncapped_head:
+                    won = await self._claim_in(conn, _by_worker(assignments), now, uncapped=True)
+                    more = full and batch >= DISPATCH_BATCH and left
+                    return Dispatched(candidates, assignments, won, full, more)
         async with self.db.transaction() as conn:
             caps = await _caps(conn, lock=True)
-            while True:
-                candidates = await self._candidates_in(conn, batch, caps.copy(), lock=True)
-                assignments, left = match(candidates)
-                full = len(candidates) >= batch
-                if batch >= DISPATCH_BATCH or not full or not left:
-                    break
-                batch = DISPATCH_BATCH
+            candidates, assignments, full, left, batch = await self._match_candidates(
+                conn, batch, match, caps, lock=True
+            )
             # No cap to check again: the candidates kept within them, in this transaction.
-            by_worker: dict[str, list[str]] = {}
-            for run_id, worker in assignments.items():
-                by_worker.setdefault(worker, []).append(run_id)
-            won = await self._claim_in(conn, by_worker, now)
+            won = await self._claim_in(conn, _by_worker(assignments), now)
+        self._uncapped_head = not any(c.capped for c in candidates)
         more = full and batch >= DISPATCH_BATCH and left
         return Dispatched(candidates, assignments, won, full, more)
+
+    async def _match_candidates(
+        self,
+        conn: AsyncConnection,
+        batch: int,
+        match: Callable[[list[Candidate]], tuple[dict[str, str], bool]],
+        caps: Caps,
+        *,
+        lock: bool = False,
+    ) -> tuple[list[Candidate], dict[str, str], bool, bool, int]:
+        """Candidates read and matched: `batch` of them, or DISPATCH_BATCH when `batch` were
+        read (more may be pending) and executors are still free. Returns the candidates, the
+        assignments, whether the read was full, whether executors are left, and the batch."""
+        while True:
+            candidates = await self._candidates_in(conn, batch, caps.copy(), lock=lock)
+            assignments, left = match(candidates)
+            full = len(candidates) >= batch
+            if batch >= DISPATCH_BATCH or not full or not left:
+                return candidates, assignments, full, left, batch
+            batch = DISPATCH_BATCH
 
     async def candidates(self, batch: int = DISPATCH_BATCH) -> list[Candidate]:
         """Pending runs that may start now, in dispatch order: higher priority first; within a
@@ -594,7 +659,9 @@ class ExecutionService:
                 properties = jobs.get((project, row.job))
                 if properties is None:
                     properties = jobs[(project, row.job)] = dict(row.properties or {})
-                candidate = Candidate(row.identifier, properties, project, row.job)
+                candidate = Candidate(
+                    row.identifier, properties, project, row.job, bool(row.capped)
+                )
                 ranked.append((-priority, position, row.creation_date, candidate))
                 taken += 1
             return taken
@@ -657,7 +724,12 @@ class ExecutionService:
             return await self._claim_in(conn, by_worker, now)
 
     async def _claim_in(
-        self, conn: AsyncConnection, by_worker: Mapping[str, list[str]], now: datetime
+        self,
+        conn: AsyncConnection,
+        by_worker: Mapping[str, list[str]],
+        now: datetime,
+        *,
+        uncapped: bool = False,
     ) -> list[Run]:
         """One guarded UPDATE claims the runs for their workers, RETURNING what it changed
         (nothing is read back but the steps)."""
@@ -673,10 +745,10 @@ class ExecutionService:
             parameters[f"r{i}"] = run_id
             parameters[f"w{i}"] = worker
         if conn.dialect.name == "postgresql":
-            result = await conn.execute(_claim_with_steps_of(len(pairs)), parameters)
+            result = await conn.execute(_claim_with_steps_of(len(pairs), uncapped), parameters)
             runs = _runs_with_steps(result.mappings().all())
         else:
-            result = await conn.execute(_claim_of(len(pairs)), parameters)
+            result = await conn.execute(_claim_of(len(pairs), uncapped), parameters)
             rows: dict[str, Row] = {r["identifier"]: r for r in result.mappings().all()}
             steps = await run_storage.steps_of(conn, rows) if rows else {}
             runs = {r: Run.from_row(rows[r], s) for r, s in steps.items()}
