@@ -12,7 +12,7 @@ the caller applies it the general way (a resent event, a run given up on, a retr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,27 +60,12 @@ async def apply(
     were made; of the others, none)."""
     if not runs:
         return set()
-    parameters: dict[str, Any] = {"now": now}
-    run_rows = []
-    for n, run in enumerate(runs):
-        names = _bind(parameters, f"r{n}_", _RUN_COLUMNS, run.__dict__)
-        run_rows.append(names)
-    step_rows = []
-    for n, step in enumerate(steps):
-        step_rows.append(_bind(parameters, f"s{n}_", _STEP_COLUMNS, step.__dict__))
-    skips = []
-    for n, run_id in enumerate(skip_pending):
-        parameters[f"k{n}"] = run_id
-        skips.append(f"CAST(:k{n} AS VARCHAR)")
-    # A row may not be changed twice in one statement: steps updated by `steps` are not
-    # skipped (they were pending when the statement began).
-    exclude = _NOT_STEPPED if step_rows else ""
-    sql = _SQL.format(
-        runs=",\n        ".join(run_rows),
-        steps=_STEPS_SQL.format(rows=",\n        ".join(step_rows)) if step_rows else "",
-        skipped=_SKIPPED_SQL.format(runs=", ".join(skips), exclude=exclude) if skips else "",
-    )
-    result = await conn.execute(sa.text(sql), parameters)
+    parameters: dict[str, Any] = {"now": now, "skipped": list(skip_pending)}
+    for name, _ in _RUN_COLUMNS:
+        parameters[f"r_{name}"] = [getattr(run, name) for run in runs]
+    for name, _ in _STEP_COLUMNS:
+        parameters[f"s_{name}"] = [getattr(step, name) for step in steps]
+    result = await conn.execute(_APPLY, parameters)
     return {row[0] for row in result}
 
 
@@ -105,23 +90,17 @@ _STEP_COLUMNS = (
 )
 
 
-def _bind(
-    parameters: dict[str, Any],
-    prefix: str,
-    columns: Sequence[tuple[str, str]],
-    values: Mapping[str, Any],
-) -> str:
-    """A VALUES row of typed parameters (a NULL has no type of its own in VALUES)."""
-    cells = []
-    for name, sql_type in columns:
-        parameters[prefix + name] = values[name]
-        cells.append(f"CAST(:{prefix}{name} AS {sql_type})")
-    return f"({', '.join(cells)})"
+def _rows_of(prefix: str, columns: Sequence[tuple[str, str]]) -> str:
+    """The changes as rows: one array parameter per column, unnested side by side. The text
+    is the same whatever the number of rows, so it is parsed once (and prepared, by psycopg,
+    once it has been used a few times on a connection)."""
+    arrays = ", ".join(f"CAST(:{prefix}{name} AS {sql_type}[])" for name, sql_type in columns)
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    return f"SELECT * FROM unnest({arrays}) AS given({names})"
 
 
-_SQL = """WITH reported (identifier, worker, expected, last_sequence, started, status,
-        completion_date, reason) AS (VALUES
-        {runs}),
+_APPLY = sa.text(
+    f"""WITH reported AS ({_rows_of("r_", _RUN_COLUMNS)}),
 applied AS (
     UPDATE run SET
         event_sequence = reported.last_sequence,
@@ -139,12 +118,8 @@ applied AS (
         -- none at all, is no policy).
         AND (reported.status IS NULL OR COALESCE(json_typeof(run.retry), 'null') = 'null')
     RETURNING run.identifier, reported.status AS ended
-){steps}{skipped}
-SELECT identifier FROM applied"""
-
-_STEPS_SQL = """,
-stepped (run, index, status, start_date, exit_code, completion_date, from_pending) AS (VALUES
-        {rows}),
+),
+stepped AS ({_rows_of("s_", _STEP_COLUMNS)}),
 steps AS (
     UPDATE run_step SET
         status = stepped.status,
@@ -157,17 +132,18 @@ steps AS (
         AND run_step.run IN (SELECT identifier FROM applied)
         AND (run_step.status = 'pending'
             OR (NOT stepped.from_pending AND run_step.status = 'running'))
-)"""
-
-_SKIPPED_SQL = """,
+),
 skipped AS (
     UPDATE run_step SET status = 'skipped'
-    WHERE run_step.run IN ({runs})
+    WHERE run_step.run = ANY(CAST(:skipped AS VARCHAR[]))
         AND run_step.run IN (SELECT identifier FROM applied)
-        AND run_step.status = 'pending'{exclude}
-)"""
-_NOT_STEPPED = """
+        AND run_step.status = 'pending'
+        -- A row may not be changed twice in one statement: steps updated by `steps` are
+        -- not skipped (they were pending when the statement began).
         AND NOT EXISTS (
             SELECT 1 FROM stepped
             WHERE stepped.run = run_step.run AND stepped.index = run_step.index
-        )"""
+        )
+)
+SELECT identifier FROM applied"""
+)
