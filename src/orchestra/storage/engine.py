@@ -104,6 +104,11 @@ class Database:
         async with self._peeker.connect() as conn:
             yield conn
 
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """Every engine this database's connections come from (for event listeners)."""
+        return (self.engine,) if self._peeker is self.engine else (self.engine, self._peeker)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._peeker is not self.engine:

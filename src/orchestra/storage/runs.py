@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -97,23 +98,74 @@ async def insert_runs(
     *,
     stored: bool = False,
 ) -> list[Run]:
-    """Insert many runs and their steps: one statement for the runs, one for the steps. The
-    runs' values all have the same columns (they come from the same code). With `stored`, the
+    """Insert many runs and their steps: one statement for the runs, one for the steps (on
+    PostgreSQL, one for both). The runs' values all have the same columns (they come from the
+    same code). With `stored`, the
     runs as stored are returned (as insert_run's), else nothing is built."""
     if not runs:
         return []
     now = utcnow()
     written = [{"creation_date": now, "update_date": now, **v} for v, _ in runs]
     steps = [_step_rows(values["identifier"], run_steps) for values, run_steps in runs]
+    step_rows = [row for rows in steps for row in rows]
     try:
-        await conn.execute(_INSERT_RUN, written)
-        if any(steps):
-            await conn.execute(_INSERT_STEPS, [row for rows in steps for row in rows])
+        if conn.dialect.name == "postgresql":
+            await _insert_in_one_statement(conn, written, step_rows)
+        else:
+            await conn.execute(_INSERT_RUN, written)
+            if step_rows:
+                await conn.execute(_INSERT_STEPS, step_rows)
     except IntegrityError as exc:
         raise Conflict("a run already exists or refers to something missing") from exc
     if not stored:
         return []
     return [_as_stored(w, s) for w, s in zip(written, steps, strict=True)]
+
+
+async def _insert_in_one_statement(
+    conn: AsyncConnection, runs: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]]
+) -> None:
+    """PostgreSQL: the runs and their steps inserted by one statement, each table's rows given
+    as one JSON array (json_populate_recordset reads it as the table's rows). Atomic on its
+    own, so a caller needs no transaction around it; the text depends only on the columns,
+    and is built once for each set of them."""
+    run_columns = tuple(runs[0])
+    step_columns = tuple(steps[0]) if steps else ()
+    statement = _INSERTS_IN_ONE.get((run_columns, step_columns))
+    if statement is None:
+        sql = _insert_from_json("run", ":runs", run_columns)
+        if steps:
+            sql = f"WITH runs AS ({sql})\n" + _insert_from_json(
+                "run_step", ":steps", step_columns
+            )
+        statement = _INSERTS_IN_ONE[(run_columns, step_columns)] = sa.text(sql)
+    parameters = {"runs": _json_rows(runs)}
+    if steps:
+        parameters["steps"] = _json_rows(steps)
+    await conn.execute(statement, parameters)
+
+
+def _insert_from_json(table: str, rows: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{name}"' for name in columns)
+    return (
+        f"INSERT INTO {table} ({names})\n"
+        f"SELECT {names} FROM json_populate_recordset(NULL::{table}, CAST({rows} AS json))"
+    )
+
+
+_INSERTS_IN_ONE: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_date, separators=(",", ":"))
+
+
+def _json_date(value: object) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 async def get_run(conn: AsyncConnection, identifier: str, project: str | None = None) -> Run | None:
