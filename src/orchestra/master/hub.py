@@ -354,8 +354,11 @@ class Master:
         # Read with the claim: a run made pending from now on signals "dispatch" itself. Some
         # stay pending when not every candidate was matched (or a worker was disabled).
         self.backlog = dispatched.full or len(dispatched.won) < len(dispatched.candidates)
+        by_worker: dict[str, list[Run]] = {}
         for run in dispatched.won:
-            await self._send_assignment(dispatched.assignments[run.identifier], run)
+            by_worker.setdefault(dispatched.assignments[run.identifier], []).append(run)
+        for worker, runs in by_worker.items():
+            await self._send_assignments(worker, runs)
         return dispatched.more
 
     def _match(self, candidates: list[Candidate], free: dict[str, int]) -> dict[str, str]:
@@ -374,9 +377,25 @@ class Master:
             free[chosen] -= 1
         return assignments
 
-    async def _send_assignment(self, worker: str, run: Run) -> None:
+    async def _send_assignments(self, worker: str, runs: list[Run]) -> None:
+        """Send a pass's assignments to one worker in one write (each write wakes the worker);
+        put the runs back if the connection is gone (nothing of them ran)."""
         session = self.sessions.get(worker)
-        message = m.Assign(
+        if session is not None:
+            session.assigned.update(run.identifier for run in runs)
+            messages = [self._assignment(run) for run in runs]
+            for message in messages[:-1]:
+                await session.send_soon(message, ACK_RIDE_SECONDS)  # goes with the last
+            if await session.send(messages[-1]):
+                for run in runs:
+                    log.info("run %s assigned to worker %s", run.identifier, worker)
+                return
+            session.assigned.difference_update(run.identifier for run in runs)
+        for run in runs:
+            await self.execution.release(run.identifier)
+
+    def _assignment(self, run: Run) -> m.Assign:
+        return m.Assign(
             run=run.identifier,
             project=run.project,
             job=run.job,
@@ -392,13 +411,6 @@ class Master:
                 run.parameters[k] for k in run.secret_parameters or () if run.parameters.get(k)
             ],
         )
-        if session is not None:
-            session.assigned.add(run.identifier)
-            if await session.send(message):
-                log.info("run %s assigned to worker %s", run.identifier, worker)
-                return
-            session.assigned.discard(run.identifier)
-        await self.execution.release(run.identifier)
 
     # Control: aborts, enable and disable, disconnects.
 
