@@ -161,9 +161,10 @@ def postgres_counts(name: str) -> tuple[int, ...]:
     return tuple(row or (0, 0, 0, 0))
 
 
-def attach_py_spy(tag: str, output: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling the server (only while it holds the GIL) into `output`, raw format."""
-    (server,) = [pid for pid in tagged_pids(tag) if kind(pid) == "server"]
+def attach_py_spy(tag: str, output: Path, what: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server, or one of the agents or spawners (only while it holds the
+    GIL), into `output`, raw format."""
+    server = min(pid for pid in tagged_pids(tag) if kind(pid) == what)
     command = ["py-spy", "record", "--nonblocking", "--gil", "-r", "250", "-f", "raw"]
     return subprocess.Popen(
         [*command, "-o", str(output), "-p", str(server)],
@@ -172,7 +173,9 @@ def attach_py_spy(tag: str, output: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def profile(engine: str, runs: int, scratch: Path, py_spy: Path | None = None) -> None:
+def profile(
+    engine: str, runs: int, scratch: Path, py_spy: Path | None = None, py_spy_of: str = "server"
+) -> None:
     # A directory per cluster: a repeat finding the last one's log would read its address.
     name = f"w2-profile-{engine}-{os.getpid()}-{next(CLUSTERS)}"
     with Cluster(scratch, name, engine) as cluster:
@@ -186,7 +189,7 @@ def profile(engine: str, runs: int, scratch: Path, py_spy: Path | None = None) -
         _, spawn_rate = asyncio.run(spawns(0, max(40, runs // 2), 8))
         counted = postgres_counts(cluster.pg_name) if cluster.pg_name else None
 
-        sampler = attach_py_spy(cluster.tag, py_spy) if py_spy is not None else None
+        sampler = attach_py_spy(cluster.tag, py_spy, py_spy_of) if py_spy is not None else None
         first = snapshot(cluster.tag)
         started = time.perf_counter()
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, runs))
@@ -237,13 +240,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--scratch", type=Path, default=Path("var/bench"))
     parser.add_argument(
-        "--py-spy", type=Path, help="sample the server with py-spy into this file (raw format)"
+        "--py-spy", type=Path, help="sample a process with py-spy into this file (raw format)"
     )
+    parser.add_argument("--py-spy-of", choices=("server", "agents", "spawners"), default="server")
     options = parser.parse_args()
     engines = ("sqlite", "postgresql") if options.engine == "both" else (options.engine,)
     for _ in range(options.repeat):
         for engine in engines:
-            profile(engine, options.runs, options.scratch, options.py_spy)
+            profile(engine, options.runs, options.scratch, options.py_spy, options.py_spy_of)
 
 
 if __name__ == "__main__":
