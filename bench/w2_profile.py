@@ -20,15 +20,18 @@ import asyncio
 import bisect
 import itertools
 import os
+import re
 import signal
 import sqlite3
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -151,6 +154,13 @@ def stages(rows: list[list[Any]]) -> dict[str, list[float]]:
     return found
 
 
+def dispatch_passes(cluster: Cluster) -> float:
+    """The master's dispatch passes so far (its /metrics)."""
+    text = httpx.get(cluster.url + "/metrics", headers=cluster.api.http.headers).text
+    found = re.search(r"^orchestra_dispatch_passes_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def postgres_counts(name: str) -> tuple[int, ...]:
     with _pg_connect() as conn:
         row = conn.execute(
@@ -189,6 +199,7 @@ def profile(
         _, spawn_rate = asyncio.run(spawns(0, max(40, runs // 2), 8))
         counted = postgres_counts(cluster.pg_name) if cluster.pg_name else None
 
+        passes_before = dispatch_passes(cluster)
         sampler = attach_py_spy(cluster.tag, py_spy, py_spy_of) if py_spy is not None else None
         first = snapshot(cluster.tag)
         started = time.perf_counter()
@@ -217,6 +228,8 @@ def profile(
         used = spent(first, last)
         shown = ", ".join(f"{k} {v / runs * 1000:.2f}" for k, v in sorted(used.items()))
         print(f"  CPU per run, ms: {shown}")
+        passes = dispatch_passes(cluster) - passes_before
+        print(f"  dispatch passes per run: {passes / runs:.2f}")
         for name, values in stages(run_dates(cluster)).items():
             values.sort()
             if values:
