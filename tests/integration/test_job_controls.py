@@ -8,8 +8,10 @@ import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from orchestra.domain.statuses import RunStatus
 from orchestra.errors import Conflict, InvalidInput
@@ -375,6 +377,118 @@ async def test_a_cap_set_while_a_pass_runs_holds_against_its_claim(
     assert [r.identifier for r in (await engine.dispatch(16, one)).won] == [runs[1].identifier]
     statuses = [(await controlled.runs.get_run("p", r.identifier)).status for r in runs]
     assert statuses == [RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.PENDING]
+
+
+def statements_run(services: Services) -> list[str]:
+    """Every statement sent to the database from now on, on any of its engines."""
+    sent: list[str] = []
+    for engine in services.db.engines:
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _sent(*arguments: Any) -> None:
+            sent.append(arguments[2])
+
+    return sent
+
+
+def refuse_to_match(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+    raise AssertionError("a plain pass matches nothing in Python")
+
+
+async def test_a_plain_pass_is_one_statement_in_dispatch_order(controlled: Services) -> None:
+    """PostgreSQL: runs that any worker can take (no cap, no properties) are read, ordered,
+    locked and claimed by one statement, in the order the general pass would take them, each
+    for the worker the master's matching would give it."""
+    if controlled.db.is_sqlite:
+        pytest.skip("SQLite's pass is in-process: no round trip to save")
+    clock: ManualClock = controlled.clock  # type: ignore[assignment]
+    for project in ("flood", "a"):
+        await job(controlled, project, "j")
+    for worker in ("w1", "w2"):
+        await add_worker(controlled, worker)
+    for _ in range(6):
+        await controlled.runs.trigger("flood", "j", {}, {"type": "api"})
+        clock.advance(1)
+    for priority in (None, 10, None):
+        await controlled.runs.trigger("a", "j", {}, {"type": "api"}, priority=priority)
+        clock.advance(1)
+    engine = execution(controlled)
+    expected = [c.identifier for c in await engine.candidates()][:5]
+    # The first pass finds out what the head of the queue holds (and claims nothing here).
+    assert (await engine.dispatch(16, lambda found: ({}, True))).won == []
+
+    sent = statements_run(controlled)
+    plain = ["w1", "w2", "w1", "w2", "w1"]
+    dispatched = await engine.dispatch(16, refuse_to_match, plain)
+
+    assert len(sent) == 1
+    assert [r.identifier for r in dispatched.won] == expected
+    assert [r.worker for r in dispatched.won] == plain
+    assert all(r.status == RunStatus.RUNNING and len(r.steps) == 1 for r in dispatched.won)
+    assert dispatched.full  # four runs are still pending
+    for run in dispatched.won:
+        stored = await controlled.runs.get_run(run.project, run.identifier)
+        assert stored.worker == run.worker and stored.status == RunStatus.RUNNING
+
+
+async def test_a_pass_whose_head_is_not_plain_is_matched(controlled: Services) -> None:
+    """A run with properties at the head of the queue: the one statement claims nothing and
+    the pass is matched the general way (in Python, against each worker's properties)."""
+    if controlled.db.is_sqlite:
+        pytest.skip("SQLite's pass is in-process: no round trip to save")
+    await job(controlled, "p", "plain")
+    await controlled.projects.create_job(
+        "p", {"identifier": "picky", "steps": [STEP], "properties": {"os": "plan9"}}
+    )
+    await add_worker(controlled, "w1")
+    engine = execution(controlled)
+    first = await controlled.runs.trigger("p", "plain", {}, {"type": "api"})
+    assert (await engine.dispatch(16, lambda found: ({}, True))).won == []
+    picky = await controlled.runs.trigger("p", "picky", {}, {"type": "api"})
+    matched: list[list[str]] = []
+
+    def match(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+        matched.append([c.identifier for c in candidates])
+        return {c.identifier: "w1" for c in candidates if not c.properties}, True
+
+    dispatched = await engine.dispatch(16, match, ["w1", "w1"])
+
+    assert matched == [[first.identifier, picky.identifier]]
+    assert [r.identifier for r in dispatched.won] == [first.identifier]
+    left = await controlled.runs.get_run("p", picky.identifier)
+    assert left.status == RunStatus.PENDING
+
+
+async def test_two_masters_plain_passes_at_once_claim_each_run_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two masters' one-statement passes at the same moment: the runs one locked are skipped
+    by the other, and every run goes to exactly one worker."""
+    first = build_services(database_url, tmp_path / "one", ManualClock(T0))
+    second = build_services(database_url, tmp_path / "two", ManualClock(T0))
+    try:
+        if first.db.is_sqlite:
+            pytest.skip("SQLite's pass is in-process: no round trip to save")
+        await job(first, "p", "j")
+        await add_worker(first, "w1")
+        await add_worker(first, "w2")
+        runs = [await first.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(30)]
+        masters = [(execution(first), "w1"), (execution(second), "w2")]
+        for engine, _ in masters:  # each learns that the head is plain
+            await engine.dispatch(16, lambda found: ({}, True))
+        won: list[tuple[str, str | None]] = []
+        for _ in range(4):
+            passes = await asyncio.gather(
+                *(e.dispatch(16, refuse_to_match, [w] * 4) for e, w in masters)
+            )
+            won += [(r.identifier, r.worker) for d in passes for r in d.won]
+        claimed = [run for run, _ in won]
+        assert sorted(claimed) == sorted(r.identifier for r in runs)  # each once, none left
+        for run, worker in won:
+            assert (await first.runs.get_run("p", run)).worker == worker
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_one_claim_gives_each_run_to_its_worker_and_none_to_a_disabled_one(

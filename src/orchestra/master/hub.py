@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -350,7 +351,7 @@ class Master:
             assignments = self._match(candidates, left)
             return assignments, any(n > 0 for n in left.values())
 
-        dispatched = await self.execution.dispatch(batch, match)
+        dispatched = await self.execution.dispatch(batch, match, _plain_order(free, batch))
         # Read with the claim: a run made pending from now on signals "dispatch" itself. Some
         # stay pending when not every candidate was matched (or a worker was disabled).
         self.backlog = dispatched.full or len(dispatched.won) < len(dispatched.candidates)
@@ -491,6 +492,20 @@ class Master:
 
 
 _STOP = m.Report.model_construct(run="", events=[])
+
+
+def _plain_order(free: dict[str, int], limit: int) -> list[str]:
+    """The workers `Master._match` gives runs that every worker can take to, in order (the
+    freest first, the earlier of equals), one per free executor, `limit` at most."""
+    heap = [(-count, position, worker) for position, (worker, count) in enumerate(free.items())]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap and len(order) < limit:
+        count, position, worker = heapq.heappop(heap)
+        order.append(worker)
+        if count < -1:
+            heapq.heappush(heap, (count + 1, position, worker))
+    return order
 
 
 def _output_size(report: m.Report) -> int:

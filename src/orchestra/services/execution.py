@@ -271,6 +271,7 @@ def _claim_of(count: int, uncapped: bool = False) -> Any:
 # query, joined to the steps): a round trip less per dispatch pass.
 _STEP_FIELDS = tuple(RunStep.__dataclass_fields__)
 _CLAIMS_WITH_STEPS: dict[tuple[int, bool], Any] = {}
+_PLAIN_CLAIM: Any = None  # built on first use (below)
 
 
 def _claim_with_steps_of(count: int, uncapped: bool = False) -> Any:
@@ -281,6 +282,67 @@ def _claim_with_steps_of(count: int, uncapped: bool = False) -> Any:
             claimed, *(step_table.c[name].label(f"step_{name}") for name in _STEP_FIELDS)
         ).select_from(claimed.outerjoin(step_table, step_table.c.run == claimed.c.identifier))
     return statement
+
+
+# PostgreSQL, while the runs at the head of the queue are plain (no cap, no properties: any
+# worker can take them, so which goes where needs no matching), a whole dispatch pass is this
+# one statement: the head of the queue read in dispatch order and locked (skipping what another
+# master locked), its first :free runs claimed, the k-th for the k-th of :workers (the free
+# executors, as the master's matching would fill them), and their steps returned. Should any
+# of those first runs not be plain, nothing is claimed (`blocked` says so) and the pass is done
+# the general way. The order is `_candidates_in`'s: priority, then each project's oldest in
+# turn (the position within its level), then age.
+_PLAIN_CLAIM_SQL = (
+    _LEVELS
+    + """, ranked AS (
+    SELECT c.identifier, c.plain, row_number() OVER (
+        ORDER BY l.priority DESC, c.position, c.creation_date, l.project, c.identifier) AS rank
+    FROM l CROSS JOIN LATERAL (
+        SELECT o.*, row_number() OVER (ORDER BY o.creation_date, o.identifier) AS position
+        FROM (
+            SELECT run.identifier, run.creation_date,
+                job.concurrency IS NULL AND project.concurrency IS NULL
+                    AND CAST(job.properties AS TEXT) = '{{}}' AS plain
+            FROM run
+            JOIN job ON job.project = run.project AND job.identifier = run.job
+            JOIN project ON project.identifier = run.project
+            WHERE run.status = :pending AND run.project = l.project AND run.priority = l.priority
+                AND job.is_enabled AND project.is_enabled
+                AND (run.not_before IS NULL OR run.not_before <= :now)
+            ORDER BY run.creation_date, run.identifier
+            LIMIT :free
+            FOR UPDATE OF run SKIP LOCKED
+        ) AS o
+    ) AS c
+    WHERE l.project IS NOT NULL
+),
+head AS (SELECT * FROM ranked WHERE rank <= :free),
+claimed AS (
+    UPDATE run SET
+        status = :running,
+        worker = (CAST(:workers AS VARCHAR[]))[head.rank],
+        master = :master,
+        assignment_date = :assigned,
+        update_date = :updated
+    FROM head
+    -- The runs found by their primary key (an index condition), not by joining the whole
+    -- table to `head`; and the guard written so that no index answers it (see _claim_of).
+    WHERE run.identifier = ANY(ARRAY(SELECT identifier FROM head))
+        AND run.identifier = head.identifier
+        AND run.status || '' = :pending
+        AND NOT EXISTS (SELECT 1 FROM head WHERE NOT head.plain)
+        AND EXISTS (
+            SELECT 1 FROM worker
+            WHERE worker.identifier = (CAST(:workers AS VARCHAR[]))[head.rank]
+                AND worker.is_enabled AND NOT worker.should_disconnect)
+    RETURNING {returning}, head.rank AS claim_rank
+)
+SELECT info.blocked, info.found, claimed.*, {steps}
+FROM (SELECT (SELECT count(*) FROM head WHERE NOT head.plain) AS blocked,
+        (SELECT count(*) FROM ranked) AS found) AS info
+LEFT JOIN (claimed LEFT JOIN run_step ON run_step.run = claimed.identifier) ON true
+ORDER BY claimed.claim_rank, run_step.index"""
+)
 
 
 def _runs_with_steps(rows: Sequence[Row]) -> dict[str, Run]:
@@ -294,6 +356,26 @@ def _runs_with_steps(rows: Sequence[Row]) -> dict[str, Run]:
         identifier: Run.from_row(row, sorted(steps, key=lambda step: step.index))
         for identifier, (row, steps) in found.items()
     }
+
+
+def _plain_claim() -> Any:
+    global _PLAIN_CLAIM
+    if _PLAIN_CLAIM is None:
+        # The columns are typed by position: each named in the order given to `columns`.
+        steps = ", ".join(f'run_step."{name}" AS step_{name}' for name in _STEP_FIELDS)
+        returning = ", ".join(f'run."{column.name}"' for column in run_table.c)
+        _PLAIN_CLAIM = (
+            sa.text(_PLAIN_CLAIM_SQL.format(steps=steps, returning=returning))
+            .bindparams(pending=RunStatus.PENDING.value, running=RunStatus.RUNNING.value)
+            .columns(
+                sa.column("blocked", sa.Integer),
+                sa.column("found", sa.Integer),
+                *run_table.c,
+                sa.column("claim_rank", sa.Integer),
+                *(sa.column(f"step_{name}", step_table.c[name].type) for name in _STEP_FIELDS),
+            )
+        )
+    return _PLAIN_CLAIM
 
 
 async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
@@ -366,6 +448,7 @@ class ExecutionService:
         # Whether the last dispatch pass found no capped run among its candidates (see
         # `dispatch`); the first pass finds out.
         self._uncapped_head = False
+        self._plain_head = False
 
     # Workers.
 
@@ -579,7 +662,10 @@ class ExecutionService:
     # Dispatch.
 
     async def dispatch(
-        self, batch: int, match: Callable[[list[Candidate]], tuple[dict[str, str], bool]]
+        self,
+        batch: int,
+        match: Callable[[list[Candidate]], tuple[dict[str, str], bool]],
+        plain: Sequence[str] = (),
     ) -> Dispatched:
         """One dispatch pass in one transaction: pending runs are read (`candidates`), given
         to workers by `match` (candidates -> run to worker, and whether executors are left
@@ -592,14 +678,22 @@ class ExecutionService:
         none), a pass is two statements outside a transaction instead: the candidates read,
         then one claim whose guard also wants their job and project still uncapped. Five
         round trips (BEGIN, caps, candidates, claim, COMMIT) become two; a pass that finds a
-        capped run among its candidates is done again the transactional way."""
+        capped run among its candidates is done again the transactional way.
+
+        `plain`: the free executors' workers, in the order `match` fills them with runs any
+        worker can take. While the head of the queue holds only such runs (no cap, no
+        properties), PostgreSQL's pass is one statement (`_PLAIN_CLAIM_SQL`)."""
         now = self.clock.now()
+        if plain and self._plain_head and not self.db.is_sqlite:
+            dispatched = await self._dispatch_plain(plain, now)
+            if dispatched is not None:
+                return dispatched
         if self._uncapped_head and not self.db.is_sqlite:
             async with self.db.peek() as conn:
                 candidates, assignments, full, left, batch = await self._match_candidates(
                     conn, batch, match, Caps.none()
                 )
-                self._uncapped_head = not any(c.capped for c in candidates)
+                self._note_head(candidates)
                 if self._uncapped_head:
                     won = await self._claim_in(conn, _by_worker(assignments), now, uncapped=True)
                     more = full and batch >= DISPATCH_BATCH and left
@@ -611,9 +705,41 @@ class ExecutionService:
             )
             # No cap to check again: the candidates kept within them, in this transaction.
             won = await self._claim_in(conn, _by_worker(assignments), now)
-        self._uncapped_head = not any(c.capped for c in candidates)
+        self._note_head(candidates)
         more = full and batch >= DISPATCH_BATCH and left
         return Dispatched(candidates, assignments, won, full, more)
+
+    def _note_head(self, candidates: Sequence[Candidate]) -> None:
+        """What the next pass may try first, from what this one read."""
+        self._uncapped_head = not any(c.capped for c in candidates)
+        self._plain_head = self._uncapped_head and not any(c.properties for c in candidates)
+
+    async def _dispatch_plain(self, workers: Sequence[str], now: datetime) -> Dispatched | None:
+        """A pass in one statement (PostgreSQL); None when the head of the queue is not plain
+        (nothing was claimed)."""
+        parameters = {
+            "now": now,
+            "free": len(workers),
+            "workers": list(workers),
+            "master": self.master,
+            "assigned": now,
+            "updated": utcnow(),
+        }
+        async with self.db.peek() as conn:
+            rows = (await conn.execute(_plain_claim(), parameters)).mappings().all()
+        blocked, found = rows[0]["blocked"], rows[0]["found"]
+        if blocked:
+            self._plain_head = False
+            return None
+        runs = _runs_with_steps([row for row in rows if row["identifier"] is not None])
+        won = list(runs.values())  # in claim order
+        for run in won:
+            self.events.publish(f"run:{run.identifier}")
+        candidates = [Candidate(run.identifier, {}, run.project, run.job) for run in won]
+        assignments = {run.identifier: run.worker or "" for run in won}
+        # Not `more`: every free executor was offered a run, and the periodic pass (or the
+        # next run to end) looks again for any a race left unclaimed.
+        return Dispatched(candidates, assignments, won, found > len(won), False)
 
     async def _match_candidates(
         self,
