@@ -135,9 +135,7 @@ async def _insert_in_one_statement(
     if statement is None:
         sql = _insert_from_json("run", ":runs", run_columns)
         if steps:
-            sql = f"WITH runs AS ({sql})\n" + _insert_from_json(
-                "run_step", ":steps", step_columns
-            )
+            sql = f"WITH runs AS ({sql})\n" + _insert_from_json("run_step", ":steps", step_columns)
         statement = _INSERTS_IN_ONE[(run_columns, step_columns)] = sa.text(sql)
     parameters = {"runs": _json_rows(runs)}
     if steps:
