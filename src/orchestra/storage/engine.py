@@ -24,6 +24,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out
 # (a restarted server leaves the pool full of dead ones); a busy pool pings nothing.
 PING_AFTER_IDLE = 1.0
+PEEK_POOL = 6  # connections of the autocommit pool kept open (PostgreSQL)
 
 
 def async_url(url: str) -> str:
@@ -55,13 +56,18 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
-        # Reads that need no snapshot, each statement on its own: on PostgreSQL, no BEGIN and
-        # no ROLLBACK around them (two round trips of three for a one-statement poll).
+        # Reads that need no snapshot, and writes that are one statement, each on its own: on
+        # PostgreSQL, no BEGIN and no COMMIT or ROLLBACK around them. The master's hot paths
+        # (dispatch passes, trigger groups, reports, polls) use it at once: PEEK_POOL stay
+        # open, since a connection opened and closed per use cost a backend's start each time.
         self._peeker = self.engine
         if not self.is_sqlite:
             _ping_when_idle(self.engine)
             self._peeker = create_async_engine(
-                self.async_url, pool_size=2, max_overflow=pool_size, isolation_level="AUTOCOMMIT"
+                self.async_url,
+                pool_size=PEEK_POOL,
+                max_overflow=pool_size,
+                isolation_level="AUTOCOMMIT",
             )
             _ping_when_idle(self._peeker)
         self._writer = self.engine.execution_options(orchestra_write=True)
