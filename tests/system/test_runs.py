@@ -4,6 +4,7 @@ start, parameters that stay one argument, the steps' environment, and the CLI's 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -134,6 +135,27 @@ def test_run_steps_get_orchestra_environment(cluster: Cluster) -> None:
     }
     for step in (0, 1):
         assert json.loads(cluster.api.log(run, step=step)) == expected
+
+
+def test_steps_are_scheduled_as_usual_though_the_agent_yields_on_wakeup(
+    cluster: Cluster,
+) -> None:
+    """The agent runs as SCHED_BATCH (waking it preempts nobody); the steps it starts do not
+    inherit that: a job's processes are scheduled like any other."""
+    cluster.start()
+    agent = cluster.start_worker("w1")
+    show = """
+        import os
+        print(os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
+    """
+    cluster.api.put_job("j", [py(show)])
+
+    run = cluster.api.trigger("j")
+    cluster.api.wait_for_status(run, "succeeded")
+
+    assert os.sched_getscheduler(agent.popen.pid) == os.SCHED_BATCH
+    expected = f"{os.SCHED_OTHER} {os.getpriority(os.PRIO_PROCESS, 0)}"
+    assert cluster.api.log(run).decode().split() == expected.split()
 
 
 def test_steps_never_see_the_workers_token(cluster: Cluster) -> None:

@@ -152,9 +152,20 @@ def _spawn(request: dict[str, Any], reaper: Reaper) -> None:
     reaper.add(process, request["exit"])
 
 
+def _restore_policy(arguments: list[str]) -> None:
+    """`--policy N`: the CPU scheduling policy the steps are to run under (the agent's own
+    before it made itself SCHED_BATCH; see orchestra/worker/scheduling.py)."""
+    if len(arguments) == 2 and arguments[0] == "--policy":
+        try:
+            os.sched_setscheduler(0, int(arguments[1]), os.sched_param(0))
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def main() -> None:
     # Ctrl-C in the agent's terminal must not take the spawner (and its bookkeeping) with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _restore_policy(sys.argv[1:])
     reaper = Reaper()
     try:
         for line in sys.stdin:

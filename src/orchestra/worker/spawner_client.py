@@ -10,6 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from orchestra.worker import scheduling
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +30,7 @@ class Spawner:
             sys.executable,
             "-m",
             "orchestra.worker.spawner",
+            *scheduling.spawner_arguments(),
             env=dict(environment),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
