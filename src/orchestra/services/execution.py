@@ -165,24 +165,30 @@ _PROJECT_CAPS_AS_JOB = sa.select(
     sa.cast(sa.null(), job_table.c.identifier.type),
     project_table.c.concurrency,
 ).where(project_table.c.concurrency.is_not(None))
-# PostgreSQL: the levels and each level's oldest runs in one statement (LATERAL), the runs
-# locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
-_LEVEL_RUNS = """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties,
-    c.capped
-FROM l CROSS JOIN LATERAL (
-    SELECT run.identifier, run.job, run.creation_date, job.properties,
-        job.concurrency IS NOT NULL OR project.concurrency IS NOT NULL AS capped
-    FROM run
+# A level's (l.project, l.priority) dispatchable pending runs, oldest first (PostgreSQL).
+_OF_LEVEL = """FROM run
     JOIN job ON job.project = run.project AND job.identifier = run.job
     JOIN project ON project.identifier = run.project
     WHERE run.status = :pending AND run.project = l.project AND run.priority = l.priority
         AND job.is_enabled AND project.is_enabled
         AND (run.not_before IS NULL OR run.not_before <= :now)
     ORDER BY run.creation_date, run.identifier
-    LIMIT :batch{lock}
+"""
+# PostgreSQL: the levels and each level's oldest runs in one statement (LATERAL), the runs
+# locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
+_LEVEL_RUNS = (
+    """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties,
+    c.capped
+FROM l CROSS JOIN LATERAL (
+    SELECT run.identifier, run.job, run.creation_date, job.properties,
+        job.concurrency IS NOT NULL OR project.concurrency IS NOT NULL AS capped
+    """
+    + _OF_LEVEL
+    + """    LIMIT :batch{lock}
 ) AS c
 WHERE l.project IS NOT NULL
 ORDER BY l.project, l.priority DESC, c.creation_date, c.identifier"""
+)
 _LEVEL_RUNS_OF = {
     lock: sa.text(
         _LEVELS + _LEVEL_RUNS.format(lock="\n    FOR UPDATE OF run SKIP LOCKED" if lock else "")
@@ -303,14 +309,9 @@ _PLAIN_CLAIM_SQL = (
             SELECT run.identifier, run.creation_date,
                 job.concurrency IS NULL AND project.concurrency IS NULL
                     AND CAST(job.properties AS TEXT) = '{{}}' AS plain
-            FROM run
-            JOIN job ON job.project = run.project AND job.identifier = run.job
-            JOIN project ON project.identifier = run.project
-            WHERE run.status = :pending AND run.project = l.project AND run.priority = l.priority
-                AND job.is_enabled AND project.is_enabled
-                AND (run.not_before IS NULL OR run.not_before <= :now)
-            ORDER BY run.creation_date, run.identifier
-            LIMIT :free
+            """
+    + _OF_LEVEL
+    + """            LIMIT :free
             FOR UPDATE OF run SKIP LOCKED
         ) AS o
     ) AS c
