@@ -2,8 +2,8 @@
 
 Starts everything each workload needs (servers, workers, PostgreSQL databases of its own) and
 stops it after, prints a table and writes the figures, with the machine's facts, to
-`bench/results/<YYYY-MM-DD>.json` (and the plots beside it). W0, the floor the other figures
-are compared with, always runs. `--smoke` runs every workload at a tiny size, to check that the
+`bench/results/<YYYY-MM-DD>.json` (and the plots beside it; `<YYYY-MM-DD>-W1-W2.json` for
+`--only W1,W2`). W0, the floor the other figures are compared with, always runs. `--smoke` runs every workload at a tiny size, to check that the
 benchmarks still work; its figures mean nothing. docs/performance.md explains the workloads.
 """
 
@@ -77,7 +77,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     options.selected = selected
     if options.output is None:
         day = datetime.now().strftime("%Y-%m-%d")
+        # A partial or smoke run gets a name of its own: it never replaces the day's full run.
         suffix = "-smoke" if options.smoke else ""
+        if options.only:
+            suffix += "-" + "-".join(name for name in selected if name != "W0")
         options.output = ROOT / "bench" / "results" / f"{day}{suffix}.json"
     return options
 
