@@ -3,8 +3,9 @@
 Starts everything each workload needs (servers, workers, PostgreSQL databases of its own) and
 stops it after, prints a table and writes the figures, with the machine's facts, to
 `bench/results/<YYYY-MM-DD>.json` (and the plots beside it; `<YYYY-MM-DD>-W1-W2.json` for
-`--only W1,W2`). W0, the floor the other figures are compared with, always runs. `--smoke` runs every workload at a tiny size, to check that the
-benchmarks still work; its figures mean nothing. docs/performance.md explains the workloads.
+`--only W1,W2`). W0, the floor the other figures are compared with, always runs. `--smoke`
+runs every workload at a tiny size, to check that the benchmarks still work; its figures mean
+nothing. docs/performance.md explains the workloads.
 """
 
 from __future__ import annotations
