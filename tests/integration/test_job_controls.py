@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,45 +303,52 @@ async def test_a_triggered_run_is_what_the_database_holds(controlled: Services) 
     assert [s.name for s in run.steps] == ["a"] and run.steps[0].status.value == "pending"
 
 
-async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_cap(
+@pytest.fixture
+async def two_masters(
     database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Services, Services]]:
+    """Two masters' services on one database, each with its own clock at T0."""
+    first = build_services(database_url, tmp_path / "one", ManualClock(T0))
+    second = build_services(database_url, tmp_path / "two", ManualClock(T0))
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_cap(
+    two_masters: tuple[Services, Services],
 ) -> None:
     """Two masters' dispatch passes at the same moment, on one database: every run goes to one
     of them (PostgreSQL: the candidates one master locked are skipped by the other), and a
     concurrency cap holds across both."""
-    first = build_services(database_url, tmp_path / "one", ManualClock(T0))
-    second = build_services(database_url, tmp_path / "two", ManualClock(T0))
-    try:
-        await job(first, "p", "free")
-        await job(first, "p", "capped", concurrency=3)
-        await add_worker(first, "w1")
-        await add_worker(first, "w2")
-        free = [await first.runs.trigger("p", "free", {}, {"type": "api"}) for _ in range(20)]
-        for _ in range(10):
-            await first.runs.trigger("p", "capped", {}, {"type": "api"})
+    first, second = two_masters
+    await job(first, "p", "free")
+    await job(first, "p", "capped", concurrency=3)
+    await add_worker(first, "w1")
+    await add_worker(first, "w2")
+    free = [await first.runs.trigger("p", "free", {}, {"type": "api"}) for _ in range(20)]
+    for _ in range(10):
+        await first.runs.trigger("p", "capped", {}, {"type": "api"})
 
-        def to(worker: str):  # type: ignore[no-untyped-def]
-            def match(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
-                return {c.identifier: worker for c in candidates[:4]}, True
+    def to(worker: str):  # type: ignore[no-untyped-def]
+        def match(candidates: list) -> tuple[dict[str, str], bool]:  # type: ignore[type-arg]
+            return {c.identifier: worker for c in candidates[:4]}, True
 
-            return match
+        return match
 
-        masters = [(execution(first), "w1"), (execution(second), "w2")]
-        won: list[tuple[str, str]] = []
-        for _ in range(8):
-            passes = await asyncio.gather(*(e.dispatch(16, to(w)) for e, w in masters))
-            won += [(r.identifier, r.worker) for d in passes for r in d.won]  # type: ignore[misc]
+    masters = [(execution(first), "w1"), (execution(second), "w2")]
+    won: list[tuple[str, str]] = []
+    for _ in range(8):
+        passes = await asyncio.gather(*(e.dispatch(16, to(w)) for e, w in masters))
+        won += [(r.identifier, r.worker) for d in passes for r in d.won]  # type: ignore[misc]
 
-        claimed = [run for run, _ in won]
-        assert len(claimed) == len(set(claimed))  # no run claimed twice
-        assert {r.identifier for r in free} <= set(claimed)  # and none left behind
-        rows = await first.runs.list_runs("p", job="capped", limit=50)
-        assert sum(r.status.value == "running" for r in rows[0]) == 3
-        for run, worker in won:
-            assert (await first.runs.get_run("p", run)).worker == worker
-    finally:
-        await first.close()
-        await second.close()
+    claimed = [run for run, _ in won]
+    assert len(claimed) == len(set(claimed))  # no run claimed twice
+    assert {r.identifier for r in free} <= set(claimed)  # and none left behind
+    rows = await first.runs.list_runs("p", job="capped", limit=50)
+    assert sum(r.status.value == "running" for r in rows[0]) == 3
+    for run, worker in won:
+        assert (await first.runs.get_run("p", run)).worker == worker
 
 
 async def test_a_cap_set_while_a_pass_runs_holds_against_its_claim(
@@ -460,35 +468,30 @@ async def test_a_pass_whose_head_is_not_plain_is_matched(controlled: Services) -
 
 
 async def test_two_masters_plain_passes_at_once_claim_each_run_once(
-    database_url: str, tmp_path: Path
+    two_masters: tuple[Services, Services],
 ) -> None:
     """Two masters' one-statement passes at the same moment: the runs one locked are skipped
     by the other, and every run goes to exactly one worker."""
-    first = build_services(database_url, tmp_path / "one", ManualClock(T0))
-    second = build_services(database_url, tmp_path / "two", ManualClock(T0))
-    try:
-        if first.db.is_sqlite:
-            pytest.skip("SQLite's pass is in-process: no round trip to save")
-        await job(first, "p", "j")
-        await add_worker(first, "w1")
-        await add_worker(first, "w2")
-        runs = [await first.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(30)]
-        masters = [(execution(first), "w1"), (execution(second), "w2")]
-        for engine, _ in masters:  # each learns that the head is plain
-            await engine.dispatch(16, lambda found: ({}, True))
-        won: list[tuple[str, str | None]] = []
-        for _ in range(4):
-            passes = await asyncio.gather(
-                *(e.dispatch(16, refuse_to_match, [w] * 4) for e, w in masters)
-            )
-            won += [(r.identifier, r.worker) for d in passes for r in d.won]
-        claimed = [run for run, _ in won]
-        assert sorted(claimed) == sorted(r.identifier for r in runs)  # each once, none left
-        for run, worker in won:
-            assert (await first.runs.get_run("p", run)).worker == worker
-    finally:
-        await first.close()
-        await second.close()
+    first, second = two_masters
+    if first.db.is_sqlite:
+        pytest.skip("SQLite's pass is in-process: no round trip to save")
+    await job(first, "p", "j")
+    await add_worker(first, "w1")
+    await add_worker(first, "w2")
+    runs = [await first.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(30)]
+    masters = [(execution(first), "w1"), (execution(second), "w2")]
+    for engine, _ in masters:  # each learns that the head is plain
+        await engine.dispatch(16, lambda found: ({}, True))
+    won: list[tuple[str, str | None]] = []
+    for _ in range(4):
+        passes = await asyncio.gather(
+            *(e.dispatch(16, refuse_to_match, [w] * 4) for e, w in masters)
+        )
+        won += [(r.identifier, r.worker) for d in passes for r in d.won]
+    claimed = [run for run, _ in won]
+    assert sorted(claimed) == sorted(r.identifier for r in runs)  # each once, none left
+    for run, worker in won:
+        assert (await first.runs.get_run("p", run)).worker == worker
 
 
 async def test_one_claim_gives_each_run_to_its_worker_and_none_to_a_disabled_one(
