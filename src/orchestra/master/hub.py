@@ -351,7 +351,8 @@ class Master:
             assignments = self._match(candidates, left)
             return assignments, any(n > 0 for n in left.values())
 
-        dispatched = await self.execution.dispatch(batch, match, _plain_order(free, batch))
+        plain = _plain_order(free, batch) if self.execution.plain_pass_next else []
+        dispatched = await self.execution.dispatch(batch, match, plain)
         # Read with the claim: a run made pending from now on signals "dispatch" itself. Some
         # stay pending when not every candidate was matched (or a worker was disabled).
         self.backlog = dispatched.full or len(dispatched.won) < len(dispatched.candidates)

@@ -402,13 +402,6 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     return Caps(job_cap, project_cap, job_running, project_running)
 
 
-def _by_worker(assignments: Mapping[str, str]) -> dict[str, list[str]]:
-    by_worker: dict[str, list[str]] = {}
-    for run_id, worker in assignments.items():
-        by_worker.setdefault(worker, []).append(run_id)
-    return by_worker
-
-
 @dataclass(frozen=True)
 class Dispatched:
     """What a dispatch pass read, matched and won. `full`: as many candidates as asked for
@@ -685,7 +678,7 @@ class ExecutionService:
         worker can take. While the head of the queue holds only such runs (no cap, no
         properties), PostgreSQL's pass is one statement (`_PLAIN_CLAIM_SQL`)."""
         now = self.clock.now()
-        if plain and self._plain_head and not self.db.is_sqlite:
+        if plain and self.plain_pass_next:
             dispatched = await self._dispatch_plain(plain, now)
             if dispatched is not None:
                 return dispatched
@@ -696,7 +689,7 @@ class ExecutionService:
                 )
                 self._note_head(candidates)
                 if self._uncapped_head:
-                    won = await self._claim_in(conn, _by_worker(assignments), now, uncapped=True)
+                    won = await self._claim_in(conn, assignments, now, uncapped=True)
                     more = full and batch >= DISPATCH_BATCH and left
                     return Dispatched(candidates, assignments, won, full, more)
         async with self.db.transaction() as conn:
@@ -705,10 +698,16 @@ class ExecutionService:
                 conn, batch, match, caps, lock=True
             )
             # No cap to check again: the candidates kept within them, in this transaction.
-            won = await self._claim_in(conn, _by_worker(assignments), now)
+            won = await self._claim_in(conn, assignments, now)
         self._note_head(candidates)
         more = full and batch >= DISPATCH_BATCH and left
         return Dispatched(candidates, assignments, won, full, more)
+
+    @property
+    def plain_pass_next(self) -> bool:
+        """Whether the next pass may be one statement (PostgreSQL, the head of the queue
+        plain at the last pass): only then is `dispatch`'s `plain` worth working out."""
+        return self._plain_head and not self.db.is_sqlite
 
     def _note_head(self, candidates: Sequence[Candidate]) -> None:
         """What the next pass may try first, from what this one read."""
@@ -842,25 +841,24 @@ class ExecutionService:
             if unknown:
                 found = await conn.execute(_RUN_KEYS, {"runs": unknown})
                 keys.update((r.identifier, (r.project, r.job)) for r in found)
-            by_worker: dict[str, list[str]] = {}
-            for run_id, worker in assignments.items():
-                key = keys.get(run_id)
-                if key is None or not caps.take(*key):
-                    continue
-                by_worker.setdefault(worker, []).append(run_id)
-            return await self._claim_in(conn, by_worker, now)
+            allowed = {
+                run_id: worker
+                for run_id, worker in assignments.items()
+                if run_id in keys and caps.take(*keys[run_id])
+            }
+            return await self._claim_in(conn, allowed, now)
 
     async def _claim_in(
         self,
         conn: AsyncConnection,
-        by_worker: Mapping[str, list[str]],
+        assignments: Mapping[str, str],
         now: datetime,
         *,
         uncapped: bool = False,
     ) -> list[Run]:
         """One guarded UPDATE claims the runs for their workers, RETURNING what it changed
         (nothing is read back but the steps)."""
-        pairs = [(r, worker) for worker, run_ids in by_worker.items() for r in run_ids]
+        pairs = list(assignments.items())
         if not pairs:
             return []
         parameters: dict[str, Any] = {
