@@ -35,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cluster import Cluster, _pg_connect, tagged_pids, wait_until
+from bench.cluster import Cluster, _pg_connect, tagged_pids
 from bench.w0_floor import spawns
 from bench.w2_throughput import EXECUTORS, WORKERS, trigger_all
 
@@ -175,7 +175,18 @@ def attach_py_spy(tag: str, output: Path, what: str) -> subprocess.Popen[bytes]:
     """py-spy sampling the server, or one of the agents or spawners (only while it holds the
     GIL), into `output`, raw format."""
     server = min(pid for pid in tagged_pids(tag) if kind(pid) == what)
-    command = ["py-spy", "record", "--nonblocking", "--gil", "-r", "250", "-f", "raw"]
+    # The one installed beside this interpreter (`pip install py-spy`), or else on PATH.
+    beside = Path(sys.executable).with_name("py-spy")
+    command = [
+        str(beside) if beside.exists() else "py-spy",
+        "record",
+        "--nonblocking",
+        "--gil",
+        "-r",
+        "250",
+        "-f",
+        "raw",
+    ]
     return subprocess.Popen(
         [*command, "-o", str(output), "-p", str(server)],
         stdout=subprocess.DEVNULL,
@@ -206,7 +217,7 @@ def profile(
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, runs))
         triggered_snapshot, triggered = snapshot(cluster.tag), time.perf_counter()
 
-        wait_until(cluster.api.drained, 900, f"{runs} runs to end", interval=0.05)
+        cluster.api.wait_drained(900, f"{runs} runs to end")
         last, ended = snapshot(cluster.tag), time.perf_counter()
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)

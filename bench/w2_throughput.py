@@ -2,12 +2,12 @@
 (16 requests in flight, over kept-alive connections, until all are in), on SQLite and on PostgreSQL.
 
 Runs per second is the number of runs over the time from the first trigger sent to the moment
-the runs list shows no pending or running run (polled every 0.25 s): a run is final once the
-master has applied its worker's `run_ended`. The triggering counts in that time: the runs were
-triggered as fast as the API took them. The baseline is the rate of bare spawns of `true`, 8
-at a time, measured just before (W0's, under the load of the moment). The plot draws each
-run's `creation_date` and `completion_date` (the latter from the worker's clock, when its
-process ended).
+the runs list shows no pending or running run (polled every 0.25 s while runs are pending, then
+every 10 ms): a run is final once the master has applied its worker's `run_ended`. The
+triggering counts in that time: the runs were triggered as fast as the API took them. The
+baseline is the rate of bare spawns of `true`, 8 at a time, measured just before (W0's, under
+the load of the moment). The plot draws each run's `creation_date` and `completion_date` (the
+latter from the worker's clock, when its process ended).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bench import rawhttp
-from bench.cluster import API, Cluster, wait_until
+from bench.cluster import API, Cluster
 from bench.context import Context
 from bench.report import Figure, Workload, ratio, summary
 from bench.w0_floor import spawns
@@ -71,7 +71,7 @@ def measure(ctx: Context, engine: str, count: int) -> dict[str, Any]:
         timings = asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
         triggered = time.perf_counter()
 
-        wait_until(api.drained, ctx.size(900, 120), f"{count} runs to complete", interval=0.25)
+        api.wait_drained(ctx.size(900, 120), f"{count} runs to complete")
         observed = time.perf_counter()
         runs = api.all_runs("p")
     if len(runs) != count:

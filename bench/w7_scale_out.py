@@ -64,7 +64,7 @@ def throughput(ctx: Context, masters: int, count: int) -> float:
         asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
 
         what = f"{count} runs to complete"
-        wait_until(cluster.api.drained, ctx.size(600, 120), what, interval=0.25)
+        cluster.api.wait_drained(ctx.size(600, 120), what)
         return count / (time.perf_counter() - started)
 
 
