@@ -5,6 +5,7 @@ group that fails never costs another request its run, and nothing is half writte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import event
 
 from orchestra.errors import InvalidInput, NotFound
 from orchestra.services.container import Services
+from orchestra.storage import direct
 from tests.conftest import build_services
 from tests.helpers import ManualClock
 
@@ -37,18 +39,24 @@ async def services(database_url: str, tmp_path: Path) -> Services:
     await built.close()
 
 
-def count_run_inserts(services: Services) -> list[int]:
+@pytest.fixture
+def run_inserts(services: Services) -> Iterator[list[int]]:
     """How many statements inserted runs: one per group of triggers, whatever the engine
-    (SQLite's in a transaction, PostgreSQL's one statement on its own)."""
+    (SQLite's in a transaction, below SQLAlchemy; PostgreSQL's one statement on its own)."""
     inserts = [0]
+
+    def counted(sql: str) -> None:
+        if "INSERT INTO run (" in sql:
+            inserts[0] += 1
+
     for engine in services.db.engines:
 
         @event.listens_for(engine.sync_engine, "before_cursor_execute")
         def _counted(*arguments: Any) -> None:
-            if "INSERT INTO run (" in arguments[2]:
-                inserts[0] += 1
+            counted(arguments[2])
 
-    return inserts
+    with direct.observing(counted):
+        yield inserts
 
 
 async def stored_runs(services: Services) -> list[Any]:
@@ -57,9 +65,9 @@ async def stored_runs(services: Services) -> list[Any]:
 
 
 async def test_concurrent_triggers_each_get_their_run_or_their_own_error(
-    services: Services,
+    services: Services, run_inserts: list[int]
 ) -> None:
-    inserts = count_run_inserts(services)
+    inserts = run_inserts
     good = [
         services.runs.trigger("p", "j", {"color": color}, {"type": "api", "n": n})
         for n, color in enumerate(["red", "blue"] * 20)
@@ -112,8 +120,10 @@ async def test_a_group_that_fails_is_tried_one_by_one(services: Services) -> Non
         assert len((await services.runs.get_run("p", run.identifier)).steps) == 2
 
 
-async def test_a_trigger_alone_is_committed_at_once(services: Services) -> None:
-    inserts = count_run_inserts(services)
+async def test_a_trigger_alone_is_committed_at_once(
+    services: Services, run_inserts: list[int]
+) -> None:
+    inserts = run_inserts
     run = await services.runs.trigger("p", "j", {}, {"type": "api"})
     assert inserts[0] == 1
     assert (await services.runs.get_run("p", run.identifier)).status == "pending"

@@ -27,7 +27,7 @@ from orchestra.protocol import messages as m
 from orchestra.services.events import Events
 from orchestra.services.groups import GroupCommit, Waiting
 from orchestra.services.runs import RunService
-from orchestra.storage import records
+from orchestra.storage import direct, records
 from orchestra.storage import reports as report_storage
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
@@ -153,9 +153,11 @@ _LEVELS = f"""WITH RECURSIVE l(project, priority) AS (
     FROM l WHERE l.project IS NOT NULL
 )
 """
-_PENDING_LEVELS = sa.text(
-    _LEVELS + "SELECT project, priority FROM l WHERE project IS NOT NULL"
-).bindparams(pending=RunStatus.PENDING.value)
+_PENDING_LEVELS = (
+    sa.text(_LEVELS + "SELECT project, priority FROM l WHERE project IS NOT NULL")
+    .bindparams(pending=RunStatus.PENDING.value)
+    .columns(run_table.c.project, run_table.c.priority)
+)
 _JOB_CAPS = sa.select(job_table.c.project, job_table.c.identifier, job_table.c.concurrency).where(
     job_table.c.concurrency.is_not(None)
 )
@@ -386,8 +388,8 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     job_cap: dict[tuple[str, str], int] = {}
     project_cap: dict[str, int] = {}
     locking = lock and conn.dialect.name == "postgresql"
-    found = list(await conn.execute(_LOCKED_CAPS if locking else _CAPS))
-    for project, job, concurrency in found:
+    found = await direct.rows(conn, _LOCKED_CAPS if locking else _CAPS)
+    for project, job, concurrency in (row.values() for row in found):
         if job is None:
             project_cap[project] = concurrency
         else:
@@ -395,8 +397,8 @@ async def _caps(conn: AsyncConnection, *, lock: bool = False) -> Caps:
     job_running: dict[tuple[str, str], int] = {}
     project_running: dict[str, int] = {}
     if job_cap or project_cap:
-        counts = await conn.execute(_RUNNING_COUNTS)
-        for project, job, count in counts.tuples():
+        counts = await direct.rows(conn, _RUNNING_COUNTS)
+        for project, job, count in (row.values() for row in counts):
             job_running[(project, job)] = count
             project_running[project] = project_running.get(project, 0) + count
     return Caps(job_cap, project_cap, job_running, project_running)
@@ -782,35 +784,37 @@ class ExecutionService:
             for position, row in enumerate(rows):
                 if taken >= batch:
                     break  # at most `batch` per project, higher priorities first
-                properties = jobs.get((project, row.job))
+                job = row["job"]
+                properties = jobs.get((project, job))
                 if properties is None:
-                    properties = jobs[(project, row.job)] = dict(row.properties or {})
+                    properties = jobs[(project, job)] = dict(row["properties"] or {})
                 candidate = Candidate(
-                    row.identifier, properties, project, row.job, bool(row.capped)
+                    row["identifier"], properties, project, job, bool(row["capped"])
                 )
-                ranked.append((-priority, position, row.creation_date, candidate))
+                ranked.append((-priority, position, row["creation_date"], candidate))
                 taken += 1
             return taken
 
         if conn.dialect.name == "postgresql":
             found = await conn.execute(_LEVEL_RUNS_OF[lock], {"now": now, "batch": batch})
             by_level: dict[tuple[str, int], list[Any]] = {}
-            for row in found:  # by project, then priority from the highest
-                by_level.setdefault((row.project, row.priority), []).append(row)
+            for row in found.mappings():  # by project, then priority from the highest
+                by_level.setdefault((row["project"], row["priority"]), []).append(row)
             taken: dict[str, int] = {}
             for (project, priority), rows in by_level.items():
                 taken[project] = rank(project, priority, rows, taken.get(project, 0))
         else:
-            pending = (await conn.execute(_PENDING_LEVELS)).all()
+            pending = await direct.rows(conn, _PENDING_LEVELS)
             priorities: dict[str, list[int]] = {}
-            for project, priority in pending:
+            for project, priority in (row.values() for row in pending):
                 priorities.setdefault(project, []).append(priority)
             for project, levels in priorities.items():
                 count = 0
                 for priority in sorted(levels, reverse=True):
                     if count >= batch:
                         break
-                    level = await conn.execute(
+                    level = await direct.rows(
+                        conn,
                         _pending_of(batch - count),
                         {"b_project": project, "b_priority": priority, "b_now": now},
                     )
@@ -873,8 +877,8 @@ class ExecutionService:
             result = await conn.execute(_claim_with_steps_of(len(pairs), uncapped), parameters)
             runs = _runs_with_steps(result.mappings().all())
         else:
-            result = await conn.execute(_claim_of(len(pairs), uncapped), parameters)
-            rows: dict[str, Row] = {r["identifier"]: r for r in result.mappings().all()}
+            claimed = await direct.rows(conn, _claim_of(len(pairs), uncapped), parameters)
+            rows = {r["identifier"]: r for r in claimed}
             steps = await run_storage.steps_of(conn, rows) if rows else {}
             runs = {r: Run.from_row(rows[r], s) for r, s in steps.items()}
         won = [runs[run_id] for run_id, _ in pairs if run_id in runs]

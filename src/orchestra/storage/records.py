@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
 from orchestra.errors import Conflict, InvalidInput
+from orchestra.storage import direct
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -114,7 +115,7 @@ async def update_many(
         {**fixed, **{(f"k_{n}" if n in keys else f"v_{n}"): v for n, v in row.items()}}
         for row in rows
     ]
-    await conn.execute(statement, parameters)
+    await direct.execute(conn, statement, parameters)
 
 
 async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> None:
@@ -133,10 +134,11 @@ async def insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, An
 
 async def fetch_one(
     conn: AsyncConnection, table: sa.Table, keys: Mapping[str, Any], *, for_update: bool = False
-) -> sa.RowMapping | None:
+) -> Mapping[str, Any] | None:
     lock = for_update and conn.dialect.name == "postgresql"
     query = _select_by_key(table, tuple(keys), lock)
-    return (await conn.execute(query, _key_params(keys))).mappings().first()
+    found = await direct.rows(conn, query, _key_params(keys))
+    return found[0] if found else None
 
 
 async def update(

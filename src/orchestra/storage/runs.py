@@ -15,7 +15,7 @@ from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, NotFound
-from orchestra.storage import records
+from orchestra.storage import direct, records
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
@@ -112,9 +112,8 @@ async def insert_runs(
         if conn.dialect.name == "postgresql":
             await _insert_in_one_statement(conn, written, step_rows)
         else:
-            await conn.execute(_INSERT_RUN, written)
-            if step_rows:
-                await conn.execute(_INSERT_STEPS, step_rows)
+            await direct.execute(conn, _INSERT_RUN, written)
+            await direct.execute(conn, _INSERT_STEPS, step_rows)
     except IntegrityError as exc:
         raise Conflict("a run already exists or refers to something missing") from exc
     if not stored:
@@ -201,18 +200,19 @@ _LOCK_RUNS = (
 )
 
 
-async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, sa.RowMapping]:
+_LOCK_RUNS_FOR_UPDATE = _LOCK_RUNS.with_for_update()
+
+
+async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, dict[str, Any]]:
     """These runs' rows by identifier (the columns a report is checked against: identifier,
     worker, status, event_sequence, log_size, start_date, retry), locked until the
     transaction ends on PostgreSQL (on SQLite the write transaction holds the database)."""
     identifiers = list(runs)
     if not identifiers:
         return {}
-    query = _LOCK_RUNS
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    found = await conn.execute(query, {"runs": identifiers})
-    return {row["identifier"]: row for row in found.mappings()}
+    query = _LOCK_RUNS_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK_RUNS
+    found = await direct.rows(conn, query, {"runs": identifiers})
+    return {row["identifier"]: row for row in found}
 
 
 _SKIP_PENDING = (
@@ -230,7 +230,7 @@ async def skip_pending_steps_of(
 ) -> None:
     """Every still pending step of these runs to `status` (runs that ended before them)."""
     if runs:
-        await conn.execute(_SKIP_PENDING, {"runs": list(runs), "to": status.value})
+        await direct.execute(conn, _SKIP_PENDING, [{"runs": list(runs), "to": status.value}])
 
 
 async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list[RunStep]]:
@@ -238,7 +238,7 @@ async def steps_of(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, list
     result: dict[str, list[RunStep]] = {r: [] for r in identifiers}
     if not identifiers:
         return result
-    for row in (await conn.execute(_STEPS_OF, {"runs": identifiers})).mappings():
+    for row in await direct.rows(conn, _STEPS_OF, {"runs": identifiers}):
         result[row["run"]].append(RunStep.from_row(row))
     return result
 

@@ -289,6 +289,31 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
                 self._handle_exception(error)
 
 
+async def holding_write_lock(connection: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under a connection of this driver in a write transaction, its
+    BEGIN IMMEDIATE sent (from the thread, where it may wait, if the lock is not free now):
+    its statements may then run on the event loop's thread, nothing can make them wait (see
+    storage/direct.py). None outside a write transaction."""
+    if not isinstance(connection, OneTripConnection):
+        return None
+    state = connection.orchestra_state
+    aiosqlite_connection = connection._connection
+    sqlite_connection: sqlite3.Connection = aiosqlite_connection._conn
+    if state.begin is not None:
+        if state.begin in _READ_BEGINS:
+            return None
+        begin, state.begin = state.begin, None
+        state.writing, state.heavy = True, False
+        busy_timeout = _OneTripCursor(aiosqlite_connection, state)._busy_timeout()
+        if not _begin_now(sqlite_connection, begin, busy_timeout):
+            state.heavy = True  # committed from the thread too
+            await aiosqlite_connection._execute(sqlite_connection.execute, begin)
+        return sqlite_connection
+    if state.writing and sqlite_connection.in_transaction:
+        return sqlite_connection
+    return None
+
+
 def begin(connection: Any, *, immediate: bool) -> None:
     """Open a transaction on a connection of this driver: its BEGIN (IMMEDIATE for a write)
     goes with the first statement, as when SQLAlchemy executes a BEGIN."""
