@@ -137,3 +137,37 @@ async def test_the_wal_is_checkpointed_into_the_database(
         await _write(database, f"{number:04d}" + "x" * 4000)
     assert path.stat().st_size > before + 100_000
     assert len(await texts(database)) == 40
+
+
+class Refused(Exception):
+    pass
+
+
+async def test_write_transactions_take_turns_on_one_kept_connection(database: Database) -> None:
+    """The kept connection serves each write transaction in turn: one that failed for a reason
+    of its own was rolled back and the connection serves on; one that the database failed
+    gives it up for a new one. Each commits or rolls back whole, and leaves the lock free."""
+    async with database.transaction() as first:
+        await first.execute(NOTES.insert().values(text="a"))
+    async with database.transaction() as second:
+        await second.execute(NOTES.insert().values(text="b"))
+    assert second is first
+
+    with pytest.raises(Refused):
+        async with database.transaction() as conn:
+            await conn.execute(NOTES.insert().values(text="c"))
+            raise Refused()
+    other_process_writes(database, "d")
+    async with database.transaction() as conn:
+        assert conn is first
+        await conn.execute(NOTES.insert().values(text="e"))
+
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as conn:
+            await conn.execute(NOTES.insert().values(text="f"))
+            await conn.execute(NOTES.insert().values(text="a"))  # taken
+    other_process_writes(database, "g")
+    async with database.transaction() as conn:
+        assert conn is not first  # the failed one was given up
+        await conn.execute(NOTES.insert().values(text="h"))
+    assert await texts(database) == ["a", "b", "d", "e", "g", "h"]
