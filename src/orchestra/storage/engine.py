@@ -77,6 +77,10 @@ class Database:
         # SQLite: the connection the write transactions use, one after the other (the lock
         # above), kept checked out (see `transaction`).
         self._kept: AsyncConnection | None = None
+        # PostgreSQL: `peek` connections kept checked out between uses, with when each was
+        # last put back (see `peek`).
+        self._idle: list[tuple[AsyncConnection, float]] = []
+        self._idle_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
 
@@ -128,9 +132,44 @@ class Database:
     async def peek(self) -> AsyncIterator[AsyncConnection]:
         """Reads with no snapshot: each statement sees what is committed when it runs (for the
         master's polls and hints, which a guarded write checks again). SQLite's reads are
-        in-process and cost nothing to begin: there, this is `read()`."""
-        async with self._peeker.connect() as conn:
+        in-process and cost nothing to begin: there, this is `read()`.
+
+        On PostgreSQL, up to PEEK_POOL of them stay checked out between uses (a checkout and
+        check-in cost SQLAlchemy's asyncio layer more than a short statement's round trip).
+        One idle for PING_AFTER_IDLE or more goes back to the pool, which pings it (a
+        restarted server leaves them dead); one that a database error ended is closed."""
+        if self.is_sqlite:
+            async with self._peeker.connect() as conn:
+                yield conn
+            return
+        conn = await self._take_idle() or await self._peeker.connect()
+        try:
             yield conn
+        except BaseException as error:
+            if isinstance(error, exc.DBAPIError) or conn.invalidated or conn.in_transaction():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close())
+            else:
+                await self._put_back(conn)
+            raise
+        await self._put_back(conn)
+
+    async def _take_idle(self) -> AsyncConnection | None:
+        loop = asyncio.get_running_loop()
+        if self._idle_loop is not loop:
+            self._idle, self._idle_loop = [], loop  # tied to the loop they were opened on
+        while self._idle:
+            conn, since = self._idle.pop()
+            if time.monotonic() - since < PING_AFTER_IDLE:
+                return conn
+            await conn.close()  # back to the pool, which pings it at checkout
+        return None
+
+    async def _put_back(self, conn: AsyncConnection) -> None:
+        if len(self._idle) < PEEK_POOL and asyncio.get_running_loop() is self._idle_loop:
+            self._idle.append((conn, time.monotonic()))
+        else:
+            await conn.close()
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
@@ -139,9 +178,10 @@ class Database:
 
     async def dispose(self) -> None:
         kept, self._kept = self._kept, None
-        if kept is not None:
+        idle, self._idle = [conn for conn, _ in self._idle], []
+        for conn in [*([kept] if kept is not None else []), *idle]:
             with contextlib.suppress(Exception):
-                await kept.close()
+                await conn.close()
         await self.engine.dispose()
         if self._peeker is not self.engine:
             await self._peeker.dispose()
