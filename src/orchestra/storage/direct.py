@@ -150,6 +150,8 @@ async def rows(
         result = await conn.execute(statement, dict(parameters or {}))
         return [dict(row) for row in result.mappings()]
     compiled = _compiled(statement)
+    if not compiled.columns:
+        raise TypeError("direct.rows needs a statement that names its columns (.columns())")
     bound = compiled.bind(parameters or {})
     _observed(compiled.sql)
     try:

@@ -110,8 +110,7 @@ class Database:
             except BaseException as error:
                 if isinstance(error, exc.DBAPIError) or conn.invalidated or conn.in_transaction():
                     self._kept = None
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close())
+                    await _close_quietly(conn)
                 raise
 
     def _write_lock(self) -> asyncio.Lock:
@@ -137,7 +136,8 @@ class Database:
         On PostgreSQL, up to PEEK_POOL of them stay checked out between uses (a checkout and
         check-in cost SQLAlchemy's asyncio layer more than a short statement's round trip).
         One idle for PING_AFTER_IDLE or more goes back to the pool, which pings it (a
-        restarted server leaves them dead); one that a database error ended is closed."""
+        restarted server leaves them dead); one used by a block that failed is closed (errors
+        are rare here, and the connection's state then unknown)."""
         if self.is_sqlite:
             async with self._peeker.connect() as conn:
                 yield conn
@@ -145,12 +145,8 @@ class Database:
         conn = await self._take_idle() or await self._peeker.connect()
         try:
             yield conn
-        except BaseException as error:
-            if isinstance(error, exc.DBAPIError) or conn.invalidated or conn.in_transaction():
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.close())
-            else:
-                await self._put_back(conn)
+        except BaseException:
+            await _close_quietly(conn)
             raise
         await self._put_back(conn)
 
@@ -180,11 +176,17 @@ class Database:
         kept, self._kept = self._kept, None
         idle, self._idle = [conn for conn, _ in self._idle], []
         for conn in [*([kept] if kept is not None else []), *idle]:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await _close_quietly(conn)
         await self.engine.dispose()
         if self._peeker is not self.engine:
             await self._peeker.dispose()
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    """Give a connection back to its pool (which discards a broken one), whatever happens;
+    shielded, so that a cancelled caller still lets it go."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(conn.close())
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:

@@ -107,6 +107,13 @@ def _commit_and_checkpoint(connection: Any) -> None:
     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
+def _busy_timeout(connection: sqlite3.Connection, state: _State) -> int:
+    """The connection's busy timeout (ms), read once."""
+    if state.busy_timeout is None:
+        state.busy_timeout = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+    return state.busy_timeout
+
+
 def _small(parameters: Any) -> bool:
     if not parameters:
         return True
@@ -219,11 +226,7 @@ class _OneTripCursor:
         return outcome
 
     def _busy_timeout(self) -> int:
-        state = self._state
-        if state.busy_timeout is None:
-            row = self._connection._conn.execute("PRAGMA busy_timeout").fetchone()
-            state.busy_timeout = int(row[0])
-        return state.busy_timeout
+        return _busy_timeout(self._connection._conn, self._state)
 
     async def fetchall(self) -> list[Any]:
         if self._outcome is None:
@@ -304,8 +307,7 @@ async def holding_write_lock(connection: Any) -> sqlite3.Connection | None:
             return None
         begin, state.begin = state.begin, None
         state.writing, state.heavy = True, False
-        busy_timeout = _OneTripCursor(aiosqlite_connection, state)._busy_timeout()
-        if not _begin_now(sqlite_connection, begin, busy_timeout):
+        if not _begin_now(sqlite_connection, begin, _busy_timeout(sqlite_connection, state)):
             state.heavy = True  # committed from the thread too
             await aiosqlite_connection._execute(sqlite_connection.execute, begin)
         return sqlite_connection
