@@ -224,7 +224,9 @@ class Master:
     async def _read(self, session: WorkerSession, reports: asyncio.Queue[m.Report]) -> None:
         loop = asyncio.get_running_loop()
         websocket = session.websocket
-        receive = websocket._receive  # the server's own receive: Starlette's adds nothing here
+        # The server's own receive: Starlette's checks add nothing here (and a Starlette
+        # without the attribute still works, by the public one).
+        receive = getattr(websocket, "_receive", websocket.receive)
         # Heartbeats are then taken by the server's protocol, and only leave their time there.
         protocol = heartbeats_in_place(receive)
         session.transport = protocol
