@@ -1,4 +1,5 @@
-"""orchestra.services.credentials and orchestra.services.throttle: hashing, tokens, limits."""
+"""orchestra.services.credentials: hashing, tokens, password strength (the login throttle is in
+tests/integration/test_login_throttle.py: it lives in the database)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import hashlib
 
 import pytest
 
-from orchestra.errors import InvalidInput, TooManyRequests
+from orchestra.errors import InvalidInput
 from orchestra.services import credentials
-from orchestra.services.throttle import LoginThrottle
 
 
 def test_credentials_argon2id_hash_verifies_and_records_its_parameters() -> None:
@@ -62,39 +62,3 @@ def test_credentials_token_secret_is_prefixed_random_and_stored_as_sha256() -> N
     hashed = credentials.hash_token(secret)
     assert hashed.secret == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in hashed.secret
-
-
-def test_throttle_limits_a_user_after_its_failures() -> None:
-    throttle = LoginThrottle(per_user=3, per_address=100)
-    for _ in range(3):
-        throttle.check("alice", "10.0.0.1")
-        throttle.failed("alice", "10.0.0.1")
-    with pytest.raises(TooManyRequests):
-        throttle.check("alice", "10.0.0.2")
-    throttle.check("bob", "10.0.0.1")
-
-
-def test_throttle_limits_an_address_trying_many_users() -> None:
-    throttle = LoginThrottle(per_user=100, per_address=4)
-    for index in range(4):
-        throttle.failed(f"user{index}", "10.0.0.9")
-    with pytest.raises(TooManyRequests):
-        throttle.check("someone-else", "10.0.0.9")
-    throttle.check("someone-else", "10.0.0.10")
-
-
-def test_throttle_success_clears_the_user_but_not_the_address() -> None:
-    throttle = LoginThrottle(per_user=2, per_address=3)
-    throttle.failed("alice", "a")
-    throttle.failed("alice", "a")
-    throttle.succeeded("alice")
-    throttle.check("alice", "b")
-    throttle.failed("alice", "a")
-    with pytest.raises(TooManyRequests):
-        throttle.check("carol", "a")
-
-
-def test_throttle_forgets_failures_outside_the_window() -> None:
-    throttle = LoginThrottle(per_user=1, per_address=100, window_seconds=0.0)
-    throttle.failed("alice", "a")
-    throttle.check("alice", "a")

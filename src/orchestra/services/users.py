@@ -67,7 +67,7 @@ class UserService:
     ) -> None:
         self.db = db
         self.clock = clock
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or LoginThrottle(db, clock)
         self.events = events
         self._auth_cache: dict[str, _Authenticated] = {}
 
@@ -212,12 +212,11 @@ class UserService:
         """Check the password (throttled per user and address) and open a session token."""
         if not isinstance(identifier, str) or not isinstance(password, str):
             raise InvalidInput("user and password must be strings")
-        self.throttle.check(identifier, address)
+        attempt = await self.throttle.begin(identifier, address)
         user = await self.check_password(identifier, password)
         if user is None:
-            self.throttle.failed(identifier, address)
-            raise Unauthenticated("wrong user or password")
-        self.throttle.succeeded(identifier)
+            raise Unauthenticated("wrong user or password")  # the attempt stays a failure
+        await self.throttle.succeeded(attempt)
         expiration = self.clock.now() + LOGIN_TOKEN_LIFETIME
         return await self.create_token(user.identifier, "login", expiration)
 

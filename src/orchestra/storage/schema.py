@@ -300,6 +300,18 @@ user_authentication = sa.Table(
     sa.Index("ix_user_authentication_secret", "secret"),
 )
 
+# Failed logins inside the throttle's window (services/throttle.py): in the database, so that
+# every API server counts them together. `key` is a digest of the user or the client address.
+login_failure = sa.Table(
+    "login_failure",
+    metadata,
+    sa.Column("identifier", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("date", UTCDateTime(), nullable=False),
+    sa.Index("ix_login_failure_key_date", "key", "date"),
+    sa.Index("ix_login_failure_date", "date"),
+)
+
 worker = sa.Table(
     "worker",
     metadata,
