@@ -71,6 +71,8 @@ def test_retry_runs_a_linked_attempt_until_it_succeeds(cluster: Cluster, tmp_pat
     done = cluster.api.wait_for_status(second, "succeeded")
     assert cluster.api.log(done) == b"second attempt works\n"
     assert len(cluster.api.runs(job="flaky")) == 2  # succeeded: no third attempt
+    assert cluster.api.get_run(first)["retried_by"] == second["identifier"]
+    assert done["retried_by"] is None
 
 
 def test_concurrency_cap_keeps_runs_of_a_job_apart(cluster: Cluster, tmp_path: Path) -> None:

@@ -199,3 +199,44 @@ def test_cli_trigger_follow_exit_status_follows_run_result(cluster: Cluster) -> 
     assert bad.returncode != 0
     assert "bad output" in bad.stdout
     assert [r["status"] for r in cluster.api.runs(job="bad")] == ["failed"]
+
+
+def test_cli_trigger_follow_follows_retries_to_the_last_attempt(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.start()
+    cluster.start_worker("w1")
+    flaky = """
+        import pathlib, sys
+        marker = pathlib.Path(sys.argv[1])
+        if not marker.exists():
+            marker.write_text("once")
+            print("first attempt fails", flush=True)
+            sys.exit(1)
+        print("second attempt works")
+    """
+    retry = {"count": 2, "delay": 0.1, "on": ["failed"]}
+    cluster.api.put_job("flaky", [py(flaky, str(tmp_path / "tried"))], retry=retry)
+    cluster.api.put_job("doomed", [py("print('no luck'); raise SystemExit(3)")], retry=retry)
+
+    def follow(job: str) -> subprocess.CompletedProcess[str]:
+        argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", job, "--follow"]
+        return subprocess.run(
+            argv, env=cluster.client_env(), capture_output=True, text=True, timeout=120
+        )
+
+    recovered = follow("flaky")
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout == "first attempt fails\nsecond attempt works\n"
+    first, second = sorted(cluster.api.runs(job="flaky"), key=lambda r: r["attempt"])
+    ends = [line for line in recovered.stderr.splitlines() if line.startswith("run ")]
+    assert ends[1:] == [
+        f"run {first['identifier']} failed",
+        f"run {second['identifier']} succeeded",
+    ], recovered.stderr
+    assert f"attempt 2 is run {second['identifier']}" in recovered.stderr
+
+    given_up = follow("doomed")
+    assert given_up.returncode == 1, given_up.stderr
+    assert given_up.stdout == "no luck\n" * 3  # the run and its two retries
+    assert [r["status"] for r in cluster.api.runs(job="doomed")] == ["failed"] * 3

@@ -18,16 +18,25 @@ def _show(run: dict[str, Any]) -> None:
 
 
 def _follow(client: Client, project: str, run: str) -> int:
-    """Stream the log to stdout until the run ends; 0 if it succeeded, 1 if not."""
+    """Stream the log to stdout until the run ends, then its retries' in turn (each attempt is
+    a run of its own, made in the transaction that ends the one before); 0 if the last attempt
+    succeeded, 1 if not."""
     out = sys.stdout.buffer
-    with client.stream(f"/projects/{project}/runs/{run}/log", {"follow": "true"}) as response:
-        for chunk in response.iter_bytes():
-            out.write(chunk)
-            out.flush()
-    final = client.request("GET", f"/projects/{project}/runs/{run}")
-    reason = f" ({final['reason']})" if final.get("reason") else ""
-    typer.echo(f"run {run} {final['status']}{reason}", err=True)
-    return 0 if final["status"] == "succeeded" else 1
+    while True:
+        with client.stream(f"/projects/{project}/runs/{run}/log", {"follow": "true"}) as response:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                out.flush()
+        final = client.request("GET", f"/projects/{project}/runs/{run}")
+        reason = f" ({final['reason']})" if final.get("reason") else ""
+        typer.echo(f"run {run} {final['status']}{reason}", err=True)
+        retry = final.get("retried_by")
+        if not retry:
+            return 0 if final["status"] == "succeeded" else 1
+        following = client.request("GET", f"/projects/{project}/runs/{retry}")
+        wait = f", not before {following['not_before']}" if following.get("not_before") else ""
+        typer.echo(f"attempt {following['attempt']} is run {retry}{wait}", err=True)
+        run = retry
 
 
 @app.command("trigger")
@@ -35,7 +44,9 @@ def trigger(
     project: str,
     job: str,
     parameter: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeat")] = None,
-    follow: Annotated[bool, typer.Option(help="stream the log; exit 0 only on success")] = False,
+    follow: Annotated[
+        bool, typer.Option(help="stream the log, retries included; exit 0 only on success")
+    ] = False,
 ) -> None:
     """Trigger a run of a job."""
     client = Client()
@@ -92,7 +103,9 @@ def show(project: str, run: str) -> None:
 def log(
     project: str,
     run: str,
-    follow: Annotated[bool, typer.Option(help="keep streaming until the run ends")] = False,
+    follow: Annotated[
+        bool, typer.Option(help="keep streaming until the run (and its retries) end")
+    ] = False,
 ) -> None:
     """Print a run's log."""
     client = Client()

@@ -126,6 +126,7 @@ class Run:
     expiry_date: datetime | None
     attempt: int
     retry_of: str | None
+    retried_by: str | None
     not_before: datetime | None
     secret_parameters: list[str] | None
     warning: str | None

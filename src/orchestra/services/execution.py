@@ -573,6 +573,9 @@ class ExecutionService:
         retry = retry_from_row(run.retry)
         if retry is not None and retry.applies(run.status.value, run.attempt):
             retried = await self.runs.retry_in(conn, run, retry)
+            await records.update(
+                conn, run_table, {"identifier": run_id}, {"retried_by": retried.identifier}
+            )
             log.info(
                 "run %s ended %s: attempt %d is run %s",
                 run_id,

@@ -173,6 +173,8 @@ run = sa.Table(
     # not_before (its backoff delay).
     sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"),
     sa.Column("retry_of", UUID, nullable=True, unique=True),
+    # The run that retries this one (its next attempt), set in the transaction that ends it.
+    sa.Column("retried_by", UUID, nullable=True),
     sa.Column("not_before", UTCDateTime(), nullable=True),
     # The keys of the parameters whose values are secret: never shown, masked in the log.
     sa.Column("secret_parameters", JSON, nullable=True),

@@ -47,6 +47,7 @@ def run_fields(run: Run) -> dict[str, Any]:
         "priority": run.priority,
         "attempt": run.attempt,
         "retry_of": run.retry_of,
+        "retried_by": run.retried_by,
         "timeout": None if run.timeout is None else float(run.timeout),
         "expiry_date": run.expiry_date,
         "not_before": run.not_before,

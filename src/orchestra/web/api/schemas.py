@@ -315,7 +315,10 @@ class RunOut(Out):
     warning: str | None = None
     priority: int = 0
     attempt: int = 1
-    retry_of: str | None = None
+    retry_of: str | None = Field(default=None, description="the run this attempt repeats")
+    retried_by: str | None = Field(
+        default=None, description="the run that repeats this one (its next attempt)"
+    )
     timeout: float | None = None
     expiry_date: datetime | None = None
     not_before: datetime | None = None
