@@ -25,6 +25,10 @@ class Settings:
     public_url: str = ""
     # Seconds a run may stay pending before it is cancelled.
     pending_expiry: float = 86400.0
+    # Days a final run is kept when its job sets no retention of its own (None: forever), and
+    # seconds between the master's retention sweeps.
+    run_retention_days: float | None = None
+    retention_interval: float = 600.0
     # Seconds a worker may stay away before its runs end `exception` (a job may say otherwise).
     lease: float = 600.0
     # How often workers heartbeat, and how often masters vouch for their workers in the database.
@@ -65,6 +69,19 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _optional_float(environ: Mapping[str, str], name: str, unit: str) -> float | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number of {unit}, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise InvalidInput(f"{name} must be a positive number of {unit}")
+    return value
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     if raw == "":
@@ -86,6 +103,8 @@ def load_settings(
         data_dir=Path(env.get("ORCHESTRA_DATA_DIR", "var")),
         public_url=env.get("ORCHESTRA_PUBLIC_URL", ""),
         pending_expiry=_float(env, "ORCHESTRA_PENDING_EXPIRY", Settings.pending_expiry),
+        run_retention_days=_optional_float(env, "ORCHESTRA_RUN_RETENTION_DAYS", "days"),
+        retention_interval=_float(env, "ORCHESTRA_RETENTION_INTERVAL", Settings.retention_interval),
         lease=_float(env, "ORCHESTRA_LEASE", Settings.lease),
         heartbeat_interval=_float(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
         abort_grace=_float(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),

@@ -189,3 +189,23 @@ def test_job_expiry_and_fail_fast_warning(cluster: Cluster) -> None:
     assert run["warning"] == "no registered worker has the properties os=plan9"
     ended = cluster.api.wait_for_status(run, "cancelled", timeout=30)
     assert ended["reason"].startswith("expired")
+
+
+def test_master_deletes_runs_past_their_jobs_retention(cluster: Cluster) -> None:
+    cluster.start(settings={"ORCHESTRA_RETENTION_INTERVAL": "0.2"})
+    cluster.start_worker("w")
+    cluster.api.put_job("kept", [py("print('kept')")], retention={"runs": 2})
+    cluster.api.put_job("forever", [py("print('forever')")])
+    runs = [cluster.api.trigger(job) for job in ("kept", "forever") * 4]
+    for run in runs:
+        cluster.api.wait_for_status(run, "succeeded")
+    newest = {r["identifier"] for r in runs[-4::2]}
+
+    def swept() -> bool:
+        return {r["identifier"] for r in cluster.api.runs(job="kept")} == newest
+
+    wait_until(swept, 30, "the two newest runs of `kept` to be all that is left")
+    assert len(cluster.api.runs(job="forever")) == 4
+    gone = runs[0]["identifier"]
+    assert cluster.api.request("GET", f"/projects/p/runs/{gone}").status_code == 404
+    assert cluster.api.request("GET", f"/projects/p/runs/{gone}/log").status_code == 404

@@ -73,3 +73,38 @@ def test_document_refuses_what_is_not_a_mapping_of_projects() -> None:
         with pytest.raises(InvalidInput):
             parse_document(raw)
     assert parse_document({"projects": []}) == []
+
+
+STEPS = [{"name": "s", "command": ["true"]}]
+
+
+@pytest.mark.parametrize(
+    ("retention", "stored"),
+    [
+        (None, None),
+        ({"days": 30}, {"days": 30.0, "runs": None}),
+        ({"runs": 5}, {"days": None, "runs": 5}),
+        ({"days": 0.5, "runs": 1}, {"days": 0.5, "runs": 1}),
+    ],
+)
+def test_job_retention_is_stored_as_days_and_runs(retention: object, stored: object) -> None:
+    job = parse_job({"identifier": "j", "steps": STEPS, "retention": retention})
+    assert job["retention"] == stored
+
+
+@pytest.mark.parametrize(
+    ("retention", "message"),
+    [
+        ({}, "retention needs days, runs or both"),
+        ({"days": "30"}, "retention.days must be a number of days"),
+        ({"days": True}, "retention.days must be a number of days"),
+        ({"days": 36_601}, "retention.days must be positive and at most 36600"),
+        ({"runs": 2.5}, "retention.runs must be a whole number from 1 to 1000000"),
+        ({"runs": 1_000_001}, "retention.runs must be a whole number from 1 to 1000000"),
+        ({"days": 1, "keep": 3}, "retention: unknown fields keep"),
+        ([30], "retention must be a mapping"),
+    ],
+)
+def test_job_retention_refuses_what_a_yaml_file_may_hold(retention: object, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_job({"identifier": "j", "steps": STEPS, "retention": retention})

@@ -1,7 +1,7 @@
-"""Job controls: timeouts, retries, concurrency caps, priorities and queue expiry.
+"""Job controls: timeouts, retries, concurrency caps, priorities, queue expiry and retention.
 
 All optional, with defaults that keep the plain behaviour: no timeout, no retry, no cap,
-priority 0, the instance's pending expiry.
+priority 0, the instance's pending expiry, the instance's retention (none unless set).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ RETRYABLE = ("exception", "failed")
 MAX_RETRIES = 100
 MAX_PRIORITY = 1_000_000
 MAX_SECONDS = 366 * 86400.0
+MAX_RETENTION_DAYS = 36_600.0
+MAX_RETENTION_RUNS = 1_000_000
 
 
 def seconds(raw: object, what: str, *, allow_zero: bool = False) -> float | None:
@@ -90,3 +92,49 @@ def retry_from_row(raw: Any) -> Retry | None:
     if not raw:
         return None
     return Retry(int(raw["count"]), float(raw["delay"]), tuple(raw["on"]))
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a job's final runs are kept: `days` after their creation, and only the newest
+    `runs` of them; either or both."""
+
+    days: float | None
+    runs: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"days": self.days, "runs": self.runs}
+
+
+def retention_days(raw: object, what: str) -> float | None:
+    """A positive number of days (at most a hundred years), or None."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InvalidInput(f"{what} must be a number of days")
+    if not 0 < raw <= MAX_RETENTION_DAYS:
+        raise InvalidInput(f"{what} must be positive and at most {MAX_RETENTION_DAYS:.0f}")
+    return float(raw)
+
+
+def parse_retention(raw: object) -> Retention | None:
+    """{"days": D, "runs": N}: final runs older than D days, and those beyond the newest N,
+    are deleted with their logs."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidInput('retention must be a mapping such as {"days": 30, "runs": 100}')
+    unknown = sorted(str(k) for k in raw if k not in ("days", "runs"))
+    if unknown:
+        raise InvalidInput(f"retention: unknown fields {', '.join(unknown)}")
+    days = retention_days(raw.get("days"), "retention.days")
+    runs = whole(raw.get("runs"), "retention.runs", 1, MAX_RETENTION_RUNS)
+    if days is None and runs is None:
+        raise InvalidInput("retention needs days, runs or both")
+    return Retention(days, runs)
+
+
+def retention_from_row(raw: Any) -> Retention | None:
+    if not raw:
+        return None
+    return Retention(raw.get("days"), raw.get("runs"))

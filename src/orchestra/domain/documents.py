@@ -30,6 +30,7 @@ JOB_FIELDS = frozenset(
         "concurrency",
         "priority",
         "expiry",
+        "retention",
     }
 )
 SCHEDULE_FIELDS = frozenset(
@@ -124,6 +125,7 @@ def parse_job(raw: object) -> dict[str, Any]:
             parsed_step["timeout"] = timeout
         steps.append(parsed_step)
     retry = controls.parse_retry(data.get("retry"))
+    retention = controls.parse_retention(data.get("retention"))
     lease = data.get("lease")
     if lease is not None and (
         isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0
@@ -144,6 +146,7 @@ def parse_job(raw: object) -> dict[str, Any]:
         "concurrency": controls.whole(data.get("concurrency"), "concurrency", 1, 100_000),
         "priority": controls.priority(data.get("priority")),
         "expiry": controls.seconds(data.get("expiry"), "expiry"),
+        "retention": None if retention is None else retention.to_dict(),
     }
 
 

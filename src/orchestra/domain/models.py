@@ -59,6 +59,7 @@ class Job:
     concurrency: int | None
     priority: int
     expiry: float | None
+    retention: dict[str, Any] | None
     creation_date: datetime
     update_date: datetime
 

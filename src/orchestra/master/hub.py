@@ -31,6 +31,7 @@ from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.execution import DISPATCH_BATCH, Candidate, ExecutionService
+from orchestra.services.retention import RetentionService
 from orchestra.services.scheduler import SCHEDULES
 from orchestra.services.users import still_allowed
 from orchestra.web.auth import authenticate
@@ -63,6 +64,9 @@ class Master:
         self.execution = ExecutionService(
             services.db, services.clock, services.events, services.runs, self.identity
         )
+        self.retention = RetentionService(
+            services.db, services.clock, self.settings.run_retention_days
+        )
         self.sessions: dict[str, WorkerSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
         # Whether the last dispatch pass may have left dispatchable runs unassigned (True until
@@ -78,6 +82,7 @@ class Master:
             self._control_loop,
             self._maintenance_loop,
             self._schedule_loop,
+            self._retention_loop,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
@@ -493,6 +498,10 @@ class Master:
             self.settings.lease, self.settings.heartbeat_interval, self.sessions
         )
         await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _retention_loop(self) -> None:
+        await self.retention.sweep()
+        await asyncio.sleep(self.settings.retention_interval)
 
 
 _STOP = m.Report.model_construct(run="", events=[])

@@ -320,6 +320,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "concurrency": job.concurrency,
         "priority": job.priority,
         "expiry": job.expiry,
+        "retention": job.retention,
     }
 
 

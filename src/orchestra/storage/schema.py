@@ -128,6 +128,8 @@ job = sa.Table(
     sa.Column("concurrency", sa.Integer(), nullable=True),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("expiry", sa.Float(), nullable=True),
+    # How long the job's final runs are kept ({"days": D, "runs": N}; services/retention.py).
+    sa.Column("retention", JSON, nullable=True),
     *_dates(),
 )
 

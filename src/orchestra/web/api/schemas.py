@@ -139,6 +139,15 @@ class RetryDef(Body):
     on: list[Literal["exception", "failed"]] | None = None
 
 
+class RetentionDef(Body):
+    days: float | None = Field(
+        default=None, strict=True, description="keep final runs this many days"
+    )
+    runs: int | None = Field(
+        default=None, strict=True, description="keep only this many newest final runs"
+    )
+
+
 class ParameterDef(Body):
     key: str
     description: str | None = None
@@ -177,6 +186,7 @@ class JobOut(Out):
     concurrency: int | None = None
     priority: int = 0
     expiry: float | None = None
+    retention: dict[str, Any] | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -188,6 +198,7 @@ class JobControls(Body):
     concurrency: int | None = None
     priority: int | None = None
     expiry: float | None = None
+    retention: RetentionDef | None = None
 
 
 class JobIn(JobControls):

@@ -1,0 +1,98 @@
+"""Run retention: final runs are deleted, with their steps and logs, once older than their
+job's `retention.days` (or the instance's `run_retention_days` when the job sets none), or when
+the job has `retention.runs` newer final runs. Pending and running runs are never deleted, and
+nothing is deleted unless a job or the instance asks for it.
+
+A sweep deletes in small transactions (BATCH runs each), so that it never holds SQLite's one
+writer for long; two masters sweeping at once delete each run once (a run deleted by the other
+is simply not found).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestra.clock import Clock
+from orchestra.domain.controls import retention_from_row
+from orchestra.domain.statuses import FINAL_RUN_STATUSES
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import run as run_table
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+_FINAL = sorted(s.value for s in FINAL_RUN_STATUSES)
+
+
+class RetentionService:
+    def __init__(self, db: Database, clock: Clock, default_days: float | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.default_days = default_days
+
+    async def sweep(self) -> int:
+        """One pass over every job (and the runs of jobs since deleted); the number of runs
+        deleted."""
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            jobs = (
+                await conn.execute(
+                    sa.select(job_table.c.project, job_table.c.identifier, job_table.c.retention)
+                )
+            ).all()
+        deleted = 0
+        for project, job, raw in jobs:
+            retention = retention_from_row(raw)
+            of_job = _final_runs().where(run_table.c.project == project, run_table.c.job == job)
+            days = retention.days if retention and retention.days else self.default_days
+            if days is not None:
+                cutoff = now - timedelta(days=days)
+                deleted += await self._delete_all(
+                    of_job.where(run_table.c.creation_date < cutoff).order_by(
+                        run_table.c.creation_date
+                    )
+                )
+            if retention and retention.runs:
+                newest_first = (run_table.c.creation_date.desc(), run_table.c.identifier.desc())
+                deleted += await self._delete_all(
+                    of_job.order_by(*newest_first).offset(retention.runs)
+                )
+        if self.default_days is not None:
+            cutoff = now - timedelta(days=self.default_days)
+            their_job = sa.select(job_table.c.identifier).where(
+                job_table.c.project == run_table.c.project,
+                job_table.c.identifier == run_table.c.job,
+            )
+            deleted += await self._delete_all(
+                _final_runs()
+                .where(run_table.c.creation_date < cutoff, ~sa.exists(their_job))
+                .order_by(run_table.c.creation_date)
+            )
+        if deleted:
+            log.info("retention: deleted %d runs", deleted)
+        return deleted
+
+    async def _delete_all(self, query: Any) -> int:
+        """Delete the runs `query` selects, BATCH at a time, each batch in its own transaction."""
+        total = 0
+        while True:
+            async with self.db.transaction() as conn:
+                found = (await conn.execute(query.limit(BATCH))).scalars().all()
+                if found:
+                    await conn.execute(
+                        sa.delete(run_table).where(run_table.c.identifier.in_(found))
+                    )
+            total += len(found)
+            if len(found) < BATCH:
+                return total
+            await asyncio.sleep(0)  # let the other writers in between batches
+
+
+def _final_runs() -> Any:
+    return sa.select(run_table.c.identifier).where(run_table.c.status.in_(_FINAL))
