@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestra.domain.controls import MAX_RETENTION_DAYS
 from orchestra.errors import InvalidInput
 
 ROLES = ("all", "api", "master")
@@ -69,7 +70,9 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _optional_float(environ: Mapping[str, str], name: str, unit: str) -> float | None:
+def _optional_float(
+    environ: Mapping[str, str], name: str, unit: str, maximum: float
+) -> float | None:
     raw = environ.get(name)
     if raw is None or raw == "":
         return None
@@ -77,8 +80,8 @@ def _optional_float(environ: Mapping[str, str], name: str, unit: str) -> float |
         value = float(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be a number of {unit}, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise InvalidInput(f"{name} must be a positive number of {unit}")
+    if not 0 < value <= maximum:
+        raise InvalidInput(f"{name} must be a positive number of {unit}, at most {maximum:g}")
     return value
 
 
@@ -103,7 +106,9 @@ def load_settings(
         data_dir=Path(env.get("ORCHESTRA_DATA_DIR", "var")),
         public_url=env.get("ORCHESTRA_PUBLIC_URL", ""),
         pending_expiry=_float(env, "ORCHESTRA_PENDING_EXPIRY", Settings.pending_expiry),
-        run_retention_days=_optional_float(env, "ORCHESTRA_RUN_RETENTION_DAYS", "days"),
+        run_retention_days=_optional_float(
+            env, "ORCHESTRA_RUN_RETENTION_DAYS", "days", MAX_RETENTION_DAYS
+        ),
         retention_interval=_float(env, "ORCHESTRA_RETENTION_INTERVAL", Settings.retention_interval),
         lease=_float(env, "ORCHESTRA_LEASE", Settings.lease),
         heartbeat_interval=_float(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),

@@ -145,3 +145,18 @@ async def test_a_huge_user_name_is_counted_in_a_fixed_size_key(clocked: Services
     name = "x" * 100_000
     assert await outcome(clocked, name, "wrong", "a") == "401"
     assert (await outcome(clocked, name, "wrong", "b")).startswith("429")
+
+
+async def test_purge_deletes_the_failures_out_of_the_window_of_every_key(
+    clocked: Services, clock: ManualClock
+) -> None:
+    throttle = throttle_of(clocked, per_user=10, per_address=10, window_seconds=600)
+    for user in ("once-and-never-again", "someone"):
+        assert await outcome(clocked, user, "wrong", "10.9.9.9") == "401"
+    clock.advance(601)
+    assert await outcome(clocked, "someone", "wrong", "10.9.9.8") == "401"
+    assert await throttle.purge() == 3  # the first two failures' user and address rows
+    async with clocked.db.read() as conn:
+        left = (await conn.execute(sa.select(sa.func.count()).select_from(login_failure))).scalar()
+    assert left == 2  # the recent failure: its user and its address
+    assert await throttle.purge() == 0

@@ -45,7 +45,7 @@ async def job(services: Services, identifier: str, **fields: Any) -> None:
 async def run_of(
     services: Services, job: str, created: datetime, *, final: bool = True, log: bytes = b""
 ) -> str:
-    """A run of `job` created at `created`: cancelled (final) or left pending."""
+    """A run of `job` created at `created`: cancelled then (final) or left pending."""
     run = await services.runs.trigger("p", job, {}, SOURCE)
     if final:
         await services.runs.cancel("p", run.identifier)
@@ -53,7 +53,7 @@ async def run_of(
         await conn.execute(
             sa.update(run_table)
             .where(run_table.c.identifier == run.identifier)
-            .values(creation_date=created)
+            .values(creation_date=created, completion_date=created if final else None)
         )
         if log:
             await run_storage.append_log(conn, run.identifier, 0, 0, log)
@@ -114,6 +114,40 @@ async def test_instance_default_applies_to_jobs_without_their_own_and_to_deleted
     assert {plain_old, gone_old} <= await remaining(clocked)
     assert await RetentionService(clocked.db, clock, default_days=1).sweep() == 2
     assert await remaining(clocked) == {plain_new, longer_old, gone_new}
+
+
+async def test_retention_counts_days_from_the_end_of_a_run(
+    clocked: Services, clock: ManualClock
+) -> None:
+    """A run that waited or ran longer than the retention is kept its full time after it
+    ended, not deleted as soon as it ends."""
+    await job(clocked, "j", retention={"days": 1})
+    now = clock.now()
+    long_runner = await run_of(clocked, "j", now - timedelta(days=5))
+    ended_long_ago = await run_of(clocked, "j", now - timedelta(days=5))
+    async with clocked.db.transaction() as conn:
+        for run, ended in (
+            (long_runner, now - timedelta(hours=1)),
+            (ended_long_ago, now - timedelta(days=2)),
+        ):
+            await conn.execute(
+                sa.update(run_table)
+                .where(run_table.c.identifier == run)
+                .values(completion_date=ended)
+            )
+    assert await RetentionService(clocked.db, clock).sweep() == 1
+    assert await remaining(clocked) == {long_runner}
+
+
+async def test_a_job_keeping_a_number_of_runs_also_gets_the_instance_days(
+    clocked: Services, clock: ManualClock
+) -> None:
+    await job(clocked, "j", retention={"runs": 3})
+    now = clock.now()
+    old, young = [await run_of(clocked, "j", now - timedelta(days=d)) for d in (3, 0.5)]
+    assert await RetentionService(clocked.db, clock, default_days=1).sweep() == 1
+    assert await remaining(clocked) == {young}
+    assert old not in await remaining(clocked)
 
 
 async def test_nothing_is_deleted_unless_asked(clocked: Services, clock: ManualClock) -> None:

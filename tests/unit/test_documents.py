@@ -1,4 +1,5 @@
-"""orchestra.domain.documents: projects, jobs, schedules and whole apply documents."""
+"""orchestra.domain.documents: projects, jobs, schedules and whole apply documents; and the
+instance's retention setting, which a job's `retention` mirrors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from orchestra.domain.documents import parse_document, parse_job, parse_schedule
 from orchestra.errors import InvalidInput
+from orchestra.settings import load_settings
 
 
 def test_job_defaults_workspace_and_display_name_to_the_identifier() -> None:
@@ -108,3 +110,15 @@ def test_job_retention_is_stored_as_days_and_runs(retention: object, stored: obj
 def test_job_retention_refuses_what_a_yaml_file_may_hold(retention: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_job({"identifier": "j", "steps": STEPS, "retention": retention})
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "1e6", "36601", "a month"])
+def test_instance_retention_days_refuses_what_no_sweep_could_use(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="ORCHESTRA_RUN_RETENTION_DAYS must be"):
+        load_settings(environ={"ORCHESTRA_RUN_RETENTION_DAYS": raw})
+
+
+def test_instance_retention_days_is_off_unless_set() -> None:
+    assert load_settings(environ={}).run_retention_days is None
+    assert load_settings(environ={"ORCHESTRA_RUN_RETENTION_DAYS": "90"}).run_retention_days == 90
+    assert load_settings(environ={"ORCHESTRA_RUN_RETENTION_DAYS": "36600"}).run_retention_days

@@ -22,6 +22,7 @@ def _follow(client: Client, project: str, run: str) -> int:
     a run of its own, made in the transaction that ends the one before); 0 if the last attempt
     succeeded, 1 if not."""
     out = sys.stdout.buffer
+    followed = {run}
     while True:
         with client.stream(f"/projects/{project}/runs/{run}/log", {"follow": "true"}) as response:
             for chunk in response.iter_bytes():
@@ -31,8 +32,9 @@ def _follow(client: Client, project: str, run: str) -> int:
         reason = f" ({final['reason']})" if final.get("reason") else ""
         typer.echo(f"run {run} {final['status']}{reason}", err=True)
         retry = final.get("retried_by")
-        if not retry:
+        if not retry or retry in followed:
             return 0 if final["status"] == "succeeded" else 1
+        followed.add(retry)
         following = client.request("GET", f"/projects/{project}/runs/{retry}")
         wait = f", not before {following['not_before']}" if following.get("not_before") else ""
         typer.echo(f"attempt {following['attempt']} is run {retry}{wait}", err=True)

@@ -501,6 +501,7 @@ class Master:
 
     async def _retention_loop(self) -> None:
         await self.retention.sweep()
+        await self.services.users.throttle.purge()
         await asyncio.sleep(self.settings.retention_interval)
 
 

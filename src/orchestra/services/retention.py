@@ -1,18 +1,19 @@
-"""Run retention: final runs are deleted, with their steps and logs, once older than their
-job's `retention.days` (or the instance's `run_retention_days` when the job sets none), or when
-the job has `retention.runs` newer final runs. Pending and running runs are never deleted, and
-nothing is deleted unless a job or the instance asks for it.
+"""Run retention: final runs are deleted, with their steps and logs, once they ended longer ago
+than their job's `retention.days` (or the instance's `run_retention_days` when the job sets
+none), or when the job has `retention.runs` newer final runs. Pending and running runs are
+never deleted, and nothing is deleted unless a job or the instance asks for it.
 
-A sweep deletes in small transactions (BATCH runs each), so that it never holds SQLite's one
-writer for long; two masters sweeping at once delete each run once (a run deleted by the other
-is simply not found).
+A sweep looks for runs to delete outside any transaction (a final run stays final, so what it
+found is still to delete) and deletes them in small transactions (BATCH runs each), so that it
+holds SQLite's one writer only to delete, and never for long; two masters sweeping at once
+delete each run once (a run deleted by the other is simply not found).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,9 +55,7 @@ class RetentionService:
             if days is not None:
                 cutoff = now - timedelta(days=days)
                 deleted += await self._delete_all(
-                    of_job.where(run_table.c.creation_date < cutoff).order_by(
-                        run_table.c.creation_date
-                    )
+                    of_job.where(*_ended_before(cutoff)).order_by(run_table.c.creation_date)
                 )
             if retention and retention.runs:
                 newest_first = (run_table.c.creation_date.desc(), run_table.c.identifier.desc())
@@ -71,7 +70,7 @@ class RetentionService:
             )
             deleted += await self._delete_all(
                 _final_runs()
-                .where(run_table.c.creation_date < cutoff, ~sa.exists(their_job))
+                .where(*_ended_before(cutoff), ~sa.exists(their_job))
                 .order_by(run_table.c.creation_date)
             )
         if deleted:
@@ -79,16 +78,20 @@ class RetentionService:
         return deleted
 
     async def _delete_all(self, query: Any) -> int:
-        """Delete the runs `query` selects, BATCH at a time, each batch in its own transaction."""
+        """Delete the runs `query` selects, BATCH at a time; the number deleted here."""
         total = 0
         while True:
-            async with self.db.transaction() as conn:
+            async with self.db.peek() as conn:
                 found = (await conn.execute(query.limit(BATCH))).scalars().all()
-                if found:
-                    await conn.execute(
-                        sa.delete(run_table).where(run_table.c.identifier.in_(found))
+            if not found:
+                return total
+            async with self.db.transaction() as conn:
+                result = await conn.execute(
+                    sa.delete(run_table).where(
+                        run_table.c.identifier.in_(found), run_table.c.status.in_(_FINAL)
                     )
-            total += len(found)
+                )
+            total += int(result.rowcount)
             if len(found) < BATCH:
                 return total
             await asyncio.sleep(0)  # let the other writers in between batches
@@ -96,3 +99,10 @@ class RetentionService:
 
 def _final_runs() -> Any:
     return sa.select(run_table.c.identifier).where(run_table.c.status.in_(_FINAL))
+
+
+def _ended_before(cutoff: datetime) -> tuple[Any, ...]:
+    """Runs that ended before `cutoff` (a run that waited or ran long is kept its full time
+    after it ended); the creation date, never later than the end, lets the index narrow it."""
+    ended = sa.func.coalesce(run_table.c.completion_date, run_table.c.creation_date)
+    return (run_table.c.creation_date < cutoff, ended < cutoff)

@@ -68,7 +68,13 @@ class LoginThrottle:
             if not self.db.is_sqlite:  # SQLite's write transactions already take turns
                 for key in sorted(keys.values()):
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_of(key))))
-            await conn.execute(sa.delete(login_failure).where(login_failure.c.date <= cutoff))
+            # Only these keys' old failures: a login for someone else waits on no lock here
+            # (the rest go in `purge`, from the master's maintenance).
+            await conn.execute(
+                sa.delete(login_failure).where(
+                    login_failure.c.key.in_(list(keys.values())), login_failure.c.date <= cutoff
+                )
+            )
             recent = (
                 await conn.execute(
                     sa.select(
@@ -108,3 +114,14 @@ class LoginThrottle:
                     )
                 )
             )
+
+    async def purge(self) -> int:
+        """Delete every failure out of the window (those of keys tried once and never again);
+        the number deleted."""
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                sa.delete(login_failure).where(
+                    login_failure.c.date <= self.clock.now() - self.window
+                )
+            )
+        return int(result.rowcount)
