@@ -1,6 +1,6 @@
-"""The login throttle (orchestra.services.throttle) on a real database: limits per user and per
-address, the window, what a success clears, two API servers counting together, concurrent
-guesses, and what the table holds."""
+"""The login throttle (orchestra.services.throttle) on a real database: limits per user and
+address, per user and per address, the windows, what a success clears, two API servers
+counting together, concurrent guesses, and what the table holds."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def test_login_throttle_window_slides_and_says_how_long_to_wait(
     clocked: Services, clock: ManualClock
 ) -> None:
     await clocked.users.create_user("alice", password=PASSWORD)
-    throttle_of(clocked, per_user=2, per_address=100, window_seconds=600)
+    throttle_of(clocked, per_user_and_address=2, window_seconds=600)
     assert await outcome(clocked, "alice", "wrong", "a") == "401"
     clock.advance(100)
     assert await outcome(clocked, "alice", "wrong", "a") == "401"
@@ -136,7 +136,7 @@ async def test_login_failure_rows_hold_digests_not_names_or_addresses(clocked: S
     assert await outcome(clocked, "mallory-was-here", "wrong", "192.0.2.77") == "401"
     async with clocked.db.read() as conn:
         keys = (await conn.execute(sa.select(login_failure.c.key))).scalars().all()
-    assert len(keys) == 2
+    assert len(keys) == 3  # the user from that address, the user, the address
     assert all(len(key) == 64 and "mallory" not in key and "192.0.2" not in key for key in keys)
 
 
@@ -150,13 +150,34 @@ async def test_a_huge_user_name_is_counted_in_a_fixed_size_key(clocked: Services
 async def test_purge_deletes_the_failures_out_of_the_window_of_every_key(
     clocked: Services, clock: ManualClock
 ) -> None:
-    throttle = throttle_of(clocked, per_user=10, per_address=10, window_seconds=600)
+    throttle = throttle_of(
+        clocked, per_user=10, per_address=10, window_seconds=600, user_window_seconds=600
+    )
     for user in ("once-and-never-again", "someone"):
         assert await outcome(clocked, user, "wrong", "10.9.9.9") == "401"
     clock.advance(601)
     assert await outcome(clocked, "someone", "wrong", "10.9.9.8") == "401"
-    assert await throttle.purge() == 3  # the first two failures' user and address rows
+    # The first two failures' rows but the one for `someone` its new attempt deleted.
+    assert await throttle.purge() == 5
     async with clocked.db.read() as conn:
         left = (await conn.execute(sa.select(sa.func.count()).select_from(login_failure))).scalar()
-    assert left == 2  # the recent failure: its user and its address
+    assert left == 3  # the recent failure's
     assert await throttle.purge() == 0
+
+
+async def test_guesses_from_elsewhere_do_not_lock_the_user_out_of_their_own_address(
+    clocked: Services,
+) -> None:
+    """One source gets 10 guesses at a user; the user, from their own address, still logs in,
+    until the account-wide cap (100 an hour by default; 15 here) is reached."""
+    await clocked.users.create_user("alice", password=PASSWORD)
+    throttle_of(clocked, per_user_and_address=10, per_user=15, per_address=1000)
+    answers = [await outcome(clocked, "alice", "guess", "203.0.113.7") for _ in range(11)]
+    assert answers[:10] == ["401"] * 10
+    assert answers[10].startswith("429")
+    assert await outcome(clocked, "alice", PASSWORD, "192.0.2.1") == "200"
+    # The success forgave the user-wide count: another source gets its own 10, then the cap.
+    for n in range(5):
+        for _ in range(3):
+            await outcome(clocked, "alice", "guess", f"198.51.100.{n}")
+    assert (await outcome(clocked, "alice", PASSWORD, "192.0.2.1")).startswith("429")
