@@ -40,7 +40,7 @@ proof: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/proof
 
 # Benchmarks (docs/performance.md): starts its own servers, workers and PostgreSQL databases,
-# prints a table and writes bench/results/<date>.json with its plots. Takes about half an hour.
+# prints a table and writes bench/results/<date>.json with its plots. Takes about ten minutes.
 bench: $(TEST_STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
