@@ -252,21 +252,26 @@ def test_cli_client_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
     broken.write_text("projects:\n  - identifier: x\n    jobs: [\n")
     local = Instance("http://127.0.0.1:1", base_env(), tmp_path)
     env = {"ORCHESTRA_URL": local.url, "ORCHESTRA_USER": "admin", "ORCHESTRA_TOKEN": "orc_x"}
-    unreachable, no_token, bad_parameter, apply_missing, apply_broken, bad_duration = run_all(
-        [
-            lambda: local.orchestra("run", "list", "example", env=env),
-            lambda: local.orchestra("run", "list", "example", env={"ORCHESTRA_URL": local.url}),
-            lambda: local.orchestra(
-                "run", "trigger", "example", "hello", "--parameter", "novalue", env=env
-            ),
-            lambda: local.orchestra("apply", str(tmp_path / "missing.yaml"), env=env),
-            lambda: local.orchestra("apply", str(broken), env=env),
-            lambda: local.orchestra(
-                "admin", "create-token", "admin", "--expires-in", "soon", "--data-dir", "d"
-            ),
-        ]
+    unreachable, no_token, bad_parameter, apply_missing, apply_broken, bad_duration, follow = (
+        run_all(
+            [
+                lambda: local.orchestra("run", "list", "example", env=env),
+                lambda: local.orchestra("run", "list", "example", env={"ORCHESTRA_URL": local.url}),
+                lambda: local.orchestra(
+                    "run", "trigger", "example", "hello", "--parameter", "novalue", env=env
+                ),
+                lambda: local.orchestra("apply", str(tmp_path / "missing.yaml"), env=env),
+                lambda: local.orchestra("apply", str(broken), env=env),
+                lambda: local.orchestra(
+                    "admin", "create-token", "admin", "--expires-in", "soon", "--data-dir", "d"
+                ),
+                # Never reached: said at once (--follow retries only a stream that dropped).
+                lambda: local.orchestra("run", "log", "example", "r", "--follow", env=env),
+            ]
+        )
     )
     assert "cannot reach" in unreachable
+    assert "cannot reach" in follow
     assert "ORCHESTRA_TOKEN" in no_token
     assert "KEY=VALUE" in bad_parameter
     assert "missing.yaml" in apply_missing

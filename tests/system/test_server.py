@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,35 @@ TWO_HALVES = """
         print(f"line {n}", flush=True)
         time.sleep(0.02)
 """
+
+
+def test_cli_follow_goes_on_through_a_server_restart(cluster: Cluster, tmp_path: Path) -> None:
+    """`orchestra run trigger --follow` in a CI step while the server is upgraded: the log
+    comes whole and once, and the exit status is the run's."""
+    port = free_port()
+    cluster.start(port=port)
+    cluster.start_worker("w1")
+    ids, go = tmp_path / "ids", tmp_path / "go"
+    cluster.api.put_job("j", [py(TWO_HALVES, str(ids), str(go))])
+    argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", "j", "--follow"]
+    out, err = tmp_path / "follow.out", tmp_path / "follow.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        follower = subprocess.Popen(argv, env=cluster.client_env(), stdout=stdout, stderr=stderr)
+    try:
+        first_half = numbered_lines(1, 10).encode()
+        wait_until(lambda: out.read_bytes() == first_half, 30, "the first half followed")
+        server = cluster.server
+        assert server is not None
+        server.stop()
+        go.touch()  # the run finishes while no server is there
+        cluster.start_server(port=port)
+        assert follower.wait(timeout=90) == 0, err.read_text()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert out.read_bytes() == numbered_lines(1, 20).encode()
+    assert "reconnecting" in err.read_text()
+    assert err.read_text().rstrip().endswith("succeeded")
 
 
 def test_server_restarted_mid_runs_completes_them_once(cluster: Cluster, tmp_path: Path) -> None:

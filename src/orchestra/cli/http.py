@@ -15,6 +15,10 @@ from orchestra.errors import InvalidInput, OrchestraError
 API = "/api/v1"
 
 
+class Unreachable(OrchestraError):
+    """The server could not be reached, or the connection dropped (not an answer of its)."""
+
+
 class Client:
     def __init__(self, url: str | None = None, user: str | None = None, token: str | None = None):
         self.url = (url or os.environ.get("ORCHESTRA_URL") or "http://127.0.0.1:8080").rstrip("/")
@@ -49,6 +53,8 @@ class Client:
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc}") from None
         except httpx.HTTPError as exc:
             raise OrchestraError(f"cannot reach {self.url}: {exc}") from None
 

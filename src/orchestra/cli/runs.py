@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
 
-from orchestra.cli.http import Client, key_values
+from orchestra.cli.http import Client, Unreachable, key_values
 
 app = typer.Typer(help="Trigger and follow runs.", no_args_is_help=True)
+ACTIVE = ("pending", "running")
+# How long `--follow` tries to reach the server again after its stream dropped, and how long
+# it pauses between tries.
+RECONNECT_SECONDS = 60.0
+RECONNECT_PAUSE = 0.5
 
 
 def _show(run: dict[str, Any]) -> None:
@@ -21,14 +27,9 @@ def _follow(client: Client, project: str, run: str) -> int:
     """Stream the log to stdout until the run ends, then its retries' in turn (each attempt is
     a run of its own, made in the transaction that ends the one before); 0 if the last attempt
     succeeded, 1 if not."""
-    out = sys.stdout.buffer
     followed = {run}
     while True:
-        with client.stream(f"/projects/{project}/runs/{run}/log", {"follow": "true"}) as response:
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                out.flush()
-        final = client.request("GET", f"/projects/{project}/runs/{run}")
+        final = _follow_one(client, project, run)
         reason = f" ({final['reason']})" if final.get("reason") else ""
         typer.echo(f"run {run} {final['status']}{reason}", err=True)
         retry = final.get("retried_by")
@@ -39,6 +40,38 @@ def _follow(client: Client, project: str, run: str) -> int:
         wait = f", not before {following['not_before']}" if following.get("not_before") else ""
         typer.echo(f"attempt {following['attempt']} is run {retry}{wait}", err=True)
         run = retry
+
+
+def _follow_one(client: Client, project: str, run: str) -> dict[str, Any]:
+    """Stream one run's log to stdout until the run ends, and return it then. A connection
+    that drops once the stream has started (a server restarted, a proxy's idle timeout) is
+    opened again from the byte reached, for up to RECONNECT_SECONDS without an answer."""
+    out = sys.stdout.buffer
+    offset, streamed, lost_since = 0, False, None
+    while True:
+        start = offset
+        try:
+            params = {"follow": "true", "offset": str(offset)}
+            with client.stream(f"/projects/{project}/runs/{run}/log", params) as response:
+                streamed, lost_since = True, None
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    out.flush()
+                    offset += len(chunk)
+            state: dict[str, Any] = client.request("GET", f"/projects/{project}/runs/{run}")
+            if state["status"] not in ACTIVE:
+                return state
+        except Unreachable as error:
+            if not streamed:
+                raise  # never reached: a wrong URL or a server down is said at once
+            now = time.monotonic()
+            if lost_since is None:
+                lost_since = now
+                typer.echo(f"{error}; reconnecting", err=True)
+            elif now - lost_since > RECONNECT_SECONDS:
+                raise
+        if offset == start:
+            time.sleep(RECONNECT_PAUSE)  # nothing came: do not hammer a server coming back
 
 
 @app.command("trigger")
