@@ -13,7 +13,7 @@ from orchestra.services.container import Services
 from orchestra.settings import load_settings
 from orchestra.web.app import create_app
 from tests.databases import PostgresDatabases, SqliteTemplate
-from tests.helpers import RecordingClient, leaks
+from tests.helpers import ManualClock, RecordingClient, leaks
 
 ENGINES = ["sqlite", "postgresql"]
 MakeUser = Callable[..., Awaitable[str]]
@@ -57,6 +57,21 @@ def build_services(database_url: str, data_dir: Path, clock: object = None) -> S
 @pytest.fixture
 async def services(database_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     built = build_services(database_url, tmp_path)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def clocked_services(
+    database_url: str, tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[Services]:
+    """Services on a clock the test moves."""
+    built = build_services(database_url, tmp_path, clock)
     yield built
     await built.close()
 

@@ -73,6 +73,7 @@ def test_main_pages_render_and_are_captured(page: Page, site: Site) -> None:
         ("/projects/example/runs", "runs"),
         ("/workers", "workers"),
         ("/users", "users"),
+        ("/audit", "audit"),
         ("/profile", "profile"),
     ):
         response = page.goto(f"{site.url}{path}")
@@ -91,8 +92,10 @@ def test_main_pages_render_and_are_captured(page: Page, site: Site) -> None:
 def test_viewer_sees_no_admin_pages_nor_buttons(page: Page, site: Site) -> None:
     login(page, site, "viewer")
     expect(page.locator("header nav")).not_to_contain_text("Users")
-    response = page.goto(f"{site.url}/users")
-    assert response is not None and response.status == 403
+    expect(page.locator("header nav")).not_to_contain_text("Audit")
+    for admin_page in ("/users", "/audit"):
+        response = page.goto(f"{site.url}{admin_page}")
+        assert response is not None and response.status == 403, admin_page
     page.goto(f"{site.url}/projects/example/jobs/hello")
     expect(page.locator("#trigger-form")).to_have_count(0)
     expect(page.get_by_role("button", name="Disable job")).to_have_count(0)
@@ -118,6 +121,36 @@ def test_script_in_a_description_renders_as_text(page: Page, site: Site) -> None
     expect(page.locator(".description")).to_have_text(attack)
     assert page.evaluate("window.pwned") is None
     assert page.locator("img[src=x]").count() == 0
+
+
+def test_job_page_shows_the_jobs_controls(page: Page, site: Site) -> None:
+    job = {
+        "steps": [{"name": "build", "command": ["true"], "timeout": 120}],
+        "timeout": 1800,
+        "retry": {"count": 2, "delay": 30, "on": ["exception", "failed"]},
+        "concurrency": 2,
+        "priority": 10,
+        "expiry": 3600,
+        "retention": {"days": 30, "runs": 200},
+    }
+    response = site.api("PUT", "/projects/example/jobs/controlled", json=job)
+    assert response.status_code in (200, 201), response.text
+    login(page, site)
+    page.goto(f"{site.url}/projects/example/jobs/controlled")
+    expect(page.locator("#job-timeout")).to_have_text("1800 s")
+    expect(page.locator("#job-retry")).to_have_text(
+        "2 times on exception, failed, after 30 s (doubling)"
+    )
+    expect(page.locator("#job-concurrency")).to_have_text("at most 2 running")
+    expect(page.locator("#job-priority")).to_have_text("10")
+    expect(page.locator("#job-expiry")).to_have_text("cancelled if pending after 3600 s")
+    expect(page.locator("#job-retention")).to_have_text(
+        "30 days after the end, the newest 200 runs"
+    )
+    expect(page.locator(".steps-def li")).to_contain_text("(timeout 120 s)")
+    page.goto(f"{site.url}/projects/example/jobs/hello")  # a job with none: no such rows
+    expect(page.locator(".steps-def li").first).to_be_visible()
+    assert page.locator("#job-timeout, #job-retry, #job-retention").count() == 0
 
 
 def test_csrf_check_refuses_a_forged_form_post(page: Page, site: Site) -> None:

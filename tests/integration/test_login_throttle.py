@@ -5,7 +5,6 @@ counting together, concurrent guesses, and what the table holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,8 @@ PASSWORD = "first password 1"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def clocked(database_url: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[Services]:
-    services = build_services(database_url, tmp_path, clock)
-    yield services
-    await services.close()
+def clocked(clocked_services: Services) -> Services:
+    return clocked_services
 
 
 def throttle_of(services: Services, **limits: float) -> LoginThrottle:

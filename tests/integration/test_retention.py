@@ -4,9 +4,7 @@ through the API."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from orchestra.services.retention import RetentionService
 from orchestra.storage import runs as run_storage
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log, run_step
-from tests.conftest import build_services
 from tests.helpers import ManualClock, RecordingClient, auth
 
 STEPS = [{"name": "s", "command": ["true"]}]
@@ -26,16 +23,9 @@ SOURCE = {"type": "api", "user": "admin"}
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def clocked(database_url: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[Services]:
-    services = build_services(database_url, tmp_path, clock)
-    await services.projects.create_project({"identifier": "p"})
-    yield services
-    await services.close()
+async def clocked(clocked_services: Services) -> Services:
+    await clocked_services.projects.create_project({"identifier": "p"})
+    return clocked_services
 
 
 async def job(services: Services, identifier: str, **fields: Any) -> None:

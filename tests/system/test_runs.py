@@ -179,23 +179,25 @@ def test_steps_never_see_the_workers_token(cluster: Cluster) -> None:
     assert json.loads(cluster.api.log(run)) == {"ORCHESTRA_TOKEN": None, "SHARED_WITH_STEPS": "yes"}
 
 
+def trigger_and_follow(cluster: Cluster, job: str) -> subprocess.CompletedProcess[str]:
+    """`orchestra run trigger p JOB --follow`, to its end."""
+    argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", job, "--follow"]
+    return subprocess.run(
+        argv, env=cluster.client_env(), capture_output=True, text=True, timeout=120
+    )
+
+
 def test_cli_trigger_follow_exit_status_follows_run_result(cluster: Cluster) -> None:
     cluster.start()
     cluster.start_worker("w1")
     cluster.api.put_job("good", [py(PRINT_LINES, "1", "30"), py("print('good end')")])
     cluster.api.put_job("bad", [py("import sys; print('bad output'); sys.exit(2)")])
 
-    def follow(job: str) -> subprocess.CompletedProcess[str]:
-        argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", job, "--follow"]
-        return subprocess.run(
-            argv, env=cluster.client_env(), capture_output=True, text=True, timeout=120
-        )
-
-    good = follow("good")
+    good = trigger_and_follow(cluster, "good")
     assert good.returncode == 0, good.stderr
     assert good.stdout == numbered_lines(1, 30) + "good end\n"
 
-    bad = follow("bad")
+    bad = trigger_and_follow(cluster, "bad")
     assert bad.returncode != 0
     assert "bad output" in bad.stdout
     assert [r["status"] for r in cluster.api.runs(job="bad")] == ["failed"]
@@ -219,13 +221,7 @@ def test_cli_trigger_follow_follows_retries_to_the_last_attempt(
     cluster.api.put_job("flaky", [py(flaky, str(tmp_path / "tried"))], retry=retry)
     cluster.api.put_job("doomed", [py("print('no luck'); raise SystemExit(3)")], retry=retry)
 
-    def follow(job: str) -> subprocess.CompletedProcess[str]:
-        argv = [PYTHON, "-m", "orchestra", "run", "trigger", "p", job, "--follow"]
-        return subprocess.run(
-            argv, env=cluster.client_env(), capture_output=True, text=True, timeout=120
-        )
-
-    recovered = follow("flaky")
+    recovered = trigger_and_follow(cluster, "flaky")
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout == "first attempt fails\nsecond attempt works\n"
     first, second = sorted(cluster.api.runs(job="flaky"), key=lambda r: r["attempt"])
@@ -236,7 +232,7 @@ def test_cli_trigger_follow_follows_retries_to_the_last_attempt(
     ], recovered.stderr
     assert f"attempt 2 is run {second['identifier']}" in recovered.stderr
 
-    given_up = follow("doomed")
+    given_up = trigger_and_follow(cluster, "doomed")
     assert given_up.returncode == 1, given_up.stderr
     assert given_up.stdout == "no luck\n" * 3  # the run and its two retries
     assert [r["status"] for r in cluster.api.runs(job="doomed")] == ["failed"] * 3

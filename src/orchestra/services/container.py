@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from orchestra.clock import Clock, SystemClock
 from orchestra.services.apply import ApplyService
+from orchestra.services.audit import AuditService
 from orchestra.services.events import Events
 from orchestra.services.projects import ProjectService
 from orchestra.services.runs import RunService
@@ -28,6 +29,7 @@ class Services:
     workers: WorkerService
     apply: ApplyService
     scheduler: Scheduler
+    audit: AuditService
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
@@ -46,6 +48,7 @@ class Services:
             workers=WorkerService(db, events),
             apply=ApplyService(db, clock, events),
             scheduler=Scheduler(db, clock, events, runs),
+            audit=AuditService(db, clock),
         )
 
     async def close(self) -> None:

@@ -304,6 +304,22 @@ user_authentication = sa.Table(
     sa.Index("ix_user_authentication_secret", "secret"),
 )
 
+# Who changed what: one row per change made through the API or the website (services/audit.py).
+# No foreign key: the record outlives the users and the things it names.
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("identifier", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("date", UTCDateTime(), nullable=False),
+    sa.Column("actor", IDENTIFIER, nullable=True),
+    sa.Column("method", sa.String(10), nullable=False),
+    sa.Column("route", sa.Text(), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("address", sa.String(100), nullable=True),
+    sa.Index("ix_audit_event_actor", "actor", "identifier"),
+)
+
 # Failed logins inside the throttle's window (services/throttle.py): in the database, so that
 # every API server counts them together. `key` is a digest of the user or the client address.
 login_failure = sa.Table(

@@ -11,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestra import __version__
 from orchestra.services.container import Services
-from orchestra.web.api import me, projects, runs, system, users, workers
+from orchestra.web.api import audit, me, projects, runs, system, users, workers
 from orchestra.web.api.schemas import ErrorOut
+from orchestra.web.audit import AuditTrail
 from orchestra.web.deps import authorize
 from orchestra.web.errors import install_error_handlers
 from orchestra.web.limits import BodyLimit
@@ -60,7 +61,7 @@ def create_app(
     # routes, which take the triggers, the logs followed and the runs listed, come first. No
     # two routes here match the same path and method, so the order changes nothing else
     # (the trigger's route was matched after 34 others: a tenth of its CPU).
-    api_routers = [m.router for m in (runs, system, me, users, projects, workers)]
+    api_routers = [m.router for m in (runs, system, me, users, projects, workers, audit)]
     api_routers += [*(routers or []), _metrics_router()]
     check_table([*api_routers, *([site[0]] if site else [])])
     app.state.api_routers = api_routers
@@ -69,6 +70,7 @@ def create_app(
     if site is not None:
         app.include_router(site[0])
         site[1](app)
+    app.add_middleware(AuditTrail, audit=services.audit)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     return app
 

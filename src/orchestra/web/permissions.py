@@ -27,6 +27,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("POST", f"{API}/me/tokens"): P.SELF,
     ("DELETE", f"{API}/me/tokens/{{token}}"): P.SELF,
     # Users and their tokens.
+    # The audit log: who changed what (auditors and administrators).
+    ("GET", f"{API}/audit"): P.USER_READ,
     ("GET", f"{API}/users"): P.USER_READ,
     ("POST", f"{API}/users"): P.USER_WRITE,
     ("GET", f"{API}/users/{{user}}"): P.USER_READ,
@@ -98,6 +100,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", "/workers/{worker}"): P.WORKER_READ,
     ("POST", "/workers/{worker}/state"): P.WORKER_WRITE,
     ("POST", "/workers/{worker}/disconnect"): P.WORKER_WRITE,
+    ("GET", "/audit"): P.USER_READ,
     ("GET", "/users"): P.USER_READ,
     ("POST", "/users"): P.USER_WRITE,
     ("GET", "/users/{user}"): P.USER_READ,

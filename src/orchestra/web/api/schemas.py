@@ -382,3 +382,14 @@ class HealthOut(BaseModel):
     status: str
     version: str
     database: str
+
+
+class AuditEventOut(Out):
+    identifier: int
+    date: datetime
+    actor: str | None = Field(description="the user who made the change (none: anonymous)")
+    method: str
+    route: str = Field(description="the route, as in the API reference")
+    path: str = Field(description="the path it was called with")
+    status: int
+    address: str | None = Field(description="the client's address")

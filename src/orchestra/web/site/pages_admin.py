@@ -174,6 +174,24 @@ async def worker_disconnect(request: Request, worker: str) -> Response:
     return back(f"/workers/{worker}", "Disconnect requested.")
 
 
+# The audit log (auditors and administrators).
+
+
+@router.get("/audit")
+async def audit(
+    request: Request,
+    cursor: Cursor = None,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    try:
+        events, next_cursor = await services_of(request).audit.list_events(
+            actor=actor or None, cursor=cursor, limit=100
+        )
+    except InvalidInput as exc:
+        return back("/audit", error=str(exc))
+    return render(request, "audit.html", events=events, next_cursor=next_cursor, actor=actor)
+
+
 # Users (administrators; auditors read).
 
 
