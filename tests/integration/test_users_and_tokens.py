@@ -29,20 +29,13 @@ PASSWORD = "first password 1"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def clocked(
-    database_url: str, tmp_path: Path, clock: ManualClock
+    clocked_services: Services,
 ) -> AsyncIterator[tuple[Services, RecordingClient]]:
     """Services and API on a clock the test moves."""
-    services = build_services(database_url, tmp_path, clock)
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=create_app(clocked_services))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield services, RecordingClient(http)
-    await services.close()
+        yield clocked_services, RecordingClient(http)
 
 
 def basic(user: str, secret: str) -> dict[str, str]:
