@@ -3,6 +3,9 @@ records, what is not recorded, who may read it, paging and filters."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from orchestra.services.container import Services
@@ -120,3 +123,15 @@ async def test_audit_log_pages_newest_first_and_filters_by_actor(
     assert bad.status_code in (400, 422) and bad.json()["detail"]
     bad_cursor = await api.get("/api/v1/audit", params={"cursor": "x"}, headers=auth(admin))
     assert bad_cursor.status_code in (400, 422) and bad_cursor.json()["detail"]
+
+
+async def test_a_cursor_beyond_any_row_is_refused_not_a_server_error(
+    api: RecordingClient, make_user: MakeUser
+) -> None:
+    admin = await make_user("admin", ["administrator"])
+    for value in (10**30, 2**63, 2**62, 2**31):
+        cursor = base64.urlsafe_b64encode(json.dumps([value]).encode()).decode().rstrip("=")
+        response = await api.get("/api/v1/audit", params={"cursor": cursor}, headers=auth(admin))
+        # Beyond 64 bits: not a cursor. Within them, beyond the column: refused or empty.
+        assert response.status_code in ((422,) if value >= 2**63 else (200, 422)), response.text
+        assert response.status_code == 200 or response.json()["detail"]

@@ -7,6 +7,7 @@ import re
 
 import httpx
 
+from orchestra.web.site.security import LOGIN_CSRF_COOKIE
 from tests.system.harness import Cluster, py
 
 
@@ -23,10 +24,24 @@ def test_changes_through_the_api_and_the_website_are_audited(cluster: Cluster) -
             "/projects/p/jobs/j/state", data={"csrf_token": token.group(1), "is_enabled": "false"}
         )
         assert disabled.status_code == 303, disabled.text
+        # A form that failed answers with a redirect back carrying the error: no change.
+        again = browser.post(
+            "/users", data={"csrf_token": token.group(1), "identifier": "admin", "roles": []}
+        )
+        assert again.status_code == 303 and "error=" in again.headers["location"]
         shown = browser.get("/audit")
         assert shown.status_code == 200
         assert "POST /projects/p/jobs/j/state" in shown.text
     assert cluster.api.request("GET", "/projects/p/jobs/j").json()["is_enabled"] is False
+
+    # Nobody logged in, with the login form's own CSRF pair: refused (to the login page).
+    with httpx.Client(
+        base_url=cluster.url, cookies={LOGIN_CSRF_COOKIE: "x" * 43}, timeout=10
+    ) as anonymous:
+        refused = anonymous.post(
+            "/projects/p/jobs/j/state", data={"csrf_token": "x" * 43, "is_enabled": "true"}
+        )
+        assert refused.status_code in (303, 403), refused.text
 
     events = cluster.api.request("GET", "/audit").json()["items"]
     assert [(e["actor"], e["method"], e["route"], e["path"]) for e in events] == [

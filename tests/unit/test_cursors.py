@@ -55,3 +55,10 @@ def test_limit_out_of_range_is_refused(limit: int) -> None:
         check_limit(limit)
     assert check_limit(None) == 50
     assert check_limit(500) == 500
+
+
+@pytest.mark.parametrize("value", [10**30, -(2**63) - 1, 2**63, True, 1.5, "7"])
+def test_integer_cursor_refuses_what_no_database_column_holds(value: object) -> None:
+    with pytest.raises(InvalidInput, match="invalid cursor"):
+        decode_cursor(cursor_of([value]), (int,))
+    assert decode_cursor(cursor_of([2**63 - 1]), (int,)) == [2**63 - 1]

@@ -16,7 +16,14 @@ API = "/api/v1"
 
 
 class Unreachable(OrchestraError):
-    """The server could not be reached, or the connection dropped (not an answer of its)."""
+    """The server could not be reached, the connection dropped, or a proxy (or the server,
+    its database away) said it is unavailable for now: 502, 503 or 504."""
+
+
+UNAVAILABLE = frozenset({502, 503, 504})
+# A stream with nothing to read for this long is taken for a connection that silently died (a
+# host gone without a reset): a follower then connects again, from the byte it reached.
+STREAM_READ_TIMEOUT = 120.0
 
 
 class Client:
@@ -42,7 +49,7 @@ class Client:
     def stream(self, path: str, params: dict[str, Any]) -> Iterator[httpx.Response]:
         with self._errors():
             with self.http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT)
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -78,6 +85,7 @@ def _check(response: httpx.Response) -> None:
         return
     try:
         detail = response.json().get("detail")
-    except ValueError:
+    except (ValueError, AttributeError):
         detail = response.text[:200]
-    raise OrchestraError(f"{response.status_code}: {detail}")
+    error = Unreachable if response.status_code in UNAVAILABLE else OrchestraError
+    raise error(f"{response.status_code}: {detail}")

@@ -28,32 +28,33 @@ def _follow(client: Client, project: str, run: str) -> int:
     a run of its own, made in the transaction that ends the one before); 0 if the last attempt
     succeeded, 1 if not."""
     followed = {run}
+    reached = False
     while True:
-        final = _follow_one(client, project, run)
+        final = _follow_one(client, project, run, reached)
+        reached = True
         reason = f" ({final['reason']})" if final.get("reason") else ""
         typer.echo(f"run {run} {final['status']}{reason}", err=True)
         retry = final.get("retried_by")
         if not retry or retry in followed:
             return 0 if final["status"] == "succeeded" else 1
         followed.add(retry)
-        following = client.request("GET", f"/projects/{project}/runs/{retry}")
-        wait = f", not before {following['not_before']}" if following.get("not_before") else ""
-        typer.echo(f"attempt {following['attempt']} is run {retry}{wait}", err=True)
+        typer.echo(f"attempt {final['attempt'] + 1} is run {retry}", err=True)
         run = retry
 
 
-def _follow_one(client: Client, project: str, run: str) -> dict[str, Any]:
-    """Stream one run's log to stdout until the run ends, and return it then. A connection
-    that drops once the stream has started (a server restarted, a proxy's idle timeout) is
-    opened again from the byte reached, for up to RECONNECT_SECONDS without an answer."""
+def _follow_one(client: Client, project: str, run: str, reached: bool) -> dict[str, Any]:
+    """Stream one run's log to stdout until the run ends, and return it then. Once the server
+    was reached, a connection that drops (a server restarted, a proxy's 502 or idle timeout, a
+    host gone silent) is opened again from the byte reached, for up to RECONNECT_SECONDS
+    without an answer."""
     out = sys.stdout.buffer
-    offset, streamed, lost_since = 0, False, None
+    offset, lost_since = 0, None
     while True:
         start = offset
         try:
             params = {"follow": "true", "offset": str(offset)}
             with client.stream(f"/projects/{project}/runs/{run}/log", params) as response:
-                streamed, lost_since = True, None
+                reached, lost_since = True, None
                 for chunk in response.iter_bytes():
                     out.write(chunk)
                     out.flush()
@@ -62,7 +63,7 @@ def _follow_one(client: Client, project: str, run: str) -> dict[str, Any]:
             if state["status"] not in ACTIVE:
                 return state
         except Unreachable as error:
-            if not streamed:
+            if not reached:
                 raise  # never reached: a wrong URL or a server down is said at once
             now = time.monotonic()
             if lost_since is None:

@@ -194,7 +194,9 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
                     raise ValueError
                 # Normalised here, so a date that overflows in UTC is a bad cursor, not a 500.
                 result.append(parsed.astimezone(UTC))
-            elif not isinstance(value, kind):
+            elif not isinstance(value, kind) or (
+                kind is int and (type(value) is not int or not -(2**63) <= value < 2**63)
+            ):
                 raise ValueError
             else:
                 result.append(value)
