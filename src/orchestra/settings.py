@@ -3,6 +3,7 @@ defaults, and validated loudly."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -57,31 +58,31 @@ class Settings:
         return self.role in ("all", "api")
 
 
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    environ: Mapping[str, str],
+    name: str,
+    default: float | None,
+    unit: str = "seconds",
+    maximum: float = math.inf,
+) -> float | None:
+    """A positive, finite number of `unit` (at most `maximum`) from the environment, or
+    `default` when the variable is unset or empty."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise InvalidInput(f"{name} must be positive")
+        raise InvalidInput(f"{name} must be a number of {unit}, got {raw!r}") from None
+    if not 0 < value <= maximum or not math.isfinite(value):
+        limit = f", at most {maximum:g}" if math.isfinite(maximum) else ""
+        raise InvalidInput(f"{name} must be a positive number of {unit}{limit}")
     return value
 
 
-def _optional_float(
-    environ: Mapping[str, str], name: str, unit: str, maximum: float
-) -> float | None:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number of {unit}, got {raw!r}") from None
-    if not 0 < value <= maximum:
-        raise InvalidInput(f"{name} must be a positive number of {unit}, at most {maximum:g}")
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(environ, name, default)
+    assert value is not None
     return value
 
 
@@ -105,14 +106,16 @@ def load_settings(
         database_url=env.get("ORCHESTRA_DATABASE_URL", ""),
         data_dir=Path(env.get("ORCHESTRA_DATA_DIR", "var")),
         public_url=env.get("ORCHESTRA_PUBLIC_URL", ""),
-        pending_expiry=_float(env, "ORCHESTRA_PENDING_EXPIRY", Settings.pending_expiry),
-        run_retention_days=_optional_float(
-            env, "ORCHESTRA_RUN_RETENTION_DAYS", "days", MAX_RETENTION_DAYS
+        pending_expiry=_seconds(env, "ORCHESTRA_PENDING_EXPIRY", Settings.pending_expiry),
+        run_retention_days=_float(
+            env, "ORCHESTRA_RUN_RETENTION_DAYS", None, "days", MAX_RETENTION_DAYS
         ),
-        retention_interval=_float(env, "ORCHESTRA_RETENTION_INTERVAL", Settings.retention_interval),
-        lease=_float(env, "ORCHESTRA_LEASE", Settings.lease),
-        heartbeat_interval=_float(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
-        abort_grace=_float(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),
+        retention_interval=_seconds(
+            env, "ORCHESTRA_RETENTION_INTERVAL", Settings.retention_interval
+        ),
+        lease=_seconds(env, "ORCHESTRA_LEASE", Settings.lease),
+        heartbeat_interval=_seconds(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
+        abort_grace=_seconds(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),
         listen_notify=_bool(env, "ORCHESTRA_LISTEN_NOTIFY", Settings.listen_notify),
     )
     given = {k: v for k, v in (overrides or {}).items() if v is not None}

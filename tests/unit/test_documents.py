@@ -122,3 +122,10 @@ def test_instance_retention_days_is_off_unless_set() -> None:
     assert load_settings(environ={}).run_retention_days is None
     assert load_settings(environ={"ORCHESTRA_RUN_RETENTION_DAYS": "90"}).run_retention_days == 90
     assert load_settings(environ={"ORCHESTRA_RUN_RETENTION_DAYS": "36600"}).run_retention_days
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "0", "-5", "soon"])
+def test_a_seconds_setting_refuses_what_is_not_a_positive_finite_number(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="ORCHESTRA_LEASE must be a"):
+        load_settings(environ={"ORCHESTRA_LEASE": raw})
+    assert load_settings(environ={"ORCHESTRA_LEASE": "30"}).lease == 30

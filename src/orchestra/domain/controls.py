@@ -20,17 +20,24 @@ MAX_RETENTION_DAYS = 36_600.0
 MAX_RETENTION_RUNS = 1_000_000
 
 
-def seconds(raw: object, what: str, *, allow_zero: bool = False) -> float | None:
-    """A positive number of seconds, or None."""
+def amount(
+    raw: object, what: str, unit: str, maximum: tuple[float, str], *, allow_zero: bool = False
+) -> float | None:
+    """A positive number (or 0, when allowed) of `unit`, at most `maximum` (its value and how
+    to say it), or None."""
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise InvalidInput(f"{what} must be a number of seconds")
-    if raw < 0 or (raw == 0 and not allow_zero) or raw > MAX_SECONDS:
-        raise InvalidInput(
-            f"{what} must be {'at least 0' if allow_zero else 'positive'} and at most a year"
-        )
+        raise InvalidInput(f"{what} must be a number of {unit}")
+    if raw < 0 or (raw == 0 and not allow_zero) or not raw <= maximum[0]:
+        low = "at least 0" if allow_zero else "positive"
+        raise InvalidInput(f"{what} must be {low} and at most {maximum[1]}")
     return float(raw)
+
+
+def seconds(raw: object, what: str, *, allow_zero: bool = False) -> float | None:
+    """A positive number of seconds (at most a year), or None."""
+    return amount(raw, what, "seconds", (MAX_SECONDS, "a year"), allow_zero=allow_zero)
 
 
 def whole(raw: object, what: str, low: int, high: int) -> int | None:
@@ -96,7 +103,7 @@ def retry_from_row(raw: Any) -> Retry | None:
 
 @dataclass(frozen=True)
 class Retention:
-    """How long a job's final runs are kept: `days` after their creation, and only the newest
+    """How long a job's final runs are kept: `days` after they ended, and only the newest
     `runs` of them; either or both."""
 
     days: float | None
@@ -104,17 +111,6 @@ class Retention:
 
     def to_dict(self) -> dict[str, Any]:
         return {"days": self.days, "runs": self.runs}
-
-
-def retention_days(raw: object, what: str) -> float | None:
-    """A positive number of days (at most a hundred years), or None."""
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise InvalidInput(f"{what} must be a number of days")
-    if not 0 < raw <= MAX_RETENTION_DAYS:
-        raise InvalidInput(f"{what} must be positive and at most {MAX_RETENTION_DAYS:.0f}")
-    return float(raw)
 
 
 def parse_retention(raw: object) -> Retention | None:
@@ -127,7 +123,7 @@ def parse_retention(raw: object) -> Retention | None:
     unknown = sorted(str(k) for k in raw if k not in ("days", "runs"))
     if unknown:
         raise InvalidInput(f"retention: unknown fields {', '.join(unknown)}")
-    days = retention_days(raw.get("days"), "retention.days")
+    days = amount(raw.get("days"), "retention.days", "days", (MAX_RETENTION_DAYS, "36600"))
     runs = whole(raw.get("runs"), "retention.runs", 1, MAX_RETENTION_RUNS)
     if days is None and runs is None:
         raise InvalidInput("retention needs days, runs or both")
