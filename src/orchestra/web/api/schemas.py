@@ -387,7 +387,7 @@ class HealthOut(BaseModel):
 class AuditEventOut(Out):
     identifier: int
     date: datetime
-    actor: str | None = Field(description="the user who made the change (none: anonymous)")
+    actor: str | None = Field(description="the user who made the change")
     method: str
     route: str = Field(description="the route, as in the API reference")
     path: str = Field(description="the path it was called with")
