@@ -26,6 +26,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Everything, the proof suite (tests/proof) in its smoke profile included.
 test: $(TEST_STAMP) lint chromium

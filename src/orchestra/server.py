@@ -50,7 +50,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def build_app(services: Services) -> FastAPI:
-    from orchestra.master.runtime import master_parts
+    from orchestra.master_mount import master_parts
 
     startup, shutdown, routers = (
         master_parts(services) if services.settings.runs_master else ([], [], [])
@@ -96,7 +96,7 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
     app = build_app(services)
     served: ASGIApp = app
     if settings.runs_master:
-        from orchestra.master.runtime import WorkerEndpointFirst
+        from orchestra.master_mount import WorkerEndpointFirst
 
         served = WorkerEndpointFirst(app)
     config = uvicorn.Config(

@@ -144,7 +144,7 @@ class World:
         identifier = await self.pending_run()
         async with self.services.db.transaction() as conn:
             moved = await run_storage.set_run_status(
-                conn, identifier, RunStatus.RUNNING, [RunStatus.PENDING], {"worker": "w1"}
+                conn, identifier, RunStatus.RUNNING, {"worker": "w1"}
             )
         assert moved
         return identifier

@@ -23,18 +23,18 @@ async def test_peek_connections_are_reused_until_an_error(services: Services) ->
     if services.db.is_sqlite:
         pytest.skip("SQLite's peek is a read of the pool (in-process, nothing to save)")
     db = services.db
-    async with db.peek() as first:
+    async with db.autocommit() as first:
         backend = await backend_of(first)
-    async with db.peek() as again:
+    async with db.autocommit() as again:
         assert again is first and await backend_of(again) == backend
-    async with db.peek() as one, db.peek() as other:  # at once: two connections
+    async with db.autocommit() as one, db.autocommit() as other:  # at once: two connections
         assert one is not other
 
     with pytest.raises(sa.exc.ProgrammingError):
-        async with db.peek() as conn:
+        async with db.autocommit() as conn:
             failed = conn
             await conn.execute(sa.text("SELECT * FROM no_such_table"))
-    async with db.peek() as conn:
+    async with db.autocommit() as conn:
         assert conn is not failed
         assert (await conn.execute(ONE)).scalar_one() == 1
 
@@ -45,7 +45,7 @@ async def test_an_idle_peek_connection_killed_meanwhile_is_replaced(
     if services.db.is_sqlite:
         pytest.skip("PostgreSQL's connections only")
     db = services.db
-    async with db.peek() as conn:
+    async with db.autocommit() as conn:
         backend = await backend_of(conn)
     # The server ends it while it sits idle (as a restart would); the next use, after an idle
     # while (none, here), goes to the pool, which pings it and opens another.
@@ -53,6 +53,6 @@ async def test_an_idle_peek_connection_killed_meanwhile_is_replaced(
     url = sa.engine.make_url(db.url).set(drivername="postgresql")
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
-    async with db.peek() as conn:
+    async with db.autocommit() as conn:
         assert (await conn.execute(ONE)).scalar_one() == 1
         assert await backend_of(conn) != backend

@@ -18,7 +18,7 @@ from orchestra.domain.statuses import RunStatus
 from orchestra.errors import Conflict, InvalidInput
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
-from orchestra.services.execution import ExecutionService
+from orchestra.services.master_side import MasterSide
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
 from orchestra.storage.schema import worker as worker_table
@@ -39,8 +39,8 @@ async def job(services: Services, project: str, identifier: str, **controls: obj
     )
 
 
-def execution(services: Services) -> ExecutionService:
-    return ExecutionService(services.db, services.clock, services.events, services.runs, "test")
+def execution(services: Services) -> MasterSide:
+    return MasterSide.build(services, "test")
 
 
 async def add_worker(services: Services, identifier: str = "w") -> None:
@@ -86,7 +86,7 @@ async def finish(services: Services, run: str, status: str, worker: str = "w") -
             m.RunEnded(sequence=4, status=status, date=now),  # type: ignore[arg-type]
         ],
     )
-    await execution(services).apply_report(worker, report)
+    await execution(services).reports.apply_report(worker, report)
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ async def test_dispatch_takes_higher_priority_first_then_oldest(controlled: Serv
     high = await controlled.runs.trigger("p", "j", {}, {}, priority=10)
     clock.advance(1)
     later = await controlled.runs.trigger("p", "j", {}, {})
-    order = [c.identifier for c in await execution(controlled).candidates()]
+    order = [c.identifier for c in await execution(controlled).dispatching.candidates()]
     assert order == [high.identifier, low.identifier, later.identifier]
 
 
@@ -121,7 +121,7 @@ async def test_dispatch_shares_turns_between_projects_when_one_floods(
     for project in ("a", "b"):
         for _ in range(5):
             await controlled.runs.trigger(project, "j", {}, {})
-    first = await execution(controlled).candidates(batch=15)
+    first = await execution(controlled).dispatching.candidates(batch=15)
     by_project = [c.project for c in first]
     # The two small projects get their share of the first places despite arriving last.
     assert by_project.count("a") == 5 and by_project.count("b") == 5
@@ -134,17 +134,17 @@ async def test_concurrency_caps_hold_back_runs_until_a_slot_frees(controlled: Se
     await add_worker(controlled)
     runs = [await controlled.runs.trigger("p", "capped", {}, {}) for _ in range(4)]
     engine = execution(controlled)
-    candidates = await engine.candidates()
+    candidates = await engine.dispatching.candidates()
     assert [c.identifier for c in candidates] == [r.identifier for r in runs[:2]]
     # Even asked for all four, the claim gives out only the two slots.
-    won = await engine.claim({r.identifier: "w" for r in runs})
+    won = await engine.dispatching.claim({r.identifier: "w" for r in runs})
     assert len(won) == 2
     waiting = await controlled.runs.get_run("p", runs[2].identifier)
     assert waiting.waiting_reason is not None
     assert "concurrency limit (2)" in waiting.waiting_reason
     assert won[0].identifier in waiting.waiting_reason
     await finish(controlled, won[0].identifier, "failed")  # any final status frees the slot
-    assert [c.identifier for c in await engine.candidates()] == [runs[2].identifier]
+    assert [c.identifier for c in await engine.dispatching.candidates()] == [runs[2].identifier]
 
 
 async def test_project_concurrency_caps_all_its_jobs(controlled: Services) -> None:
@@ -155,8 +155,10 @@ async def test_project_concurrency_caps_all_its_jobs(controlled: Services) -> No
     first = await controlled.runs.trigger("p", "one", {}, {})
     second = await controlled.runs.trigger("p", "two", {}, {})
     engine = execution(controlled)
-    assert [r.identifier for r in await engine.claim({first.identifier: "w"})] == [first.identifier]
-    assert await engine.candidates() == []
+    assert [r.identifier for r in await engine.dispatching.claim({first.identifier: "w"})] == [
+        first.identifier
+    ]
+    assert await engine.dispatching.candidates() == []
     waiting = await controlled.runs.get_run("p", second.identifier)
     assert "project's concurrency limit (1)" in (waiting.waiting_reason or "")
 
@@ -167,23 +169,23 @@ async def test_retry_makes_a_linked_run_after_an_exponential_delay(controlled: S
     await add_worker(controlled)
     engine = execution(controlled)
     first = await controlled.runs.trigger("p", "flaky", {}, {})
-    await engine.claim({first.identifier: "w"})
+    await engine.dispatching.claim({first.identifier: "w"})
     await finish(controlled, first.identifier, "failed")
     runs, _ = await controlled.runs.list_runs("p")
     second = runs[0]
     assert second.retry_of == first.identifier and second.attempt == 2
     assert second.not_before == T0 + timedelta(seconds=10)
-    assert await engine.candidates() == []  # waiting out the delay
+    assert await engine.dispatching.candidates() == []  # waiting out the delay
     clock.advance(10)
-    assert [c.identifier for c in await engine.candidates()] == [second.identifier]
-    await engine.claim({second.identifier: "w"})
+    assert [c.identifier for c in await engine.dispatching.candidates()] == [second.identifier]
+    await engine.dispatching.claim({second.identifier: "w"})
     await finish(controlled, second.identifier, "failed")
     runs, _ = await controlled.runs.list_runs("p")
     third = runs[0]
     assert third.attempt == 3 and third.retry_of == second.identifier
     assert third.not_before == clock.now() + timedelta(seconds=20)
     clock.advance(20)
-    await engine.claim({third.identifier: "w"})
+    await engine.dispatching.claim({third.identifier: "w"})
     await finish(controlled, third.identifier, "failed")
     runs, _ = await controlled.runs.list_runs("p")
     assert len(runs) == 3  # the count is spent: no fourth attempt
@@ -195,14 +197,14 @@ async def test_retry_on_exception_only_by_default(controlled: Services) -> None:
     await add_worker(controlled)
     engine = execution(controlled)
     failed = await controlled.runs.trigger("p", "j", {}, {})
-    await engine.claim({failed.identifier: "w"})
+    await engine.dispatching.claim({failed.identifier: "w"})
     await finish(controlled, failed.identifier, "failed")
     assert len((await controlled.runs.list_runs("p"))[0]) == 1
     lost = await controlled.runs.trigger("p", "j", {}, {})
-    await engine.claim({lost.identifier: "w"})
+    await engine.dispatching.claim({lost.identifier: "w"})
     clock: ManualClock = controlled.clock  # type: ignore[assignment]
     clock.advance(3600)  # the worker is gone longer than the lease
-    assert await engine.expire_leases(600, 5, []) == 1
+    assert await engine.leases.expire_leases(600, 5, []) == 1
     runs, _ = await controlled.runs.list_runs("p")
     assert runs[0].retry_of == lost.identifier and runs[0].status is RunStatus.PENDING
 
@@ -214,7 +216,7 @@ async def test_job_expiry_overrides_the_default(controlled: Services) -> None:
     quick = await controlled.runs.trigger("p", "quick", {}, {})
     patient = await controlled.runs.trigger("p", "patient", {}, {})
     clock.advance(61)
-    assert await execution(controlled).expire_pending(86400) == 1
+    assert await execution(controlled).leases.expire_pending(86400) == 1
     expired = await controlled.runs.get_run("p", quick.identifier)
     assert expired.status is RunStatus.CANCELLED and "expired" in (expired.reason or "")
     assert (await controlled.runs.get_run("p", patient.identifier)).status is RunStatus.PENDING
@@ -233,7 +235,7 @@ async def test_force_ends_a_running_run_and_says_who(controlled: Services) -> No
     run = await controlled.runs.trigger("p", "j", {}, {})
     with pytest.raises(Conflict):
         await controlled.runs.force("p", run.identifier, "failed", "why", "op")
-    await execution(controlled).claim({run.identifier: "w"})
+    await execution(controlled).dispatching.claim({run.identifier: "w"})
     with pytest.raises(InvalidInput):
         await controlled.runs.force("p", run.identifier, "succeeded", "lie", "op")
     with pytest.raises(InvalidInput):
@@ -339,7 +341,7 @@ async def test_two_masters_dispatching_at_once_claim_each_run_once_within_the_ca
     masters = [(execution(first), "w1"), (execution(second), "w2")]
     won: list[tuple[str, str]] = []
     for _ in range(8):
-        passes = await asyncio.gather(*(e.dispatch(16, to(w)) for e, w in masters))
+        passes = await asyncio.gather(*(e.dispatching.dispatch(16, to(w)) for e, w in masters))
         won += [(r.identifier, r.worker) for d in passes for r in d.won]  # type: ignore[misc]
 
     claimed = [run for run, _ in won]
@@ -375,14 +377,20 @@ async def test_a_cap_set_while_a_pass_runs_holds_against_its_claim(
             conn.execute("UPDATE job SET concurrency = 1 WHERE identifier = 'j'")
         return one(candidates)
 
-    first = await engine.dispatch(16, one)  # the first pass is transactional, and finds no cap
+    first = await engine.dispatching.dispatch(
+        16, one
+    )  # the first pass is transactional, and finds no cap
     assert [r.identifier for r in first.won] == [runs[0].identifier]
-    raced = await engine.dispatch(16, one_after_a_cap)  # read uncapped, claimed capped
+    raced = await engine.dispatching.dispatch(16, one_after_a_cap)  # read uncapped, claimed capped
     assert raced.assignments == {runs[1].identifier: "w"} and raced.won == []
-    assert (await engine.dispatch(16, one)).won == []  # the cap, counted: one runs already
+    assert (
+        await engine.dispatching.dispatch(16, one)
+    ).won == []  # the cap, counted: one runs already
 
     await finish(controlled, runs[0].identifier, "succeeded")
-    assert [r.identifier for r in (await engine.dispatch(16, one)).won] == [runs[1].identifier]
+    assert [r.identifier for r in (await engine.dispatching.dispatch(16, one)).won] == [
+        runs[1].identifier
+    ]
     statuses = [(await controlled.runs.get_run("p", r.identifier)).status for r in runs]
     assert statuses == [RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.PENDING]
 
@@ -421,13 +429,13 @@ async def test_a_plain_pass_is_one_statement_in_dispatch_order(controlled: Servi
         await controlled.runs.trigger("a", "j", {}, {"type": "api"}, priority=priority)
         clock.advance(1)
     engine = execution(controlled)
-    expected = [c.identifier for c in await engine.candidates()][:5]
+    expected = [c.identifier for c in await engine.dispatching.candidates()][:5]
     # The first pass finds out what the head of the queue holds (and claims nothing here).
-    assert (await engine.dispatch(16, lambda found: ({}, True))).won == []
+    assert (await engine.dispatching.dispatch(16, lambda found: ({}, True))).won == []
 
     sent = statements_run(controlled)
     plain = ["w1", "w2", "w1", "w2", "w1"]
-    dispatched = await engine.dispatch(16, refuse_to_match, plain)
+    dispatched = await engine.dispatching.dispatch(16, refuse_to_match, plain)
 
     assert len(sent) == 1
     assert [r.identifier for r in dispatched.won] == expected
@@ -451,7 +459,7 @@ async def test_a_pass_whose_head_is_not_plain_is_matched(controlled: Services) -
     await add_worker(controlled, "w1")
     engine = execution(controlled)
     first = await controlled.runs.trigger("p", "plain", {}, {"type": "api"})
-    assert (await engine.dispatch(16, lambda found: ({}, True))).won == []
+    assert (await engine.dispatching.dispatch(16, lambda found: ({}, True))).won == []
     picky = await controlled.runs.trigger("p", "picky", {}, {"type": "api"})
     matched: list[list[str]] = []
 
@@ -459,7 +467,7 @@ async def test_a_pass_whose_head_is_not_plain_is_matched(controlled: Services) -
         matched.append([c.identifier for c in candidates])
         return {c.identifier: "w1" for c in candidates if not c.properties}, True
 
-    dispatched = await engine.dispatch(16, match, ["w1", "w1"])
+    dispatched = await engine.dispatching.dispatch(16, match, ["w1", "w1"])
 
     assert matched == [[first.identifier, picky.identifier]]
     assert [r.identifier for r in dispatched.won] == [first.identifier]
@@ -481,11 +489,11 @@ async def test_two_masters_plain_passes_at_once_claim_each_run_once(
     runs = [await first.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(30)]
     masters = [(execution(first), "w1"), (execution(second), "w2")]
     for engine, _ in masters:  # each learns that the head is plain
-        await engine.dispatch(16, lambda found: ({}, True))
+        await engine.dispatching.dispatch(16, lambda found: ({}, True))
     won: list[tuple[str, str | None]] = []
     for _ in range(4):
         passes = await asyncio.gather(
-            *(e.dispatch(16, refuse_to_match, [w] * 4) for e, w in masters)
+            *(e.dispatching.dispatch(16, refuse_to_match, [w] * 4) for e, w in masters)
         )
         won += [(r.identifier, r.worker) for d in passes for r in d.won]
     claimed = [run for run, _ in won]
@@ -505,7 +513,7 @@ async def test_one_claim_gives_each_run_to_its_worker_and_none_to_a_disabled_one
     runs = [await controlled.runs.trigger("p", "j", {}, {"type": "api"}) for _ in range(4)]
     wanted = dict(zip((r.identifier for r in runs), ("w1", "w2", "w1", "off"), strict=True))
 
-    won = await execution(controlled).claim(wanted)
+    won = await execution(controlled).dispatching.claim(wanted)
 
     assert {r.identifier: r.worker for r in won} == {k: v for k, v in wanted.items() if v != "off"}
     left = await controlled.runs.get_run("p", runs[3].identifier)

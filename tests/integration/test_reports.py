@@ -14,7 +14,7 @@ import pytest
 from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
-from orchestra.services.execution import ExecutionService
+from orchestra.services.master_side import MasterSide
 from tests.conftest import build_services
 from tests.helpers import ManualClock
 from tests.integration.test_job_controls import add_worker
@@ -37,12 +37,12 @@ async def services(database_url: str, tmp_path: Path) -> Services:
     await built.close()
 
 
-async def claimed_run(services: Services) -> tuple[ExecutionService, str]:
-    execution = ExecutionService(
-        services.db, services.clock, services.events, services.runs, "test"
-    )
+async def claimed_run(services: Services) -> tuple[MasterSide, str]:
+    execution = MasterSide.build(services, "test")
     run = await services.runs.trigger("p", "j", {}, {"type": "api"})
-    assert [r.identifier for r in await execution.claim({run.identifier: "w"})] == [run.identifier]
+    assert [r.identifier for r in await execution.dispatching.claim({run.identifier: "w"})] == [
+        run.identifier
+    ]
     return execution, run.identifier
 
 
@@ -63,10 +63,10 @@ async def test_starts_and_ends_reported_together_or_apart_leave_the_same_steps(
         m.RunEnded(sequence=7, status="succeeded", date=at(7)),
     ]
     together_execution, together = await claimed_run(services)
-    await together_execution.apply_report("w", m.Report(run=together, events=ended))
+    await together_execution.reports.apply_report("w", m.Report(run=together, events=ended))
     apart_execution, apart = await claimed_run(services)
     for event in ended:
-        await apart_execution.apply_report("w", m.Report(run=apart, events=[event]))
+        await apart_execution.reports.apply_report("w", m.Report(run=apart, events=[event]))
 
     first = await services.runs.get_run("p", together)
     second = await services.runs.get_run("p", apart)
@@ -88,7 +88,7 @@ async def test_the_steps_after_a_failed_one_are_skipped(services: Services) -> N
             m.RunEnded(sequence=5, status="failed", date=at(5)),
         ],
     )
-    await execution.apply_report("w", report)
+    await execution.reports.apply_report("w", report)
     shown = await services.runs.get_run("p", run)
     assert shown.status.value == "failed"
     assert steps(shown) == [
@@ -119,7 +119,7 @@ async def test_a_report_that_breaks_the_protocol_fails_alone_in_its_group(
         m.StepEnded(sequence=3, step=0, status="succeeded", exit_code=0, date=at(2)),
     ]
 
-    outcomes = await execution.apply_reports(
+    outcomes = await execution.reports.apply_reports(
         [
             ("w", m.Report(run=good, events=finished_events())),
             ("w", m.Report(run=gapped, events=finished_events(first_sequence=2))),  # a gap
@@ -158,18 +158,21 @@ async def test_reports_arriving_together_share_a_transaction_and_each_gets_its_a
     execution, first = await claimed_run(services)
     runs = [first] + [(await claimed_run(services))[1] for _ in range(5)]
     commits = 0
-    real_write = execution._write
+    real_write = execution.reports._write
 
     async def counting_write(conn: object, writes: object) -> None:
         nonlocal commits
         commits += 1
         await real_write(conn, writes)  # type: ignore[arg-type]
 
-    execution._write = counting_write  # type: ignore[method-assign]
+    execution.reports._write = counting_write  # type: ignore[method-assign]
     bad = m.Report(run=runs[-1], events=finished_events(first_sequence=5))
     results = await asyncio.gather(
-        *(execution.report("w", m.Report(run=r, events=finished_events())) for r in runs[:-1]),
-        execution.report("w", bad),
+        *(
+            execution.reports.report("w", m.Report(run=r, events=finished_events()))
+            for r in runs[:-1]
+        ),
+        execution.reports.report("w", bad),
         return_exceptions=True,
     )
 
@@ -191,18 +194,18 @@ async def test_reports_whose_run_is_as_left_skip_the_transaction_and_the_rest_ta
     _, resent = await claimed_run(services)
     _, given_up = await claimed_run(services)
     first = [m.StepStarted(sequence=1, step=0, date=at(1))]
-    await execution.apply_report("w", m.Report(run=resent, events=first))
+    await execution.reports.apply_report("w", m.Report(run=resent, events=first))
     async with services.db.transaction() as conn:
-        await execution._give_up(conn, given_up, "lost")
+        await execution.endings.give_up(conn, given_up, "lost")
     through_transaction: list[str] = []
-    real = execution._apply_in_transaction
+    real = execution.reports._apply_in_transaction
 
     async def recording(reports):  # type: ignore[no-untyped-def]
         through_transaction.extend(report.run for _, report in reports)
         return await real(reports)
 
-    execution._apply_in_transaction = recording  # type: ignore[method-assign]
-    outcomes = await execution.apply_reports(
+    execution.reports._apply_in_transaction = recording  # type: ignore[method-assign]
+    outcomes = await execution.reports.apply_reports(
         [
             ("w", m.Report(run=plain, events=finished_events())),
             ("w", m.Report(run=resent, events=finished_events())),  # its start sent again
@@ -232,13 +235,11 @@ async def test_a_run_with_a_retry_policy_ended_by_a_plain_report_is_retried(
     await services.projects.create_job(
         "p", {"identifier": "r", "steps": STEPS[:1], "retry": {"count": 1, "on": ["failed"]}}
     )
-    execution = ExecutionService(
-        services.db, services.clock, services.events, services.runs, "test"
-    )
+    execution = MasterSide.build(services, "test")
     run = await services.runs.trigger("p", "r", {}, {"type": "api"})
-    await execution.claim({run.identifier: "w"})
+    await execution.dispatching.claim({run.identifier: "w"})
 
-    (outcome,) = await execution.apply_reports(
+    (outcome,) = await execution.reports.apply_reports(
         [("w", m.Report(run=run.identifier, events=finished_events()))]
     )
 

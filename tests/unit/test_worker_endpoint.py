@@ -7,14 +7,14 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from orchestra.master.runtime import WORKER_PATH, WorkerEndpointFirst
+from orchestra.master_mount import WORKER_PATH, WorkerEndpointFirst
 
 
 class FakeMaster:
     def __init__(self) -> None:
         self.paths: list[str] = []
 
-    async def connect(self, websocket: Any) -> None:
+    async def connect(self, websocket: Any, receive: Any = None) -> None:
         self.paths.append(websocket.scope["path"])
 
 

@@ -73,9 +73,40 @@ def step_sources_for(target: StepStatus) -> frozenset[StepStatus]:
     return frozenset(src for src, targets in STEP_TRANSITIONS.items() if target in targets)
 
 
+def step_sources_reaching(target: StepStatus) -> frozenset[StepStatus]:
+    """The statuses from which a step reaches `target` in one or more transitions: a worker's
+    report may carry a step's start and end together, applied as one change of its row."""
+    found: set[StepStatus] = set()
+    frontier = {target}
+    while frontier:
+        sources = {s for t in frontier for s in step_sources_for(t)} - found
+        found |= sources
+        frontier = sources
+    return frozenset(found)
+
+
+def run_sources_within(
+    target: RunStatus, only: frozenset[RunStatus] | None
+) -> frozenset[RunStatus]:
+    """The statuses from which a run may move to `target`, narrowed to `only` when given (a
+    change that applies to fewer of them, such as forcing a running run): a source the table
+    does not allow is a programming error."""
+    allowed = run_sources_for(target)
+    if only is None:
+        return allowed
+    if not only <= allowed:
+        wrong = ", ".join(sorted(s.value for s in only - allowed))
+        raise ValueError(f"a run cannot become {target.value} from {wrong}")
+    return only
+
+
+def run_may_become(current: RunStatus, target: RunStatus) -> bool:
+    return target in RUN_TRANSITIONS.get(current, frozenset())
+
+
 def check_run_transition(current: RunStatus, target: RunStatus) -> None:
     """Raise Conflict (409) unless a run may go from `current` to `target`."""
-    if target not in RUN_TRANSITIONS.get(current, frozenset()):
+    if not run_may_become(current, target):
         raise Conflict(f"a {current.value} run cannot become {target.value}")
 
 

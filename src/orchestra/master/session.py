@@ -75,3 +75,8 @@ class WorkerSession:
                 await self.websocket.close(code=code, reason=reason[:120])
             except (RuntimeError, OSError):
                 pass
+
+
+# The connections a master holds, by worker identifier: shared by its endpoint (which adds and
+# removes them), its dispatcher and its control loop.
+Sessions = dict[str, WorkerSession]

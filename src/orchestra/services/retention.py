@@ -81,7 +81,7 @@ class RetentionService:
         """Delete the runs `query` selects, BATCH at a time; the number deleted here."""
         total = 0
         while True:
-            async with self.db.peek() as conn:
+            async with self.db.autocommit() as conn:
                 found = (await conn.execute(query.limit(BATCH))).scalars().all()
             if not found:
                 return total

@@ -131,7 +131,7 @@ class RunService:
         self.events = events
         self.pending_expiry = pending_expiry
         self._matched: dict[str, float] = {}
-        self._triggers = TriggerQueue(self, lambda: self.events.publish("dispatch"))
+        self._triggers = TriggerQueue(db, self.pending_run, lambda: self.events.publish("dispatch"))
 
     async def trigger(
         self,
@@ -343,7 +343,6 @@ class RunService:
                 conn,
                 identifier,
                 RunStatus.CANCELLED,
-                [RunStatus.PENDING],
                 {"should_cancel": True, "completion_date": now, "reason": "cancelled"},
             )
             if not moved:
@@ -394,8 +393,8 @@ class RunService:
                 conn,
                 identifier,
                 RunStatus(status),
-                [RunStatus.RUNNING],
                 {"completion_date": now, "reason": text, "forced_by": user, "should_abort": True},
+                only_from=[RunStatus.RUNNING],
             )
             if not moved:
                 raise Conflict("the run changed while forcing it; look again")

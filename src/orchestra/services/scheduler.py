@@ -103,7 +103,7 @@ class Scheduler:
         self, keys: list[tuple[str, str]], now: datetime, plans: dict[tuple[Any, ...], Plan]
     ) -> int:
         chunks = [keys[i : i + FIRE_BATCH] for i in range(0, len(keys), FIRE_BATCH)]
-        if self.db.is_sqlite:  # one writer: concurrent batches would only wait for it
+        if self.db.one_writer:  # concurrent batches would only wait for each other
             return sum([await self._handle_chunk(chunk, now, plans) for chunk in chunks])
         slots = asyncio.Semaphore(FIRE_CONCURRENCY)
 
@@ -137,9 +137,13 @@ class Scheduler:
         with every read and write done once for the batch. A firing that exists already
         fails the whole batch (its unique key), which the caller then handles one by one."""
         async with self.db.transaction() as conn:
-            query = sa.select(schedule_table).where(_keys_in(schedule_table, keys))
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)  # another master has them
+            # Locked as read, skipping those another master has (SQLite, one writer, has no
+            # row locks: its dialect leaves the clause out).
+            query = (
+                sa.select(schedule_table)
+                .where(_keys_in(schedule_table, keys))
+                .with_for_update(skip_locked=True)
+            )
             rows = [
                 r
                 for r in (await conn.execute(query)).mappings().all()
@@ -344,11 +348,13 @@ class Scheduler:
 
     async def _handle(self, project: str, identifier: str, now: datetime) -> int:
         async with self.db.transaction() as conn:
-            query = sa.select(schedule_table).where(
-                schedule_table.c.project == project, schedule_table.c.identifier == identifier
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)  # another master has it
+            query = (
+                sa.select(schedule_table)
+                .where(
+                    schedule_table.c.project == project, schedule_table.c.identifier == identifier
+                )
+                .with_for_update(skip_locked=True)
+            )  # another master has it (as above)
             row = (await conn.execute(query)).mappings().first()
             if row is None or not row["is_enabled"] or row["next_due_date"] is None:
                 return 0

@@ -90,7 +90,7 @@ class LoginThrottle:
         }
         cutoffs = {keys[kind]: now - rule.window for kind, rule in self.rules.items()}
         async with self.db.transaction() as conn:
-            if not self.db.is_sqlite:  # SQLite's write transactions already take turns
+            if not self.db.one_writer:  # SQLite's write transactions already take turns
                 for key in sorted(keys.values()):
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_of(key))))
             # Only these keys' old failures: a login for someone else waits on no lock here

@@ -1,4 +1,4 @@
-"""Triggers committed in groups (services/groups.py): the runs of the trigger requests waiting
+"""Triggers committed in groups (services/group_commit.py): the runs of the trigger requests waiting
 at the same moment go into the database in one transaction, sharing its job reads, one
 statement for all their runs and one for all their steps. A request answered 201 has its run
 committed. A request that cannot be honoured (no such job, parameters that do not fit) fails
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.domain.models import Row, Run
 from orchestra.errors import OrchestraError
-from orchestra.services.groups import GroupCommit, Waiting
+from orchestra.services.group_commit import GroupCommit, Waiting
 from orchestra.storage import runs as run_storage
-
-if TYPE_CHECKING:
-    from orchestra.services.runs import RunService
+from orchestra.storage.engine import Database
 
 GROUP_MAX = 64  # runs in one transaction at most
 
@@ -32,9 +32,28 @@ class _Request:
     priority: object
 
 
+class PrepareRun(Protocol):
+    """The columns and steps of a new pending run (RunService.pending_run), or an
+    OrchestraError that refuses it."""
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        project: str,
+        job: str,
+        parameters: object,
+        source: Mapping[str, Any],
+        priority: object = None,
+        *,
+        jobs: dict[tuple[str, str], Row | None] | None = None,
+        warnings: dict[str, str | None] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+
+
 class TriggerQueue:
-    def __init__(self, runs: RunService, committed: Callable[[], None]) -> None:
-        self.runs = runs
+    def __init__(self, db: Database, prepare: PrepareRun, committed: Callable[[], None]) -> None:
+        self.db = db
+        self.prepare = prepare
         self.committed = committed  # called after each transaction that created runs
         self._groups: GroupCommit[_Request, Run] = GroupCommit(
             self._commit, group_max=GROUP_MAX, what="triggers"
@@ -55,16 +74,16 @@ class TriggerQueue:
         A request that cannot be honoured is answered with its error and writes nothing."""
         prepared: list[tuple[Waiting[_Request, Run], dict[str, Any], list[dict[str, Any]]]] = []
         failed: list[tuple[Waiting[_Request, Run], Exception]] = []
-        db = self.runs.db
+        db = self.db
         # PostgreSQL inserts the group's runs and steps by one statement (atomic on its own)
         # and the jobs read before need no snapshot: no transaction, two round trips less.
-        async with db.transaction() if db.is_sqlite else db.peek() as conn:
+        async with db.atomic_statements() as conn:
             jobs: dict[tuple[str, str], Row | None] = {}
             warnings: dict[str, str | None] = {}
             for waiting in group:
                 request = waiting.item
                 try:
-                    values, steps = await self.runs.pending_run(
+                    values, steps = await self.prepare(
                         conn,
                         request.project,
                         request.job,

@@ -25,7 +25,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out
 # (a restarted server leaves the pool full of dead ones); a busy pool pings nothing.
 PING_AFTER_IDLE = 1.0
-PEEK_POOL = 6  # connections of the autocommit pool kept open (PostgreSQL)
+AUTOCOMMIT_POOL = 6  # connections of the autocommit pool kept open (PostgreSQL)
 
 
 def async_url(url: str) -> str:
@@ -59,26 +59,26 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
         # Reads that need no snapshot, and writes that are one statement, each on its own: on
         # PostgreSQL, no BEGIN and no COMMIT or ROLLBACK around them. The master's hot paths
-        # (dispatch passes, trigger groups, reports, polls) use it at once: PEEK_POOL stay
+        # (dispatch passes, trigger groups, reports, polls) use it at once: AUTOCOMMIT_POOL stay
         # open, since a connection opened and closed per use cost a backend's start each time.
-        self._peeker = self.engine
+        self._autocommit_engine = self.engine
         if not self.is_sqlite:
             _ping_when_idle(self.engine)
-            self._peeker = create_async_engine(
+            self._autocommit_engine = create_async_engine(
                 self.async_url,
-                pool_size=PEEK_POOL,
+                pool_size=AUTOCOMMIT_POOL,
                 max_overflow=pool_size,
                 isolation_level="AUTOCOMMIT",
             )
-            _ping_when_idle(self._peeker)
+            _ping_when_idle(self._autocommit_engine)
         self._writer = self.engine.execution_options(orchestra_write=True)
         self._lock = asyncio.Lock()
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         # SQLite: the connection the write transactions use, one after the other (the lock
         # above), kept checked out (see `transaction`).
         self._kept: AsyncConnection | None = None
-        # PostgreSQL: `peek` connections kept checked out between uses, with when each was
-        # last put back (see `peek`).
+        # PostgreSQL: `autocommit` connections kept checked out between uses, with when each
+        # was last put back (see `autocommit`).
         self._idle: list[tuple[AsyncConnection, float]] = []
         self._idle_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
@@ -127,22 +127,49 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def peek(self) -> AsyncIterator[AsyncConnection]:
-        """Reads with no snapshot: each statement sees what is committed when it runs (for the
-        master's polls and hints, which a guarded write checks again). SQLite's reads are
-        in-process and cost nothing to begin: there, this is `read()`.
+    @property
+    def one_writer(self) -> bool:
+        """Writes take turns (SQLite: one writer at a time, this process's in `transaction`):
+        concurrent write transactions only wait for each other, and need no lock of their own."""
+        return self.is_sqlite
 
-        On PostgreSQL, up to PEEK_POOL of them stay checked out between uses (a checkout and
+    @property
+    def one_statement_paths(self) -> bool:
+        """The hot operations have one-statement forms in storage (PostgreSQL: a dispatch pass,
+        a group of reports, a group of triggers), each atomic on its own on an autocommit
+        connection: a round trip where a transaction takes four or five. SQLite's transactions
+        cost nothing to begin (in process), so it runs them the general way."""
+        return not self.is_sqlite
+
+    @asynccontextmanager
+    async def atomic_statements(self) -> AsyncIterator[AsyncConnection]:
+        """For writes that are each atomic on their own (one statement apiece): an autocommit
+        connection on PostgreSQL; on SQLite, whose writers take turns, the write transaction."""
+        if self.is_sqlite:
+            async with self.transaction() as conn:
+                yield conn
+        else:
+            async with self.autocommit() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """Each statement on its own, with no snapshot: it sees what is committed when it runs,
+        and on PostgreSQL a write commits at once (no BEGIN, no COMMIT). For the master's polls
+        and hints (which a guarded write checks again) and PostgreSQL's one-statement writes.
+        SQLite's reads are in-process and cost nothing to begin: there, this is `read()`, and
+        writes go through `transaction()` (or `atomic_statements()`).
+
+        On PostgreSQL, up to AUTOCOMMIT_POOL of them stay checked out between uses (a checkout and
         check-in cost SQLAlchemy's asyncio layer more than a short statement's round trip).
         One idle for PING_AFTER_IDLE or more goes back to the pool, which pings it (a
         restarted server leaves them dead); one used by a block that failed is closed (errors
         are rare here, and the connection's state then unknown)."""
         if self.is_sqlite:
-            async with self._peeker.connect() as conn:
+            async with self._autocommit_engine.connect() as conn:
                 yield conn
             return
-        conn = await self._take_idle() or await self._peeker.connect()
+        conn = await self._take_idle() or await self._autocommit_engine.connect()
         try:
             yield conn
         except BaseException:
@@ -162,7 +189,7 @@ class Database:
         return None
 
     async def _put_back(self, conn: AsyncConnection) -> None:
-        if len(self._idle) < PEEK_POOL and asyncio.get_running_loop() is self._idle_loop:
+        if len(self._idle) < AUTOCOMMIT_POOL and asyncio.get_running_loop() is self._idle_loop:
             self._idle.append((conn, time.monotonic()))
         else:
             await conn.close()
@@ -170,7 +197,11 @@ class Database:
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
         """Every engine this database's connections come from (for event listeners)."""
-        return (self.engine,) if self._peeker is self.engine else (self.engine, self._peeker)
+        return (
+            (self.engine,)
+            if self._autocommit_engine is self.engine
+            else (self.engine, self._autocommit_engine)
+        )
 
     async def dispose(self) -> None:
         kept, self._kept = self._kept, None
@@ -178,8 +209,8 @@ class Database:
         for conn in [*([kept] if kept is not None else []), *idle]:
             await _close_quietly(conn)
         await self.engine.dispose()
-        if self._peeker is not self.engine:
-            await self._peeker.dispose()
+        if self._autocommit_engine is not self.engine:
+            await self._autocommit_engine.dispose()
 
 
 async def _close_quietly(conn: AsyncConnection) -> None:

@@ -18,11 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
+from orchestra.domain.pages import DEFAULT_LIMIT, MAX_LIMIT
 from orchestra.errors import Conflict, InvalidInput
 from orchestra.storage import direct
-
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 50
 
 
 def key_clause(table: sa.Table, keys: Mapping[str, Any]) -> sa.ColumnElement[bool]:

@@ -1,4 +1,4 @@
-"""Workers' reports applied by one PostgreSQL statement (services/execution.py's fast path).
+"""Workers' reports applied by one PostgreSQL statement (services/report_applier.py's fast path).
 
 A report whose run is where the worker says it is (running, on this worker, its last event the
 one before the report's first) changes the run's row and its steps' rows in ways known without

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
-from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.domain.statuses import (
+    RunStatus,
+    StepStatus,
+    check_step_transition,
+    run_sources_within,
+)
 from orchestra.errors import Conflict, NotFound
 from orchestra.storage import direct, records
 from orchestra.storage.schema import project as project_table
@@ -229,6 +234,7 @@ async def skip_pending_steps_of(
     conn: AsyncConnection, runs: Sequence[str], status: StepStatus
 ) -> None:
     """Every still pending step of these runs to `status` (runs that ended before them)."""
+    check_step_transition(StepStatus.PENDING, status)
     if runs:
         await direct.execute(conn, _SKIP_PENDING, [{"runs": list(runs), "to": status.value}])
 
@@ -271,18 +277,22 @@ async def set_run_status(
     conn: AsyncConnection,
     identifier: str,
     target: RunStatus,
-    sources: Iterable[RunStatus],
     values: Mapping[str, Any] | None = None,
+    *,
+    only_from: Iterable[RunStatus] | None = None,
 ) -> bool:
-    """Move a run to `target` only if it is in one of `sources`: a guarded, atomic update."""
+    """Move a run to `target` only from a status the transition table allows (narrowed to
+    `only_from` when given): a guarded, atomic update; False if the run was elsewhere."""
+    sources = run_sources_within(target, None if only_from is None else frozenset(only_from))
     row = {"status": target.value, "update_date": utcnow(), **(values or {})}
-    guard = ("status", [s.value for s in sources])
+    guard = ("status", sorted(s.value for s in sources))
     return await records.update_where(conn, run_table, {"identifier": identifier}, row, guard) == 1
 
 
 async def end_running_steps(
     conn: AsyncConnection, run: str, status: StepStatus, now: datetime
 ) -> None:
+    check_step_transition(StepStatus.RUNNING, status)
     keys = {"run": run, "status": StepStatus.RUNNING.value}
     await records.update_where(
         conn, step_table, keys, {"status": status.value, "completion_date": now}

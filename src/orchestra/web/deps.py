@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from starlette.requests import HTTPConnection
 
+from orchestra.domain.pages import DEFAULT_LIMIT, MAX_LIMIT
 from orchestra.domain.permissions import require
 from orchestra.errors import Unauthenticated
 from orchestra.services.container import Services
 from orchestra.services.users import Caller
-from orchestra.storage.records import DEFAULT_LIMIT, MAX_LIMIT
 from orchestra.web.auth import authenticate
 from orchestra.web.permissions import permission_for
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from orchestra.worker import scheduling
+from orchestra.worker import cpu_policy
 from orchestra.worker.agent import Agent, WorkerOptions
 
 __all__ = ["WorkerOptions", "run_worker"]
 
 
 def run_worker(options: WorkerOptions) -> None:
-    scheduling.yield_on_wakeup()
+    cpu_policy.yield_on_wakeup()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         code = runner.run(Agent(options).run())
     if code:

@@ -154,7 +154,7 @@ def _spawn(request: dict[str, Any], reaper: Reaper) -> None:
 
 def _restore_policy(arguments: list[str]) -> None:
     """`--policy N`: the CPU scheduling policy the steps are to run under (the agent's own
-    before it made itself SCHED_BATCH; see orchestra/worker/scheduling.py)."""
+    before it made itself SCHED_BATCH; see orchestra/worker/cpu_policy.py)."""
     if len(arguments) == 2 and arguments[0] == "--policy":
         try:
             os.sched_setscheduler(0, int(arguments[1]), os.sched_param(0))

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from orchestra.worker import scheduling
+from orchestra.worker import cpu_policy
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Spawner:
             sys.executable,
             "-m",
             "orchestra.worker.spawner",
-            *scheduling.spawner_arguments(),
+            *cpu_policy.spawner_arguments(),
             env=dict(environment),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -1,11 +1,14 @@
-"""Wire a Master into the web application: its endpoint, and its loops in the lifespan."""
+"""A Master mounted in the web application: its endpoint, and its loops in the lifespan.
+
+The composition of two layers that know nothing of each other (master/ and web/), beside
+`server.py`, which builds the process."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 
-from orchestra.master.hub import Master
+from orchestra.master.supervisor import Master
 from orchestra.services.container import Services
 from orchestra.web.app import Hook
 from orchestra.web.permissions import API
@@ -49,7 +52,7 @@ class WorkerEndpointFirst:
         if scope["type"] == "websocket" and _route_path(scope) == WORKER_PATH:
             master: Master | None = getattr(self.app.state, "master", None)
             if master is not None:
-                await master.connect(WebSocket(scope, receive, send))
+                await master.connect(WebSocket(scope, receive, send), receive)
                 return
         await self.app(scope, receive, send)
 

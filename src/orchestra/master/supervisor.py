@@ -1,0 +1,97 @@
+"""The master: a small supervisor over the parts that carry a run through its life.
+
+- `endpoint.WorkerEndpoint`: workers' connections, their registration and their reports;
+- `dispatcher.Dispatcher`: pending runs given to free executors;
+- `control.ControlLoop`: aborts, disconnects, revoked credentials;
+- `upkeep.Upkeep`: leases and expiry, schedules, retention.
+
+Five loops run beside the connections: dispatch, control, maintenance, schedules and
+retention. The database is the only shared state: a master can die at any point and another
+can carry on from what is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from orchestra.master.control import ControlLoop
+from orchestra.master.dispatcher import Dispatcher
+from orchestra.master.endpoint import WorkerEndpoint
+from orchestra.master.session import Sessions
+from orchestra.master.upkeep import Upkeep
+from orchestra.protocol import messages as m
+from orchestra.services.container import Services
+from orchestra.services.master_side import MasterSide
+
+log = logging.getLogger(__name__)
+RETRY_INTERVAL = 1.0  # a loop that failed starts again after this
+
+
+def master_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Master:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.identity = master_identity()
+        side = MasterSide.build(services, self.identity)
+        self.sessions: Sessions = {}
+        self.dispatcher = Dispatcher(
+            services.settings, services.events, self.sessions, side.dispatching
+        )
+        self.endpoint = WorkerEndpoint(
+            services,
+            self.sessions,
+            side.registry,
+            side.reports,
+            side.control,
+            self.dispatcher.has_backlog,
+        )
+        self.control = ControlLoop(services, self.sessions, side.control)
+        self.upkeep = Upkeep(services, self.sessions, side.registry, side.leases, side.retention)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self, websocket: WebSocket, receive: Any = None) -> None:
+        await self.endpoint.connect(websocket, receive)
+
+    async def start(self) -> None:
+        loops = {
+            "dispatch": self.dispatcher.loop,
+            "control": self.control.loop,
+            "maintenance": self.upkeep.maintenance,
+            "schedules": self.upkeep.schedules,
+            "retention": self.upkeep.retention_sweep,
+        }
+        for name, loop in loops.items():
+            self._tasks.append(asyncio.create_task(self._forever(loop, name), name=name))
+        log.info("master %s started", self.identity)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for session in list(self.sessions.values()):
+            await session.close(m.CLOSE_SERVICE_RESTART, "master shutting down")
+        log.info("master %s stopped", self.identity)
+
+    async def _forever(self, step: Callable[[], Awaitable[None]], name: str) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("master loop %s failed; retrying", name)
+                await asyncio.sleep(RETRY_INTERVAL)

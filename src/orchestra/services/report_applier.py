@@ -1,0 +1,222 @@
+"""Workers' reports applied: each event exactly once, by sequence number, in groups.
+
+The reports of different runs that arrive together share one transaction (a group commit,
+services/group_commit.py); `report_plan.plan` checks each against its run's row and gathers its
+changes, and `_write` writes a group's with one statement per kind of change. A report that
+breaks the protocol is refused alone, before anything of it is written. Where storage has the
+one-statement form (PostgreSQL), a report whose run is as its worker left it is applied by that
+statement without reading the row first (storage/reports.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import Clock
+from orchestra.domain.models import Row
+from orchestra.domain.statuses import StepStatus
+from orchestra.errors import ProtocolError
+from orchestra.protocol import messages as m
+from orchestra.services.events import Events
+from orchestra.services.group_commit import GroupCommit, Waiting
+from orchestra.services.report_plan import (
+    FROM_PENDING,
+    ReportResult,
+    ReportWrites,
+    as_left,
+    plan,
+)
+from orchestra.services.run_endings import RunEndings
+from orchestra.storage import records
+from orchestra.storage import reports as report_storage
+from orchestra.storage import runs as run_storage
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import run as run_table
+from orchestra.storage.schema import run_step as step_table
+
+log = logging.getLogger(__name__)
+REPORT_GROUP_MAX = 32  # reports applied in one transaction at most
+# A report carrying more output than this is applied in a transaction of its own: a group's
+# transaction stays short (it holds SQLite's write lock), and megabytes gain nothing by company.
+REPORT_GROUP_BYTES = 64 << 10
+
+
+class ReportApplier:
+    def __init__(self, db: Database, clock: Clock, events: Events, endings: RunEndings) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.endings = endings
+        # Reports from every worker connected here, committed in groups; one run's reports
+        # never share a group (they are applied in order).
+        self._reports: GroupCommit[tuple[str, m.Report], ReportResult] = GroupCommit(
+            self._commit_reports,
+            group_max=REPORT_GROUP_MAX,
+            what="reports",
+            key=lambda item: item[1].run,
+        )
+
+    async def report(self, worker: str, report: m.Report) -> ReportResult:
+        """Apply a worker's report, in a transaction shared with the reports of other runs
+        arriving meanwhile (see `apply_reports`); a ProtocolError if it breaks the protocol."""
+        output = sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
+        if output > REPORT_GROUP_BYTES:
+            return await self.apply_report(worker, report)
+        return await self._reports.submit((worker, report))
+
+    async def _commit_reports(
+        self, group: list[Waiting[tuple[str, m.Report], ReportResult]]
+    ) -> None:
+        outcomes = await self.apply_reports([waiting.item for waiting in group])
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, ProtocolError):
+                waiting.fail(outcome)
+            else:
+                waiting.answer_with(outcome)
+
+    async def apply_report(self, worker: str, report: m.Report) -> ReportResult:
+        """Apply one worker's events for one run (see `apply_reports`)."""
+        (outcome,) = await self.apply_reports([(worker, report)])
+        if isinstance(outcome, ProtocolError):
+            raise outcome
+        return outcome
+
+    async def apply_reports(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> list[ReportResult | ProtocolError]:
+        """Apply workers' reports, for different runs, in one transaction; each event exactly
+        once. The runs' rows are read (and locked) by one statement. A report that breaks the
+        protocol (a run not its worker's, a gap in the sequence, output at the wrong offset) is
+        refused alone, before anything of it is written. What the others change goes together:
+        one statement per kind of change, with a row of parameters per run or step."""
+        if len({report.run for _, report in reports}) != len(reports):
+            raise ValueError("one report per run in a group")  # services/group_commit.py's key
+        done: dict[int, ReportResult] = {}
+        if self.db.one_statement_paths:
+            done = await self._apply_in_one_statement(reports)
+        rest = [(worker, report) for i, (worker, report) in enumerate(reports) if i not in done]
+        applied = iter(await self._apply_in_transaction(rest) if rest else [])
+        outcomes = [done[i] if i in done else next(applied) for i in range(len(reports))]
+        for (_, report), outcome in zip(reports, outcomes, strict=True):
+            if not isinstance(outcome, ProtocolError):
+                self.events.publish(f"run:{report.run}")
+        return outcomes
+
+    async def _apply_in_transaction(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> list[ReportResult | ProtocolError]:
+        writes = ReportWrites()
+        outcomes: list[ReportResult | ProtocolError] = []
+        async with self.db.transaction() as conn:
+            rows = await run_storage.lock_runs(conn, [report.run for _, report in reports])
+            for worker, report in reports:
+                planned = ReportWrites()
+                try:
+                    outcomes.append(plan(rows.get(report.run), worker, report, planned))
+                except ProtocolError as refused:
+                    outcomes.append(refused)
+                    continue
+                writes.merge(planned)
+            await self._write(conn, writes)
+        return outcomes
+
+    async def _apply_in_one_statement(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> dict[int, ReportResult]:
+        """PostgreSQL: the reports that find their run as their worker left it (running there,
+        at the event before their first), applied by one statement without reading the rows
+        first (storage/reports.py); by position in `reports`. Reports with output, and those
+        whose run is not as expected, are left to the transaction."""
+        planned: list[tuple[int, ReportResult, str, int, ReportWrites]] = []
+        for position, (worker, report) in enumerate(reports):
+            if not report.events or any(isinstance(e, m.StepOutput) for e in report.events):
+                continue
+            expected = report.events[0].sequence - 1
+            writes = ReportWrites()
+            try:
+                result = plan(as_left(worker, expected), worker, report, writes)
+            except ProtocolError:
+                continue  # the transaction refuses it, with the run's actual state
+            planned.append((position, result, worker, expected, writes))
+        if not planned:
+            return {}
+        runs: list[report_storage.RunChange] = []
+        steps: list[report_storage.StepChange] = []
+        skipped: list[str] = []
+        for _, _, worker, expected, writes in planned:
+            (changes,) = (c for group in writes.runs.values() for c in group)
+            runs.append(
+                report_storage.RunChange(
+                    identifier=changes["identifier"],
+                    worker=worker,
+                    expected=expected,
+                    last_sequence=changes["event_sequence"],
+                    started=changes.get("start_date"),
+                    status=changes.get("status"),
+                    completion_date=changes.get("completion_date"),
+                    reason=changes.get("reason"),
+                )
+            )
+            for (guard, _), rows in writes.steps.items():
+                for row in rows:
+                    steps.append(
+                        report_storage.StepChange(
+                            run=row["run"],
+                            index=row["index"],
+                            status=row["status"],
+                            start_date=row.get("start_date"),
+                            exit_code=row.get("exit_code"),
+                            completion_date=row.get("completion_date"),
+                            from_pending=guard == FROM_PENDING,
+                        )
+                    )
+            skipped += writes.skip_pending
+        async with self.db.autocommit() as conn:
+            applied = await report_storage.apply(conn, runs, steps, skipped, self.clock.now())
+        return {
+            position: result
+            for position, result, _, _, _ in planned
+            if reports[position][1].run in applied
+        }
+
+    async def _write(self, conn: AsyncConnection, writes: ReportWrites) -> None:
+        for run_id, step, offset, data in writes.output:
+            await run_storage.append_log(conn, run_id, step, offset, data)
+            await conn.execute(
+                step_table.update()
+                .where(step_table.c.run == run_id, step_table.c.index == step)
+                .values(log_size=step_table.c.log_size + len(data))
+            )
+        for (guard, _columns), steps in writes.steps.items():
+            await records.update_many(conn, step_table, ("run", "index"), steps, guard)
+        # After the steps' own ends: a step that started in these reports is no longer pending.
+        await run_storage.skip_pending_steps_of(conn, writes.skip_pending, StepStatus.SKIPPED)
+        now = self.clock.now()
+        for changes in writes.runs.values():
+            for change in changes:
+                change["update_date"] = now
+            await records.update_many(conn, run_table, ("identifier",), changes)
+        for row, worker, report in writes.late:
+            await self._record_late(conn, row, worker, report)
+        for run_id in writes.retried:
+            await self.endings.after_final(conn, run_id)
+
+    async def _record_late(
+        self, conn: AsyncConnection, row: Row, worker: str, report: m.Report
+    ) -> None:
+        ended = [e for e in report.events if isinstance(e, m.RunEnded)]
+        if not ended:
+            return
+        note = (
+            f"worker {worker} reported {ended[-1].status} at {ended[-1].date.isoformat()} "
+            f"after the run had ended {row['status']}; refused"
+        )
+        await conn.execute(
+            run_table.update()
+            .where(run_table.c.identifier == row["identifier"])
+            .values(late_report=note)
+        )
+        log.warning("run %s: %s", row["identifier"], note)

@@ -1,0 +1,152 @@
+"""What a worker's report changes, worked out before anything is written: pure, no I/O.
+
+`plan` checks a report against its run's row (the run must be running on this worker, its
+events must follow the last one applied, output must continue the log) and gathers the changes
+into `ReportWrites`, by kind, so that a group of reports is written with one statement per kind
+(services/report_applier.py). Every status a report sets is one the transition table of
+domain/statuses.py allows from where the row is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from orchestra.domain.controls import retry_from_row
+from orchestra.domain.models import Row
+from orchestra.domain.statuses import (
+    RunStatus,
+    StepStatus,
+    run_may_become,
+    step_sources_reaching,
+)
+from orchestra.errors import ProtocolError
+from orchestra.protocol import messages as m
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    acknowledged: int
+    discard_reason: str | None = None
+    finished: bool = False
+
+
+# A guard on a step's row: the column and the statuses it may be in for the change to apply.
+Guard = tuple[str, tuple[str, ...]]
+
+
+@functools.cache
+def step_guard(target: StepStatus) -> Guard:
+    """A step's row may move to `target` from any status that reaches it in the transition
+    table (a start and an end in one report are one change of the row)."""
+    return ("status", tuple(sorted(s.value for s in step_sources_reaching(target))))
+
+
+FROM_PENDING: Guard = step_guard(StepStatus.RUNNING)  # a start alone
+
+
+class ReportWrites:
+    """What a group of reports changes, gathered before anything is written."""
+
+    def __init__(self) -> None:
+        self.output: list[tuple[str, int, int, bytes]] = []  # run, step, offset, data
+        # Step rows to update, by guard (the statuses they may be in) and columns: a row of
+        # parameters each.
+        self.steps: dict[tuple[Guard, tuple[str, ...]], list[dict[str, Any]]] = {}
+        self.skip_pending: list[str] = []  # runs that ended with steps never started
+        self.runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns changed
+        self.late: list[tuple[Row, str, m.Report]] = []  # reports for runs given up on
+        self.retried: list[str] = []  # finished runs with a retry policy
+
+    def merge(self, other: ReportWrites) -> None:
+        self.output += other.output
+        for shape, steps in other.steps.items():
+            self.steps.setdefault(shape, []).extend(steps)
+        self.skip_pending += other.skip_pending
+        for columns, changes in other.runs.items():
+            self.runs.setdefault(columns, []).extend(changes)
+        self.late += other.late
+        self.retried += other.retried
+
+
+def as_left(worker: str, sequence: int) -> Row:
+    """A run's row as a worker left it, for `plan`: running there, at event `sequence` (the
+    statement applying the plan holds it to that)."""
+    return {
+        "worker": worker,
+        "status": RunStatus.RUNNING.value,
+        "event_sequence": sequence,
+        "log_size": 0,
+        "start_date": None,
+        "retry": None,
+    }
+
+
+def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -> ReportResult:
+    """Check a report against its run's row and gather what its new events change into
+    `writes`, or raise ProtocolError if it breaks the protocol (`writes` is then to be
+    dropped). A step's start and end in one report make one update of its row, and the run's
+    own columns one update at the end."""
+    if row is None or row["worker"] != worker:
+        raise ProtocolError(f"run {report.run} is not assigned to this worker")
+    if row["status"] != RunStatus.RUNNING.value:
+        writes.late.append((row, worker, report))
+        return ReportResult(row["event_sequence"], "the master gave up on this run")
+    sequence = int(row["event_sequence"])
+    log_size = int(row["log_size"])
+    changes: dict[str, Any] = {}
+    steps: dict[int, dict[str, Any]] = {}  # step -> the columns its events set
+    finished = False
+    for event in report.events:
+        if event.sequence <= sequence:
+            continue  # sent again (its acknowledgement was lost): applied already
+        if event.sequence != sequence + 1:
+            raise ProtocolError(
+                f"run {report.run}: event {event.sequence} after {sequence} (a gap)"
+            )
+        sequence = event.sequence
+        if isinstance(event, m.StepOutput):
+            data = event.data  # bytes from a binary frame; base64 from a text one
+            if isinstance(data, str):
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except binascii.Error:
+                    raise ProtocolError("output data is not base64") from None
+            if event.offset != log_size:
+                raise ProtocolError(
+                    f"run {report.run}: output at {event.offset}, expected {log_size}"
+                )
+            writes.output.append((report.run, event.step, event.offset, data))
+            log_size += len(data)
+        elif isinstance(event, m.StepStarted):
+            steps[event.step] = {"status": StepStatus.RUNNING.value, "start_date": event.date}
+            if row["start_date"] is None and "start_date" not in changes:
+                changes["start_date"] = event.date
+        elif isinstance(event, m.StepEnded):
+            steps.setdefault(event.step, {}).update(
+                status=event.status, exit_code=event.exit_code, completion_date=event.date
+            )
+        elif isinstance(event, m.RunEnded) and not finished:
+            finished = True
+            if not run_may_become(RunStatus.RUNNING, RunStatus(event.status)):
+                raise ProtocolError(f"run {report.run}: a running run cannot end {event.status}")
+            changes.update(
+                status=RunStatus(event.status).value,
+                completion_date=event.date,
+                reason=event.reason,
+            )
+            # A run succeeds only when every step did: only another end leaves some pending.
+            if event.status != RunStatus.SUCCEEDED.value:
+                writes.skip_pending.append(report.run)
+    for index, columns in steps.items():
+        guard = step_guard(StepStatus(columns["status"]))
+        shape = (guard, tuple(columns))
+        writes.steps.setdefault(shape, []).append({"run": report.run, "index": index, **columns})
+    changes.update(identifier=report.run, event_sequence=sequence, log_size=log_size)
+    writes.runs.setdefault(tuple(changes), []).append(changes)
+    if finished and retry_from_row(row["retry"]) is not None:
+        writes.retried.append(report.run)
+    return ReportResult(sequence, finished=finished)

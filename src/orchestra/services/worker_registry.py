@@ -1,0 +1,147 @@
+"""The workers connected to this master, as the database knows them: a connecting worker's
+record and the decisions on the runs it says it holds (reconciliation), its liveness lease
+(vouching), and its going.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestra.clock import Clock, utcnow
+from orchestra.domain.statuses import RunStatus
+from orchestra.errors import Forbidden
+from orchestra.protocol import messages as m
+from orchestra.services.events import Events
+from orchestra.services.run_endings import RunEndings
+from orchestra.storage import records
+from orchestra.storage.engine import Database
+from orchestra.storage.schema import run as run_table
+from orchestra.storage.schema import worker as worker_table
+
+_INSERT_WORKER = worker_table.insert()
+
+
+class WorkerRegistry:
+    def __init__(
+        self, db: Database, clock: Clock, events: Events, endings: RunEndings, master: str
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.endings = endings
+        self.master = master
+
+    async def register(
+        self, owner: str, hello: m.Hello, *, reconcile: bool = False
+    ) -> tuple[bool, dict[str, m.RunDecision] | None]:
+        """Create or update the worker record for a connecting worker; returns its is_enabled,
+        and with `reconcile` the decisions on the runs it holds, made in the same transaction
+        (see `reconcile`). A worker identifier that belongs to another user is refused."""
+        now = self.clock.now()
+        values = {
+            "owner": owner,
+            "version": hello.version,
+            "display_name": hello.display_name,
+            "properties": dict(hello.properties),
+            "executors": hello.executors,
+            "is_active": True,
+            "should_disconnect": False,
+            "master": self.master,
+            "last_seen_date": now,
+        }
+        decisions = None
+        requeued = False
+        # Statements built once (records' cached shapes), values as parameters: a storm of
+        # registrations spent most of this in building and coercing a statement per worker.
+        keys = {"identifier": hello.identifier}
+        async with self.db.transaction() as conn:
+            row = await records.fetch_one(conn, worker_table, keys, for_update=True)
+            if row is None:
+                # A concurrent registration of the same identifier (another master) fails
+                # this one on the key: the connection closes and the worker comes back.
+                stamp = utcnow()  # as records.insert dates rows: the wall clock
+                values.update(creation_date=stamp, update_date=stamp, is_enabled=True)
+                await conn.execute(_INSERT_WORKER, {**values, **keys})
+                is_enabled = True
+            else:
+                if row["owner"] != owner:
+                    raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
+                await records.update(conn, worker_table, keys, values)
+                is_enabled = bool(row["is_enabled"])
+            if reconcile:
+                decisions, requeued = await self._reconcile_in(conn, hello.identifier, hello.runs)
+        if requeued:
+            self.events.publish("dispatch")
+        return is_enabled, decisions
+
+    async def reconcile(self, worker: str, reported: Sequence[str]) -> dict[str, m.RunDecision]:
+        """Compare the runs a reconnecting worker holds with what the database says.
+
+        A run still running on this worker resumes from the last event applied. A run the
+        master has given up on (or that belongs elsewhere) is discarded by the worker. A run
+        assigned to this worker that it does not know never reached it: it goes back to
+        pending, which cannot run it twice because nothing ran."""
+        async with self.db.transaction() as conn:
+            decisions, requeued = await self._reconcile_in(conn, worker, reported)
+        if requeued:
+            self.events.publish("dispatch")
+        return decisions
+
+    async def _reconcile_in(
+        self, conn: AsyncConnection, worker: str, reported: Sequence[str]
+    ) -> tuple[dict[str, m.RunDecision], bool]:
+        """The decisions, and whether a run changed state (went back to pending, or was given
+        up on and maybe retried): the dispatcher is signalled after the commit then."""
+        decisions: dict[str, m.RunDecision] = {}
+        requeued = False
+        query = sa.select(run_table).where(
+            run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
+        )
+        mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
+        for run_id in reported:
+            row = mine.get(run_id)
+            if row is not None:
+                decisions[run_id] = m.RunDecision(
+                    action="resume", acknowledged=row["event_sequence"]
+                )
+            else:
+                decisions[run_id] = m.RunDecision(
+                    action="discard", reason="the master no longer expects this run here"
+                )
+        for run_id, row in mine.items():
+            if run_id in decisions:
+                continue
+            if row["event_sequence"] == 0:
+                await self.endings.requeue(conn, run_id)
+                requeued = True
+            else:
+                await self.endings.give_up(
+                    conn, run_id, f"worker {worker} came back without this run (journal lost)"
+                )
+                requeued = True
+        return decisions, requeued
+
+    async def disconnected(self, worker: str) -> None:
+        async with self.db.transaction() as conn:
+            await records.update(
+                conn,
+                worker_table,
+                {"identifier": worker},
+                {"is_active": False, "master": None, "last_seen_date": self.clock.now()},
+                where=worker_table.c.master == self.master,
+            )
+
+    async def vouch(self, workers: Iterable[str]) -> None:
+        """Record that these workers are connected here now (their liveness lease)."""
+        identifiers = list(workers)
+        if not identifiers:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                worker_table.update()
+                .where(worker_table.c.identifier.in_(identifiers))
+                .values(last_seen_date=self.clock.now(), is_active=True, master=self.master)
+            )
