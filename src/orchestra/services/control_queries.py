@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import sqlalchemy as sa
-
-from orchestra.domain.statuses import RunStatus
+from orchestra.storage import running
+from orchestra.storage import workers as worker_storage
 from orchestra.storage.engine import Database
-from orchestra.storage.schema import run as run_table
-from orchestra.storage.schema import worker as worker_table
 
 
 class ControlQueries:
@@ -27,21 +24,10 @@ class ControlQueries:
         # Only the exceptions are read (a master polls this for every connected worker; a
         # connected worker cannot be deleted, so the others are enabled and staying).
         async with self.db.autocommit() as conn:
-            query = sa.select(
-                worker_table.c.identifier,
-                worker_table.c.is_enabled,
-                worker_table.c.should_disconnect,
-            ).where(
-                sa.or_(
-                    worker_table.c.is_enabled.is_(False),
-                    worker_table.c.should_disconnect.is_(True),
-                )
-            )
-            flags = dict.fromkeys(wanted, (True, False))
-            for r in await conn.execute(query):
-                if r.identifier in wanted:
-                    flags[r.identifier] = (r.is_enabled, r.should_disconnect)
-            return flags
+            exceptions = await worker_storage.disabled_or_leaving(conn)
+        flags = dict.fromkeys(wanted, (True, False))
+        flags.update((w, f) for w, f in exceptions.items() if w in wanted)
+        return flags
 
     async def runs_to_abort(self, workers: Iterable[str]) -> list[tuple[str, str]]:
         """(worker, run) pairs of running runs whose abort was requested."""
@@ -50,13 +36,7 @@ class ControlQueries:
             return []
         # Running runs are few (index on status); a list of every connected worker is not.
         async with self.db.autocommit() as conn:
-            query = sa.select(run_table.c.worker, run_table.c.identifier).where(
-                run_table.c.status == RunStatus.RUNNING.value,
-                run_table.c.should_abort.is_(True),
-            )
-            return [
-                (r.worker, r.identifier) for r in await conn.execute(query) if r.worker in wanted
-            ]
+            return [(w, r) for w, r in await running.to_abort(conn) if w in wanted]
 
     async def ended_among(self, runs: Iterable[str]) -> list[str]:
         """Those of these runs that are no longer running (forced or given up meanwhile)."""
@@ -64,8 +44,4 @@ class ControlQueries:
         if not identifiers:
             return []
         async with self.db.autocommit() as conn:
-            query = sa.select(run_table.c.identifier).where(
-                run_table.c.identifier.in_(identifiers),
-                run_table.c.status != RunStatus.RUNNING.value,
-            )
-            return list((await conn.execute(query)).scalars())
+            return await running.not_running_among(conn, identifiers)

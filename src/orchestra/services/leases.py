@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
-
 from orchestra.clock import Clock
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.services.events import Events
 from orchestra.services.run_endings import RunEndings
+from orchestra.storage import running
 from orchestra.storage import runs as run_storage
+from orchestra.storage import workers as worker_storage
 from orchestra.storage.engine import Database
-from orchestra.storage.schema import run as run_table
-from orchestra.storage.schema import worker as worker_table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXPIRY_BATCH = 1000  # pending runs expired in one transaction at most
@@ -39,21 +37,8 @@ class Leases:
         now = self.clock.now()
         cutoff = now - timedelta(seconds=max_age)
         async with self.db.transaction() as conn:
-            query = (
-                sa.select(run_table.c.identifier, run_table.c.creation_date)
-                .where(
-                    run_table.c.status == RunStatus.PENDING.value,
-                    sa.or_(
-                        run_table.c.expiry_date < now,
-                        sa.and_(
-                            run_table.c.expiry_date.is_(None), run_table.c.creation_date < cutoff
-                        ),
-                    ),
-                )
-                .limit(EXPIRY_BATCH)
-            )
-            rows = list(await conn.execute(query))
-            expired = [r.identifier for r in rows]
+            rows = await running.expired_pending(conn, now, cutoff, EXPIRY_BATCH)
+            expired = [run_id for run_id, _ in rows]
             for run_id, created in rows:
                 waited = (now - created).total_seconds()
                 moved = await run_storage.set_run_status(
@@ -80,26 +65,9 @@ class Leases:
         now = self.clock.now()
         present = set(connected)
         async with self.db.transaction() as conn:
-            query = (
-                sa.select(
-                    run_table.c.identifier,
-                    run_table.c.worker,
-                    run_table.c.lease,
-                    run_table.c.assignment_date,
-                    worker_table.c.last_seen_date,
-                )
-                .select_from(run_table)
-                .outerjoin(worker_table, worker_table.c.identifier == run_table.c.worker)
-                .where(
-                    run_table.c.status == RunStatus.RUNNING.value,
-                    sa.or_(
-                        worker_table.c.last_seen_date.is_(None),
-                        worker_table.c.last_seen_date < now - timedelta(seconds=heartbeat),
-                    ),
-                )
-            )
+            silent = await running.of_silent_workers(conn, now - timedelta(seconds=heartbeat))
             given_up = 0
-            for row in await conn.execute(query):
+            for row in silent:
                 if row.worker in present:
                     continue
                 lease = row.lease or default_lease
@@ -108,11 +76,5 @@ class Leases:
                     reason = f"worker {row.worker} was lost for more than {lease:g} seconds"
                     given_up += await self.endings.give_up(conn, row.identifier, reason)
             # Workers no master has vouched for lately are connected nowhere (their master died).
-            stale = now - timedelta(seconds=3 * heartbeat)
-            await conn.execute(
-                worker_table.update()
-                .where(worker_table.c.is_active.is_(True), worker_table.c.last_seen_date < stale)
-                .where(worker_table.c.identifier.not_in(present) if present else sa.true())
-                .values(is_active=False, master=None)
-            )
+            await worker_storage.mark_away(conn, now - timedelta(seconds=3 * heartbeat), present)
         return given_up

@@ -30,12 +30,10 @@ from orchestra.services.report_plan import (
     plan,
 )
 from orchestra.services.run_endings import RunEndings
-from orchestra.storage import records
 from orchestra.storage import reports as report_storage
+from orchestra.storage import running
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
-from orchestra.storage.schema import run as run_table
-from orchestra.storage.schema import run_step as step_table
 
 log = logging.getLogger(__name__)
 REPORT_GROUP_MAX = 32  # reports applied in one transaction at most
@@ -185,20 +183,16 @@ class ReportApplier:
     async def _write(self, conn: AsyncConnection, writes: ReportWrites) -> None:
         for run_id, step, offset, data in writes.output:
             await run_storage.append_log(conn, run_id, step, offset, data)
-            await conn.execute(
-                step_table.update()
-                .where(step_table.c.run == run_id, step_table.c.index == step)
-                .values(log_size=step_table.c.log_size + len(data))
-            )
+            await running.add_to_step_log(conn, run_id, step, len(data))
         for (guard, _columns), steps in writes.steps.items():
-            await records.update_many(conn, step_table, ("run", "index"), steps, guard)
+            await running.update_steps(conn, steps, guard)
         # After the steps' own ends: a step that started in these reports is no longer pending.
         await run_storage.skip_pending_steps_of(conn, writes.skip_pending, StepStatus.SKIPPED)
         now = self.clock.now()
         for changes in writes.runs.values():
             for change in changes:
                 change["update_date"] = now
-            await records.update_many(conn, run_table, ("identifier",), changes)
+            await running.update_runs(conn, changes)
         for row, worker, report in writes.late:
             await self._record_late(conn, row, worker, report)
         for run_id in writes.retried:
@@ -214,9 +208,5 @@ class ReportApplier:
             f"worker {worker} reported {ended[-1].status} at {ended[-1].date.isoformat()} "
             f"after the run had ended {row['status']}; refused"
         )
-        await conn.execute(
-            run_table.update()
-            .where(run_table.c.identifier == row["identifier"])
-            .values(late_report=note)
-        )
+        await running.note_late_report(conn, row["identifier"], note)
         log.warning("run %s: %s", row["identifier"], note)

@@ -17,9 +17,8 @@ from orchestra.domain.controls import retry_from_row
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.services.events import Events
 from orchestra.services.runs import RunService
-from orchestra.storage import records
+from orchestra.storage import running
 from orchestra.storage import runs as run_storage
-from orchestra.storage.schema import run as run_table
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,7 @@ class RunEndings:
         retry = retry_from_row(run.retry)
         if retry is not None and retry.applies(run.status.value, run.attempt):
             retried = await self.runs.retry_in(conn, run, retry)
-            await records.update(
-                conn, run_table, {"identifier": run_id}, {"retried_by": retried.identifier}
-            )
+            await running.set_retried_by(conn, run_id, retried.identifier)
             log.info(
                 "run %s ended %s: attempt %d is run %s",
                 run_id,

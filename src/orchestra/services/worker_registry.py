@@ -7,21 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock, utcnow
-from orchestra.domain.statuses import RunStatus
 from orchestra.errors import Forbidden
 from orchestra.protocol import messages as m
 from orchestra.services.events import Events
 from orchestra.services.run_endings import RunEndings
-from orchestra.storage import records
+from orchestra.storage import running
+from orchestra.storage import workers as worker_storage
 from orchestra.storage.engine import Database
-from orchestra.storage.schema import run as run_table
-from orchestra.storage.schema import worker as worker_table
-
-_INSERT_WORKER = worker_table.insert()
 
 
 class WorkerRegistry:
@@ -54,22 +49,19 @@ class WorkerRegistry:
         }
         decisions = None
         requeued = False
-        # Statements built once (records' cached shapes), values as parameters: a storm of
-        # registrations spent most of this in building and coercing a statement per worker.
-        keys = {"identifier": hello.identifier}
         async with self.db.transaction() as conn:
-            row = await records.fetch_one(conn, worker_table, keys, for_update=True)
+            row = await worker_storage.lock(conn, hello.identifier)
             if row is None:
                 # A concurrent registration of the same identifier (another master) fails
                 # this one on the key: the connection closes and the worker comes back.
                 stamp = utcnow()  # as records.insert dates rows: the wall clock
                 values.update(creation_date=stamp, update_date=stamp, is_enabled=True)
-                await conn.execute(_INSERT_WORKER, {**values, **keys})
+                await worker_storage.insert(conn, hello.identifier, values)
                 is_enabled = True
             else:
                 if row["owner"] != owner:
                     raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
-                await records.update(conn, worker_table, keys, values)
+                await worker_storage.update(conn, hello.identifier, values)
                 is_enabled = bool(row["is_enabled"])
             if reconcile:
                 decisions, requeued = await self._reconcile_in(conn, hello.identifier, hello.runs)
@@ -97,10 +89,7 @@ class WorkerRegistry:
         up on and maybe retried): the dispatcher is signalled after the commit then."""
         decisions: dict[str, m.RunDecision] = {}
         requeued = False
-        query = sa.select(run_table).where(
-            run_table.c.worker == worker, run_table.c.status == RunStatus.RUNNING.value
-        )
-        mine = {r["identifier"]: r for r in (await conn.execute(query)).mappings()}
+        mine = await running.held_by(conn, worker)
         for run_id in reported:
             row = mine.get(run_id)
             if row is not None:
@@ -126,13 +115,7 @@ class WorkerRegistry:
 
     async def disconnected(self, worker: str) -> None:
         async with self.db.transaction() as conn:
-            await records.update(
-                conn,
-                worker_table,
-                {"identifier": worker},
-                {"is_active": False, "master": None, "last_seen_date": self.clock.now()},
-                where=worker_table.c.master == self.master,
-            )
+            await worker_storage.disconnected(conn, worker, self.master, self.clock.now())
 
     async def vouch(self, workers: Iterable[str]) -> None:
         """Record that these workers are connected here now (their liveness lease)."""
@@ -140,8 +123,4 @@ class WorkerRegistry:
         if not identifiers:
             return
         async with self.db.transaction() as conn:
-            await conn.execute(
-                worker_table.update()
-                .where(worker_table.c.identifier.in_(identifiers))
-                .values(last_seen_date=self.clock.now(), is_active=True, master=self.master)
-            )
+            await worker_storage.vouch(conn, identifiers, self.master, self.clock.now())
