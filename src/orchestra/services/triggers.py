@@ -8,11 +8,9 @@ deleted at that moment breaks a foreign key), its requests are tried again one b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from orchestra.domain.models import Row, Run
 from orchestra.errors import OrchestraError
@@ -32,22 +30,10 @@ class _Request:
     priority: object
 
 
-class PrepareRun(Protocol):
-    """The columns and steps of a new pending run (RunService.pending_run), or an
-    OrchestraError that refuses it."""
-
-    async def __call__(
-        self,
-        conn: AsyncConnection,
-        project: str,
-        job: str,
-        parameters: object,
-        source: Mapping[str, Any],
-        priority: object = None,
-        *,
-        jobs: dict[tuple[str, str], Row | None] | None = None,
-        warnings: dict[str, str | None] | None = None,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+# The columns and steps of a new pending run, or an OrchestraError that refuses it:
+# RunService.pending_run (called with the connection, the request's fields, and the group's
+# `jobs` and `warnings` caches as keywords).
+PrepareRun = Callable[..., Awaitable[tuple[dict[str, Any], list[dict[str, Any]]]]]
 
 
 class TriggerQueue:
