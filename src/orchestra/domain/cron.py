@@ -10,15 +10,19 @@ Daylight saving, as users expect: a wall-clock time that does not exist on the d
 skip it fires once, shifted by the jump (02:30 becomes 03:30 when 02:00 jumps to 03:00); a time
 that happens twice on the day the clocks repeat it fires once, the first time, unless the hour
 field is `*`, in which case the schedule keeps firing through the repeated hour.
+
+The parser (with H and its messages) and the descriptions are ours; cronsim finds the matching
+wall-clock times, and `next_due` turns them into instants by the rules above.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 from orchestra.errors import InvalidInput
 
@@ -42,6 +46,11 @@ class _FieldSpec:
     high: int
     names: dict[str, int]
 
+    @property
+    def top(self) -> int:
+        """The last value of `*` and H: 6 in the day of week, where 7 is Sunday again."""
+        return 6 if self.high == 7 else self.high
+
 
 FIELDS = (
     _FieldSpec("minute", 0, 59, {}),
@@ -50,7 +59,6 @@ FIELDS = (
     _FieldSpec("month", 1, 12, MONTHS),
     _FieldSpec("day of week", 0, 7, DAYS),
 )
-SEARCH_YEARS = 9  # long enough for 29 February on a given weekday to come round
 DEFAULT_SEED = "orchestra"
 
 
@@ -66,18 +74,11 @@ class Cron:
     weekdays: frozenset[int]
     days_restricted: bool
     weekdays_restricted: bool
+    search: str  # the same values as cronsim reads them: plain numbers, no H
 
     @property
     def every_hour(self) -> bool:
         return len(self.hours) == 24
-
-    def day_matches(self, day: datetime) -> bool:
-        weekday = (day.weekday() + 1) % 7  # Python: Monday 0; cron: Sunday 0
-        in_days = day.day in self.days
-        in_weekdays = weekday in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return in_days or in_weekdays
-        return in_days and in_weekdays
 
 
 def parse(expression: str, seed: str = DEFAULT_SEED) -> Cron:
@@ -99,17 +100,47 @@ def parse(expression: str, seed: str = DEFAULT_SEED) -> Cron:
         _parse_field(part, spec, f"{seed}:{spec.name}")
         for part, spec in zip(parts, FIELDS, strict=True)
     ]
-    weekdays = frozenset(0 if d == 7 else d for d in values[4])
+    values[4] = frozenset(0 if d == 7 else d for d in values[4])
+    restricted = [not part.startswith("*") for part in parts]
     return Cron(
         expression=text,
         minutes=values[0],
         hours=values[1],
         days=values[2],
         months=values[3],
-        weekdays=weekdays,
-        days_restricted=not parts[2].startswith("*"),
-        weekdays_restricted=not parts[4].startswith("*"),
+        weekdays=values[4],
+        days_restricted=restricted[2],
+        weekdays_restricted=restricted[4],
+        search=" ".join(map(_for_cronsim, values, FIELDS, restricted)),
     )
+
+
+def _for_cronsim(values: frozenset[int], spec: _FieldSpec, restricted: bool) -> str:
+    """A field in cronsim's syntax, as short as it goes (cronsim parses it on every call).
+    cronsim, like us, ORs the day of month and the day of week when neither starts with `*`:
+    a field that does (`*`, `*/2`) keeps a leading `*`, `*/99` standing for its lowest value,
+    which such a field always holds."""
+    if restricted:
+        return _ranges(values)
+    return "*" if len(values) == spec.top - spec.low + 1 else f"*/99,{_ranges(values)}"
+
+
+def _ranges(values: frozenset[int]) -> str:
+    """`a-b` or `a-b/n` when the values allow, else a list of single values and runs `a-b`."""
+    low, high = min(values), max(values)
+    if high - low + 1 == len(values):
+        return str(low) if low == high else f"{low}-{high}"
+    ordered = sorted(values)
+    step = ordered[1] - low
+    if ordered == list(range(low, high + 1, step)):
+        return f"{low}-{high}/{step}"
+    runs: list[list[int]] = []
+    for value in ordered:
+        if runs and runs[-1][1] == value - 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _parse_field(text: str, spec: _FieldSpec, seed: str) -> frozenset[int]:
@@ -128,7 +159,7 @@ def _parse_item(item: str, spec: _FieldSpec, seed: str) -> range | list[int]:
         if not _is_number(step_text) or int(step_text) == 0:
             raise InvalidInput(f"{spec.name}: step must be a positive number in {item!r}")
         step = int(step_text)
-    high = 6 if spec.high == 7 else spec.high  # `*` and H in day of week cover 0-6
+    high = spec.top
     if base == "*":
         return range(spec.low, high + 1, step)
     if base == "H" or (base.startswith("H(") and base.endswith(")")):
@@ -189,16 +220,39 @@ def time_zone(name: str) -> ZoneInfo:
         ) from None
 
 
+# A change of the clocks this near `after` is looked at: the largest skipped a day (Samoa, 2011).
+CLOCK_WINDOW = timedelta(hours=26)
+
+
 def next_due(cron: Cron, after: datetime, zone: ZoneInfo) -> datetime | None:
     """The first due instant strictly after `after` (aware), in UTC; None if it never fires."""
     after_utc = after.astimezone(UTC)
-    local = after_utc.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
-    # Start an hour early: a repeated hour (fall back) may hold a due time after `after`.
-    for wall in _wall_times(cron, local - timedelta(hours=1)):
+    local = after_utc.astimezone(zone)
+    offsets = [_offset(after_utc + d, zone) for d in (timedelta(0), -CLOCK_WINDOW, CLOCK_WINDOW)]
+    lowest, highest = min(offsets), max(offsets)
+    # Near a change of the clocks, a wall-clock time before `after`'s can still come after it
+    # (a repeated hour; a skipped time moved past the jump): start earlier by the change.
+    start = local.replace(tzinfo=None) - (offsets[0] - lowest)
+    try:
+        walls = CronSim(cron.search, start)  # naive wall-clock times after `start`, 50 years
+    except CronSimError:  # a day of month that none of its months has, such as 30 February
+        return None
+    best: datetime | None = None
+    for wall in walls:
+        # There, the order of wall-clock times is not always the order of instants (01:10 the
+        # first time comes before 01:00 the second time): go on while a later one can be earlier.
+        if best is not None and wall - highest >= best.replace(tzinfo=None):
+            break
         for instant in _instants(cron, wall, zone):
-            if instant > after_utc:
-                return instant
-    return None
+            if instant > after_utc and (best is None or instant < best):
+                best = instant
+        if best is not None and lowest == highest:
+            break
+    return best
+
+
+def _offset(moment: datetime, zone: ZoneInfo) -> timedelta:
+    return moment.astimezone(zone).utcoffset() or timedelta(0)
 
 
 def due_times(cron: Cron, after: datetime, zone: ZoneInfo, count: int) -> list[datetime]:
@@ -225,35 +279,6 @@ def _instants(cron: Cron, wall: datetime, zone: ZoneInfo) -> list[datetime]:
     if cron.every_hour:
         repeated.append(second.astimezone(UTC))
     return repeated
-
-
-def _wall_times(cron: Cron, start: datetime) -> Iterator[datetime]:
-    """Matching naive wall-clock minutes from `start` on, in order, for SEARCH_YEARS."""
-    current = start
-    limit = start + timedelta(days=366 * SEARCH_YEARS)
-    while current < limit:
-        if current.month not in cron.months:
-            current = _next_month(current)
-            continue
-        if not cron.day_matches(current):
-            current = (current + timedelta(days=1)).replace(hour=0, minute=0)
-            continue
-        if current.hour not in cron.hours:
-            current = (current + timedelta(hours=1)).replace(minute=0)
-            continue
-        minute = next((m for m in sorted(cron.minutes) if m >= current.minute), None)
-        if minute is None:
-            current = (current + timedelta(hours=1)).replace(minute=0)
-            continue
-        current = current.replace(minute=minute)
-        yield current
-        current += timedelta(minutes=1)
-
-
-def _next_month(moment: datetime) -> datetime:
-    if moment.month == 12:
-        return moment.replace(year=moment.year + 1, month=1, day=1, hour=0, minute=0)
-    return moment.replace(month=moment.month + 1, day=1, hour=0, minute=0)
 
 
 def check_fires(cron: Cron) -> None:
