@@ -122,9 +122,7 @@ async def test_abort_running_run_asks_for_abort_and_cancel_is_409(
 ) -> None:
     run = await trigger(api, operator)
     async with services.db.transaction() as conn:
-        assert await run_storage.set_run_status(
-            conn, run["identifier"], RunStatus.RUNNING
-        )
+        assert await run_storage.set_run_status(conn, run["identifier"], RunStatus.RUNNING)
     path = f"/api/v1/projects/p/runs/{run['identifier']}"
     assert (await api.post(f"{path}/cancel", headers=auth(operator))).status_code == 409
     aborted = await api.post(f"{path}/abort", headers=auth(operator))

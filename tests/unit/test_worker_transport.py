@@ -111,6 +111,7 @@ def client_frame(text: str) -> bytes:
 def test_heartbeat_frames_read_from_the_socket_never_reach_the_application() -> None:
     """Through the real frame parser: after the hello, a heartbeat read whole, split in two
     reads or beside another frame sets `last_heartbeat` and is not queued; other frames are."""
+
     async def scenario() -> None:
         received: list[str] = []
 
