@@ -493,6 +493,10 @@ def test_cron_every_minute_of_a_skipped_hour_fires_after_the_jump() -> None:
         ("0 0 1,15 * *", "At 00:00, on day 1 and 15 of the month (UTC)"),
         ("0 0 * 1,7 *", "At 00:00, every day in January and July (UTC)"),
         ("@weekly", "At 00:00, on Sunday (UTC)"),
+        # A day field written from `*` narrows the days too (it said "every day").
+        ("0 0 */10 * *", "At 00:00, on day 1, 11, 21 and 31 of the month (UTC)"),
+        ("0 0 */10 * MON", "At 00:00, on day 1, 11, 21 and 31 of the month and on Monday (UTC)"),
+        ("0 0 * * */2", "At 00:00, on Sunday, Tuesday, Thursday and Saturday (UTC)"),
     ],
 )
 def test_cron_descriptions(expression: str, description: str) -> None:

@@ -322,12 +322,15 @@ def _describe_time(cron: Cron) -> str:
 
 
 def _describe_days(cron: Cron) -> str:
+    # A field written from `*` (such as `*/10`) still narrows the days; it only makes the two
+    # day fields combine with AND instead of cron's OR.
     parts = []
-    if cron.days_restricted:
+    if len(cron.days) < 31:
         parts.append("on day " + _join(sorted(cron.days)) + " of the month")
-    if cron.weekdays_restricted:
+    if len(cron.weekdays) < 7:
         parts.append("on " + _join([WEEKDAY_NAMES[d] for d in sorted(cron.weekdays)]))
-    text = " or ".join(parts) if parts else "every day"
+    either = cron.days_restricted and cron.weekdays_restricted
+    text = (" or " if either else " and ").join(parts) if parts else "every day"
     if len(cron.months) < 12:
         text += " in " + _join([MONTH_NAMES[m - 1] for m in sorted(cron.months)])
     return text
