@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestra.domain.dispatch import Candidate, Caps, Level, assign, plain_order, rank
+from orchestra.domain.matching import required_properties, worker_matches
 
 
 def anyone(_worker: str, _properties: dict[str, Any]) -> bool:
@@ -65,3 +66,31 @@ def test_caps_leave_out_the_runs_over_them_and_the_batch_bounds_each_project() -
     caps = Caps({("a", "capped"): 2}, {}, {("a", "capped"): 1}, {"a": 1})
     assert [c.identifier for c in rank(levels, 10, caps)] == ["a0"]
     assert len(rank(levels, 3, Caps.none())) == 3
+
+
+def test_a_sandboxed_run_requires_the_property_sandbox_true_and_others_of_its_job_do_not() -> None:
+    sandboxed = {**row("boxed", "j", 2), "sandbox": {"network": False}}
+    levels = [Level("a", 0, [row("open", "j", 1), sandboxed, {**row("later", "j", 3)}])]
+    candidates = rank(levels, 10, Caps.none())
+    assert [(c.identifier, c.properties) for c in candidates] == [
+        ("open", {}),
+        ("boxed", {"sandbox": "true"}),
+        ("later", {}),
+    ]
+    workers = {"plain": {"os": "linux"}, "old": {}, "unable": {"sandbox": "unavailable: no bwrap"}}
+
+    def can_take(worker: str, properties: dict[str, Any]) -> bool:
+        return worker_matches(properties, workers[worker])
+
+    free = {"plain": 5, "old": 5, "unable": 5}
+    assert "boxed" not in assign(candidates, dict(free), can_take)
+    workers["boxed"] = {"os": "linux", "sandbox": "true"}
+    assert assign(candidates, {**free, "boxed": 1}, can_take)["boxed"] == "boxed"
+
+
+def test_a_job_cannot_lift_the_sandbox_requirement_with_its_own_property() -> None:
+    assert required_properties({"sandbox": "false", "os": "linux"}, {"network": True}) == {
+        "sandbox": "true",
+        "os": "linux",
+    }
+    assert required_properties({"os": "linux"}, None) == {"os": "linux"}

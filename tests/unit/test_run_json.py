@@ -63,6 +63,8 @@ def run(**changes: Any) -> Run:
         "secret_parameters": None,
         "warning": None,
         "forced_by": None,
+        "sandbox": None,
+        "limits": None,
         "creation_date": NOW - timedelta(seconds=1),
         "update_date": NOW + timedelta(minutes=1),
         "steps": [step(0)],
@@ -84,6 +86,7 @@ RUNS = [
         forced_by="admin", late_report="late", source={"type": "schedule", "nested": [1, 2.5]},
         steps=[step(0), step(1, status=StepStatus.FAILED, exit_code=2, timeout=1.5)]),
     run(steps=[], creation_date=NOW.replace(microsecond=0), timeout=0.1),
+    run(sandbox={"network": False}, limits={"memory_mb": 512, "cpu_seconds": 60}),
 ]  # fmt: skip
 
 

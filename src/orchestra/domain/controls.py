@@ -1,7 +1,9 @@
-"""Job controls: timeouts, retries, concurrency caps, priorities, queue expiry and retention.
+"""Job controls: timeouts, retries, concurrency caps, priorities, queue expiry, retention, and
+isolation (a sandbox, limits).
 
 All optional, with defaults that keep the plain behaviour: no timeout, no retry, no cap,
-priority 0, the instance's pending expiry, the instance's retention (none unless set).
+priority 0, the instance's pending expiry, the instance's retention (none unless set), no
+sandbox and no limits.
 """
 
 from __future__ import annotations
@@ -134,3 +136,50 @@ def retention_from_row(raw: Any) -> Retention | None:
     if not raw:
         return None
     return Retention(raw.get("days"), raw.get("runs"))
+
+
+def parse_sandbox(raw: object) -> dict[str, Any] | None:
+    """{"network": true|false} (network defaults to true): each step runs in a sandbox of the
+    worker's operating system (docs/isolation.md); None runs steps as they are."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidInput('sandbox must be null or a mapping such as {"network": false}')
+    unknown = sorted(str(k) for k in raw if k != "network")
+    if unknown:
+        raise InvalidInput(f"sandbox: unknown fields {', '.join(unknown)}")
+    network = raw.get("network", True)
+    if not isinstance(network, bool):
+        raise InvalidInput("sandbox.network must be true or false")
+    return {"network": network}
+
+
+# The limits a job may set on each of its steps' processes, with their largest values.
+LIMITS = {
+    "memory_mb": 16 * 1024 * 1024,  # 16 TiB
+    "processes": 4_194_304,  # Linux's largest pid_max
+    "open_files": 1 << 20,  # Linux's default nr_open
+    "cpu_seconds": int(MAX_SECONDS),
+}
+
+
+def parse_limits(raw: object) -> dict[str, int] | None:
+    """{"memory_mb", "processes", "open_files", "cpu_seconds"}, each optional, each a positive
+    whole number: applied to each step's processes (docs/isolation.md)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidInput('limits must be a mapping such as {"memory_mb": 512, "processes": 64}')
+    unknown = sorted(str(k) for k in raw if k not in LIMITS)
+    if unknown:
+        raise InvalidInput(
+            f"limits: unknown fields {', '.join(unknown)} (known: {', '.join(LIMITS)})"
+        )
+    limits = {}
+    for name, maximum in LIMITS.items():
+        value = whole(raw.get(name), f"limits.{name}", 1, maximum)
+        if value is not None:
+            limits[name] = value
+    if not limits:
+        raise InvalidInput(f"limits needs at least one of {', '.join(LIMITS)}")
+    return limits

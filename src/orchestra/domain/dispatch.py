@@ -4,7 +4,8 @@ takes a run. No I/O: storage/dispatch.py reads and claims, services/dispatch.py 
 The order of pending runs: higher priority first; within a priority, projects take turns (a
 project flooding the queue cannot starve the others: each project's oldest run, then each
 one's second oldest...); within a project, oldest first. A run goes to the worker with the most
-free executors among those whose properties match its job's, the earlier-listed of equals.
+free executors among those whose properties match its job's (and, for a sandboxed run, that
+say sandbox=true: domain/matching.py), the earlier-listed of equals.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from orchestra.domain.matching import required_properties
+
 DISPATCH_BATCH = 200  # pending runs read in one pass at most
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A pending run that may be dispatched now, with what matching needs."""
+    """A pending run that may be dispatched now, with what matching needs: `properties` are
+    those a worker must hold to take it (its job's, and sandbox=true when it is sandboxed)."""
 
     identifier: str
     properties: dict[str, Any]
@@ -63,7 +67,8 @@ class Caps:
 @dataclass(frozen=True)
 class Level:
     """A project's pending runs of one priority, oldest first, as storage reads them: rows
-    with `identifier`, `job`, `creation_date`, `properties` (the job's) and `capped`."""
+    with `identifier`, `job`, `creation_date`, `properties` (the job's), `capped` and
+    `sandbox` (the run's own)."""
 
     project: str
     priority: int
@@ -75,7 +80,8 @@ def rank(levels: Iterable[Level], batch: int, caps: Caps) -> list[Candidate]:
     counts the ones taken). At most `batch` are taken from a project, higher priorities first:
     `levels` come by project, each project's from its highest priority down."""
     ranked: list[tuple[int, int, datetime, Candidate]] = []
-    jobs: dict[tuple[str, str], dict[str, Any]] = {}  # a job's properties, shared by its runs
+    # The properties a job's runs require, shared by its runs (sandboxed ones apart).
+    jobs: dict[tuple[str, str, bool], dict[str, Any]] = {}
     taken: dict[str, int] = {}
     for level in levels:
         count = taken.get(level.project, 0)
@@ -83,9 +89,11 @@ def rank(levels: Iterable[Level], batch: int, caps: Caps) -> list[Candidate]:
             if count >= batch:
                 break
             job = row["job"]
-            properties = jobs.get((level.project, job))
+            sandbox = row.get("sandbox")
+            key = (level.project, job, sandbox is not None)
+            properties = jobs.get(key)
             if properties is None:
-                properties = jobs[(level.project, job)] = dict(row["properties"] or {})
+                properties = jobs[key] = required_properties(row["properties"] or {}, sandbox)
             candidate = Candidate(
                 row["identifier"], properties, level.project, job, bool(row["capped"])
             )

@@ -31,6 +31,8 @@ JOB_FIELDS = frozenset(
         "priority",
         "expiry",
         "retention",
+        "sandbox",
+        "limits",
     }
 )
 SCHEDULE_FIELDS = frozenset(
@@ -147,6 +149,8 @@ def parse_job(raw: object) -> dict[str, Any]:
         "priority": controls.priority(data.get("priority")),
         "expiry": controls.seconds(data.get("expiry"), "expiry"),
         "retention": None if retention is None else retention.to_dict(),
+        "sandbox": controls.parse_sandbox(data.get("sandbox")),
+        "limits": controls.parse_limits(data.get("limits")),
     }
 
 

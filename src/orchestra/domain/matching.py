@@ -5,6 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# The property a worker sets itself when it can run steps in a sandbox (docs/isolation.md):
+# "true" when it can, or why not. A sandboxed run requires it as if its job had asked for it.
+SANDBOX_PROPERTY = "sandbox"
+SANDBOX_CAPABLE = "true"
+
+
+def required_properties(
+    job_properties: Mapping[str, Any], sandbox: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What a worker must hold to take a run: its job's properties, and sandbox=true when the
+    run is sandboxed (a job's own `sandbox` property cannot say otherwise)."""
+    if sandbox is None:
+        return dict(job_properties)
+    return {**job_properties, SANDBOX_PROPERTY: SANDBOX_CAPABLE}
+
 
 def worker_matches(job_properties: Mapping[str, Any], worker_properties: Mapping[str, Any]) -> bool:
     """True when the worker holds every key of the job's properties with an equal value; a list

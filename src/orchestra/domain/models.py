@@ -60,6 +60,9 @@ class Job:
     priority: int
     expiry: float | None
     retention: dict[str, Any] | None
+    # Isolation (docs/isolation.md): {"network": bool} or None, and the steps' limits or None.
+    sandbox: dict[str, Any] | None
+    limits: dict[str, int] | None
     creation_date: datetime
     update_date: datetime
 
@@ -132,6 +135,9 @@ class Run:
     secret_parameters: list[str] | None
     warning: str | None
     forced_by: str | None
+    # The job's isolation, copied at trigger (what dispatch matches is what the worker gets).
+    sandbox: dict[str, Any] | None
+    limits: dict[str, int] | None
     creation_date: datetime
     update_date: datetime
     steps: list[RunStep] = field(default_factory=list)

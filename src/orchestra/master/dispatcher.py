@@ -115,4 +115,6 @@ class Dispatcher:
             secrets=[
                 run.parameters[k] for k in run.secret_parameters or () if run.parameters.get(k)
             ],
+            sandbox=None if run.sandbox is None else m.AssignedSandbox(**run.sandbox),
+            limits=None if run.limits is None else m.AssignedLimits(**run.limits),
         )

@@ -134,6 +134,24 @@ class AssignedStep(Message):
     timeout: float | None = None
 
 
+class AssignedSandbox(Message):
+    """Run each step in a sandbox (docs/isolation.md); `network: false` cuts it off."""
+
+    network: bool = True
+
+
+PositiveCount = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class AssignedLimits(Message):
+    """Limits of each step's processes (docs/isolation.md)."""
+
+    memory_mb: PositiveCount | None = None
+    processes: PositiveCount | None = None
+    open_files: PositiveCount | None = None
+    cpu_seconds: PositiveCount | None = None
+
+
 class Assign(Message):
     type: Literal["assign"] = "assign"
     run: str
@@ -147,6 +165,12 @@ class Assign(Message):
     timeout: float | None = None
     # Values to mask in the output (secret parameters), before it leaves the worker.
     secrets: list[str] = []
+    # Isolation: left out of the message when unset (`encode`), so that a worker older than
+    # them, which refuses fields it does not know, still takes the runs that do not use them
+    # (and a sandboxed run goes only to a worker that says sandbox=true, which old ones never
+    # do).
+    sandbox: AssignedSandbox | None = None
+    limits: AssignedLimits | None = None
 
 
 class Ack(Message):
@@ -280,7 +304,13 @@ def _decode(adapter: TypeAdapter[Any], frame: str | bytes) -> Any:
         raise ProtocolError(f"invalid message: {where}: {errors[0]['msg']}") from None
 
 
+_ASSIGN_ADDITIONS = ("sandbox", "limits")
+
+
 def encode(message: Message) -> str:
+    if isinstance(message, Assign):
+        unset = {name for name in _ASSIGN_ADDITIONS if getattr(message, name) is None}
+        return message.model_dump_json(exclude=unset or None)
     return message.model_dump_json()
 
 

@@ -7,7 +7,8 @@ A pass takes one of three ways, each chosen from what the previous pass found:
   candidates, matches them and claims the matched ones;
 - while the head of the queue has no capped run (PostgreSQL): the candidates read outside a
   transaction, then one claim whose guard also wants each run's job and project uncapped;
-- while the head of the queue is plain, no cap and no properties (PostgreSQL): one statement
+- while the head of the queue is plain, no cap, no properties, no sandbox (PostgreSQL): one
+  statement
   that reads, claims and returns the runs with their steps.
 docs/performance.md gives what each way saves.
 """

@@ -321,6 +321,8 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "expiry": job.expiry,
         "retention": job.retention,
+        "sandbox": job.sandbox,
+        "limits": job.limits,
     }
 
 

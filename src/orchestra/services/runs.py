@@ -17,7 +17,7 @@ from orchestra.clock import Clock
 from orchestra.domain import controls
 from orchestra.domain.controls import Retry
 from orchestra.domain.identifiers import check_identifier
-from orchestra.domain.matching import worker_matches
+from orchestra.domain.matching import SANDBOX_PROPERTY, required_properties, worker_matches
 from orchestra.domain.models import Job, Row, Run
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
@@ -110,8 +110,13 @@ async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
         .all()  # a Result has keys(): dict() would take it for a mapping
     )
     workers = (await conn.execute(sa.select(worker_table))).mappings().all()
-    matching = [w for w in workers if worker_matches(job["properties"], w["properties"])]
+    required = required_properties(job["properties"], run.sandbox)
+    matching = [w for w in workers if worker_matches(required, w["properties"])]
     if not matching:
+        if run.sandbox is not None:
+            return _no_sandbox_reason(
+                [w for w in workers if worker_matches(job["properties"], w["properties"])]
+            )
         wanted = ", ".join(f"{k}={v}" for k, v in job["properties"].items())
         return f"no worker has the properties {wanted}"
     active = [w for w in matching if w["is_active"]]
@@ -120,6 +125,20 @@ async def waiting_reason(conn: AsyncConnection, run: Run) -> str:
     if all(not w["is_enabled"] or busy.get(w["identifier"], 0) >= w["executors"] for w in active):
         return "all matching workers are busy or disabled"
     return "waiting for a master to assign it"
+
+
+def _no_sandbox_reason(workers: list[Row]) -> str:
+    """Why no worker takes a sandboxed run: none says sandbox=true; what those that would
+    otherwise match say instead (a worker that cannot sandbox says why in its property)."""
+    reason = "no worker can run its steps in a sandbox (none has the property sandbox=true)"
+    said = [
+        f"{w['identifier']}: {w['properties'].get(SANDBOX_PROPERTY) or 'no sandbox property'}"
+        for w in workers[:5]
+    ]
+    if said:
+        more = f" and {len(workers) - 5} more" if len(workers) > 5 else ""
+        reason += f"; {'; '.join(said)}{more}"
+    return reason
 
 
 class RunService:
@@ -200,11 +219,12 @@ class RunService:
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
         now = self.clock.now()
-        key = json.dumps(definition.properties, sort_keys=True, default=str)
+        required = required_properties(definition.properties, definition.sandbox)
+        key = json.dumps(required, sort_keys=True, default=str)
         if warnings is not None and key in warnings:
             warning = warnings[key]
         else:
-            warning = await unmatched_warning(conn, definition.properties, self._matched)
+            warning = await unmatched_warning(conn, required, self._matched)
             if warnings is not None:
                 warnings[key] = warning
         return self._pending(
@@ -224,6 +244,8 @@ class RunService:
                 "attempt": 1,
                 "secret_parameters": [p.key for p in definition.parameters if p.secret] or None,
                 "warning": warning,
+                "sandbox": definition.sandbox,
+                "limits": definition.limits,
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -251,6 +273,8 @@ class RunService:
                 "attempt": attempt,
                 "retry_of": original.identifier,
                 "secret_parameters": original.secret_parameters,
+                "sandbox": original.sandbox,
+                "limits": original.limits,
             },
             [{"name": s.name, "command": s.command, "timeout": s.timeout} for s in original.steps],
         )

@@ -4,7 +4,8 @@ SQLite reads the pending runs one (project, priority) level at a time, each read
 dispatch index's own order up to a limit; PostgreSQL reads every level's oldest runs in one
 statement (LATERAL), locking them as read. A claim is one guarded UPDATE for a pass's runs and
 all their workers; on PostgreSQL it returns the runs' steps too, and while the head of the
-queue is plain (no cap, no properties) the whole pass is one statement (`plain_claim`).
+queue is plain (no cap, no properties, no sandbox) the whole pass is one statement
+(`plain_claim`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from orchestra.storage.schema import worker as worker_table
 
 def pending_of(batch: int) -> Any:
     """A project's dispatchable pending runs of one priority, oldest first, with their job's
-    properties. One priority at a time: the order is then the dispatch index's own (status,
-    project, priority, creation_date), read in order up to the limit instead of sorting every
-    pending run. Built once per batch size and run with parameters (project, priority, now).
-    SQLite's way; PostgreSQL reads every level at once (LEVEL_RUNS_OF)."""
+    properties and their own sandbox. One priority at a time: the order is then the dispatch
+    index's own (status, project, priority, creation_date), read in order up to the limit
+    instead of sorting every pending run. Built once per batch size and run with parameters
+    (project, priority, now). SQLite's way; PostgreSQL reads every level at once (LEVEL_RUNS_OF)."""
     statement: Any = _PENDING_OF.get(batch)
     if statement is None:
         statement = (
@@ -41,6 +42,7 @@ def pending_of(batch: int) -> Any:
                 run_table.c.creation_date,
                 job_table.c.properties,
                 _CAPPED,
+                run_table.c.sandbox,
             )
             .join(
                 job_table,
@@ -114,10 +116,10 @@ _OF_LEVEL = """FROM run
 # locked as read, skipping those locked elsewhere when `lock`: a round trip per level less.
 _LEVEL_RUNS = (
     """SELECT l.project, l.priority, c.identifier, c.job, c.creation_date, c.properties,
-    c.capped
+    c.capped, c.sandbox
 FROM l CROSS JOIN LATERAL (
     SELECT run.identifier, run.job, run.creation_date, job.properties,
-        job.concurrency IS NOT NULL OR project.concurrency IS NOT NULL AS capped
+        job.concurrency IS NOT NULL OR project.concurrency IS NOT NULL AS capped, run.sandbox
     """
     + _OF_LEVEL
     + """    LIMIT :batch{lock}
@@ -138,6 +140,7 @@ LEVEL_RUNS_OF = {
         run_table.c.creation_date,
         job_table.c.properties,
         sa.column("capped", sa.Boolean),
+        run_table.c.sandbox,
     )
     for lock in (False, True)
 }
@@ -226,8 +229,10 @@ def claim_with_steps_of(count: int, uncapped: bool = False) -> Any:
     return statement
 
 
-# PostgreSQL, while the runs at the head of the queue are plain (no cap, no properties: any
-# worker can take them, so which goes where needs no matching), a whole dispatch pass is this
+# PostgreSQL, while the runs at the head of the queue are plain (no cap, no properties, no
+# sandbox: any worker can take them, so which goes where needs no matching; a sandboxed run
+# wants a worker with sandbox=true, and its JSON column holds 'null' or NULL when it has no
+# sandbox), a whole dispatch pass is this
 # one statement: the head of the queue read in dispatch order and locked (skipping what another
 # master locked), its first :free runs claimed, the k-th for the k-th of :workers (the free
 # executors, as the master's matching would fill them), and their steps returned. Should any
@@ -245,7 +250,8 @@ _PLAIN_CLAIM_SQL = (
         FROM (
             SELECT run.identifier, run.creation_date,
                 job.concurrency IS NULL AND project.concurrency IS NULL
-                    AND CAST(job.properties AS TEXT) = '{{}}' AS plain
+                    AND CAST(job.properties AS TEXT) = '{{}}'
+                    AND COALESCE(CAST(run.sandbox AS TEXT), 'null') = 'null' AS plain
             """
     + _OF_LEVEL
     + """            LIMIT :free

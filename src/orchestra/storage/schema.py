@@ -130,6 +130,10 @@ job = sa.Table(
     sa.Column("expiry", sa.Float(), nullable=True),
     # How long the job's final runs are kept ({"days": D, "runs": N}; services/retention.py).
     sa.Column("retention", JSON, nullable=True),
+    # Isolation (docs/isolation.md): {"network": bool} to run each step in a sandbox, and the
+    # limits of each step's processes ({"memory_mb", "processes", "open_files", "cpu_seconds"}).
+    sa.Column("sandbox", JSON, nullable=True),
+    sa.Column("limits", JSON, nullable=True),
     *_dates(),
 )
 
@@ -184,6 +188,10 @@ run = sa.Table(
     sa.Column("warning", sa.Text(), nullable=True),
     # Who forced the run to its final status, when an operator did.
     sa.Column("forced_by", IDENTIFIER, nullable=True),
+    # The job's sandbox and limits, copied at trigger: a sandboxed run goes only to a worker
+    # with the property sandbox=true (domain/matching.py), and the worker gets exactly these.
+    sa.Column("sandbox", JSON, nullable=True),
+    sa.Column("limits", JSON, nullable=True),
     *_dates(),
     sa.Index("ix_run_creation", "creation_date", "identifier"),
     sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),

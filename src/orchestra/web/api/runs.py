@@ -52,6 +52,8 @@ def run_fields(run: Run) -> dict[str, Any]:
         "expiry_date": run.expiry_date,
         "not_before": run.not_before,
         "forced_by": run.forced_by,
+        "sandbox": run.sandbox,
+        "limits": run.limits,
         "creation_date": run.creation_date,
         "update_date": run.update_date,
     }

@@ -139,6 +139,19 @@ class RetryDef(Body):
     on: list[Literal["exception", "failed"]] | None = None
 
 
+class SandboxDef(Body):
+    network: bool = Field(
+        default=True, strict=True, description="false: no network at all, loopback included"
+    )
+
+
+class LimitsDef(Body):
+    memory_mb: int | None = Field(default=None, strict=True, description="address space, MiB")
+    processes: int | None = Field(default=None, strict=True, description="processes at once")
+    open_files: int | None = Field(default=None, strict=True, description="open files each")
+    cpu_seconds: int | None = Field(default=None, strict=True, description="CPU time each")
+
+
 class RetentionDef(Body):
     days: float | None = Field(
         default=None, strict=True, description="keep final runs this many days"
@@ -187,6 +200,8 @@ class JobOut(Out):
     priority: int = 0
     expiry: float | None = None
     retention: dict[str, Any] | None = None
+    sandbox: dict[str, Any] | None = None
+    limits: dict[str, int] | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -199,6 +214,12 @@ class JobControls(Body):
     priority: int | None = None
     expiry: float | None = None
     retention: RetentionDef | None = None
+    sandbox: SandboxDef | None = Field(
+        default=None, description="run each step in a sandbox (docs/isolation.md)"
+    )
+    limits: LimitsDef | None = Field(
+        default=None, description="limits of each step's processes (docs/isolation.md)"
+    )
 
 
 class JobIn(JobControls):
@@ -334,6 +355,8 @@ class RunOut(Out):
     expiry_date: datetime | None = None
     not_before: datetime | None = None
     forced_by: str | None = None
+    sandbox: dict[str, Any] | None = None
+    limits: dict[str, int] | None = None
     creation_date: datetime
     update_date: datetime
 
