@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.markdown:
         return markdown(options.markdown)
     from bench import plots
-    from bench.cluster import postgres_version
     from bench.context import Context
+    from bench.measure import postgres_version
     from bench.report import Workload, current_commit, format_table, machine_facts
 
     # Under the project's var/ by default, where `make run` keeps its database and its workers'
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table([result]), flush=True)
             print(f"   ({result.seconds:.1f} s)", flush=True)
     finally:
+        ctx.close()
         if options.keep:
             print(f"scratch directory kept: {scratch}")
         else:

@@ -16,7 +16,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bench.cluster import Api, Cluster
+from tests.support.api import Api
+
 from bench.context import Context
 from bench.report import Figure, Workload, percentile, ratio, summary
 from bench.w0_floor import spawn_once
@@ -39,7 +40,7 @@ def timed_run(api: Api, job: str) -> dict[str, Any]:
         for _ in response.iter_bytes():
             pass
     ended = time.perf_counter()
-    final = api.run(run["identifier"])
+    final = api.get_run(run)
     if final["status"] != "succeeded":
         raise RuntimeError(f"run {run['identifier']} ended {final['status']}: {final}")
     return {
@@ -55,13 +56,12 @@ def run(ctx: Context) -> Workload:
     count = ctx.size(200, 5)
     result = Workload("W1", "latency: one worker, sequential trivial runs (SQLite)")
     result.size = {"runs": count, "workers": 1, "executors": 1, "engine": "sqlite"}
-    with Cluster(ctx.scratch, "w1", "sqlite") as cluster:
+    with ctx.cluster("w1", "sqlite") as cluster:
         cluster.start_server()
         cluster.start_worker("w1", executors=1)
-        cluster.wait_for_workers(["w1"])
         api = cluster.api
         api.put_project("p")
-        api.put_job("trivial", ["true"])
+        api.put_job("trivial", [["true"]])
         for _ in range(WARM_UP):
             timed_run(api, "trivial")
         # A bare spawn after each run: the baseline, under the same load as the runs (on a

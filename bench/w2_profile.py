@@ -35,7 +35,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cluster import Cluster, _pg_connect, tagged_pids
+from tests.support.cluster import Cluster
+from tests.support.databases import admin_connection, database_name
+from tests.support.procfs import tagged_pids
+
+from bench.context import Context, postgres_server
 from bench.w0_floor import spawns
 from bench.w2_throughput import EXECUTORS, WORKERS, trigger_all
 
@@ -162,7 +166,7 @@ def dispatch_passes(cluster: Cluster) -> float:
 
 
 def postgres_counts(name: str) -> tuple[int, ...]:
-    with _pg_connect() as conn:
+    with admin_connection(postgres_server()) as conn:
         row = conn.execute(
             "SELECT xact_commit, tup_updated, tup_inserted, tup_fetched FROM pg_stat_database"
             " WHERE datname = %s",
@@ -195,26 +199,27 @@ def attach_py_spy(tag: str, output: Path, what: str) -> subprocess.Popen[bytes]:
 
 
 def profile(
-    engine: str, runs: int, scratch: Path, py_spy: Path | None = None, py_spy_of: str = "server"
+    engine: str, runs: int, ctx: Context, py_spy: Path | None = None, py_spy_of: str = "server"
 ) -> None:
     # A directory per cluster: a repeat finding the last one's log would read its address.
     name = f"w2-profile-{engine}-{os.getpid()}-{next(CLUSTERS)}"
-    with Cluster(scratch, name, engine) as cluster:
+    with ctx.cluster(name, engine) as cluster:
         cluster.start_server()
         identifiers = [f"w{i}" for i in range(1, WORKERS + 1)]
         for identifier in identifiers:
-            cluster.start_worker(identifier, executors=EXECUTORS)
+            cluster.start_worker(identifier, executors=EXECUTORS, wait=False)
         cluster.wait_for_workers(identifiers)
         cluster.api.put_project("p")
-        cluster.api.put_job("trivial", ["true"])
+        cluster.api.put_job("trivial", [["true"]])
         _, spawn_rate = asyncio.run(spawns(0, max(40, runs // 2), 8))
-        counted = postgres_counts(cluster.pg_name) if cluster.pg_name else None
+        pg_name = database_name(cluster.database_url) if engine == "postgresql" else None
+        counted = postgres_counts(pg_name) if pg_name else None
 
         passes_before = dispatch_passes(cluster)
         sampler = attach_py_spy(cluster.tag, py_spy, py_spy_of) if py_spy is not None else None
         first = snapshot(cluster.tag)
         started = time.perf_counter()
-        asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, runs))
+        asyncio.run(trigger_all(cluster.url, cluster.admin_token, runs))
         triggered_snapshot, triggered = snapshot(cluster.tag), time.perf_counter()
 
         cluster.api.wait_drained(900, f"{runs} runs to end")
@@ -248,8 +253,8 @@ def profile(
                     f"  {name}, ms: p50 {values[len(values) // 2]:.1f}, "
                     f"p90 {values[int(len(values) * 0.9)]:.1f}, mean {statistics.mean(values):.1f}"
                 )
-        if counted is not None and cluster.pg_name:
-            now = postgres_counts(cluster.pg_name)
+        if counted is not None and pg_name:
+            now = postgres_counts(pg_name)
             per_run = [(b - a) / runs for a, b in zip(counted, now, strict=True)]
             print(
                 "  PostgreSQL per run: commits {:.2f}, rows updated {:.2f}, inserted {:.2f}, "
@@ -269,9 +274,13 @@ def main() -> None:
     parser.add_argument("--py-spy-of", choices=("server", "agents", "spawners"), default="server")
     options = parser.parse_args()
     engines = ("sqlite", "postgresql") if options.engine == "both" else (options.engine,)
-    for _ in range(options.repeat):
-        for engine in engines:
-            profile(engine, options.runs, options.scratch, options.py_spy, options.py_spy_of)
+    ctx = Context(smoke=False, scratch=options.scratch)
+    try:
+        for _ in range(options.repeat):
+            for engine in engines:
+                profile(engine, options.runs, ctx, options.py_spy, options.py_spy_of)
+    finally:
+        ctx.close()
 
 
 if __name__ == "__main__":

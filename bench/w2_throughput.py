@@ -17,8 +17,9 @@ import time
 from datetime import datetime
 from typing import Any
 
+from tests.support.processes import API
+
 from bench import rawhttp
-from bench.cluster import API, Cluster
 from bench.context import Context
 from bench.report import Figure, Workload, ratio, summary
 from bench.w0_floor import spawns
@@ -55,25 +56,25 @@ async def trigger_all(url: str, token: str, count: int) -> list[float]:
 
 
 def measure(ctx: Context, engine: str, count: int) -> dict[str, Any]:
-    with Cluster(ctx.scratch, f"w2-{engine}", engine) as cluster:
+    with ctx.cluster(f"w2-{engine}", engine) as cluster:
         cluster.start_server()
         identifiers = [f"w{i}" for i in range(1, WORKERS + 1)]
         for identifier in identifiers:
-            cluster.start_worker(identifier, executors=EXECUTORS)
+            cluster.start_worker(identifier, executors=EXECUTORS, wait=False)
         cluster.wait_for_workers(identifiers)
         api = cluster.api
         api.put_project("p")
-        api.put_job("trivial", ["true"])
+        api.put_job("trivial", [["true"]])
         # The baseline, under the load of the moment: bare spawns, 8 at a time.
         _, spawn_rate = asyncio.run(spawns(0, ctx.size(800, 40), 8))
 
         started = time.perf_counter()
-        timings = asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
+        timings = asyncio.run(trigger_all(cluster.url, cluster.admin_token, count))
         triggered = time.perf_counter()
 
         api.wait_drained(ctx.size(900, 120), f"{count} runs to complete")
         observed = time.perf_counter()
-        runs = api.all_runs("p")
+        runs = api.runs("p")
     if len(runs) != count:
         raise RuntimeError(f"expected {count} runs, found {len(runs)}")
     statuses: dict[str, int] = {}

@@ -18,8 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import PYTHON, Cluster, CpuMeter, Process, rss_bytes, wait_until
+from tests.support.processes import PYTHON, Process
+from tests.support.procfs import rss_bytes
+from tests.support.waiting import wait_until
+
 from bench.context import Context
+from bench.measure import CpuMeter
 from bench.report import Figure, Workload, ratio
 
 CLIENTS = Path(__file__).with_name("w3_clients.py")
@@ -78,7 +82,7 @@ def run(ctx: Context) -> Workload:
         "engine": "sqlite",
     }
     details: dict[str, Any] = {}
-    with Cluster(ctx.scratch, "w3", "sqlite") as cluster:
+    with ctx.cluster("w3", "sqlite") as cluster:
         server = cluster.start_server()
         assert server is not None
         pid = server.pid
@@ -89,7 +93,7 @@ def run(ctx: Context) -> Workload:
         clients = []
         for index, count in enumerate(per_process):
             argv = [PYTHON, str(CLIENTS), "--url", cluster.ws_url]
-            argv += ["--token", cluster.credentials.worker_token]
+            argv += ["--token", cluster.worker_token]
             argv += ["--prefix", f"idle{index}", "--count", str(count)]
             process = cluster.spawn(
                 f"clients-{index}", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE

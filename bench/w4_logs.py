@@ -24,8 +24,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bench.cluster import FINAL_STATUSES, PYTHON, Api, Cluster, MemorySampler, rss_bytes, wait_until
+from tests.support.api import FINAL_STATUSES
+from tests.support.cluster import Cluster
+from tests.support.processes import PYTHON
+from tests.support.procfs import rss_bytes
+from tests.support.waiting import wait_until
+
 from bench.context import Context
+from bench.measure import MemorySampler
 from bench.report import Figure, Workload, ratio
 
 MB = 1_000_000
@@ -85,7 +91,7 @@ class Follower(threading.Thread):
     def run(self) -> None:
         try:
             # A client of its own: the main thread polls the run meanwhile.
-            api = Api(self.cluster.url, self.cluster.credentials.admin_token)
+            api = self.cluster.client()
             path = f"/projects/p/runs/{self.run_id}/log"
             try:
                 with api.http.stream("GET", path, params={"follow": "true"}) as response:
@@ -113,7 +119,7 @@ def one_run(
         follower.start()
 
         def final() -> dict[str, Any] | None:
-            current = api.run(run_id)
+            current = api.get_run(run_id)
             return current if current["status"] in FINAL_STATUSES else None
 
         done = wait_until(final, timeout, "the run to end", interval=0.02)
@@ -159,13 +165,12 @@ def run(ctx: Context) -> Workload:
     floor_rate, expected = floor(size, ctx.scratch / "w4-floor.out")
     _, expected_quarter = floor(quarter, ctx.scratch / "w4-floor.out")
     timeout = ctx.size(900, 120)
-    with Cluster(ctx.scratch, "w4", "sqlite") as cluster:
+    with ctx.cluster("w4", "sqlite") as cluster:
         server = cluster.start_server()
         worker = cluster.start_worker("w1", executors=1)
-        cluster.wait_for_workers(["w1"])
         cluster.api.put_project("p")
-        cluster.api.put_job("quarter", producer_command(quarter))
-        cluster.api.put_job("big", producer_command(size))
+        cluster.api.put_job("quarter", [producer_command(quarter)])
+        cluster.api.put_job("big", [producer_command(size)])
         pids = {"master": server.pid, "worker": worker.pid}
         # A quarter-size run first: memory is flat if the full-size run's peak is no higher.
         small = one_run(cluster, "quarter", quarter, expected_quarter, pids, timeout)

@@ -27,7 +27,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.cluster import API, Api, Cluster
+from tests.support.api import Api
+from tests.support.cluster import Cluster
+from tests.support.processes import API
+
 from bench.context import Context
 from bench.report import Figure, Workload, percentile, ratio, summary
 
@@ -112,7 +115,7 @@ def load(cluster: Cluster, count: int, base: datetime) -> dict[str, Any]:
     """Insert `count` runs and their steps in batches; ANALYZE PostgreSQL."""
     import sqlalchemy as sa
 
-    from bench.cluster import sync_engine
+    from bench.measure import sync_engine
     from orchestra.storage.schema import run as run_table
     from orchestra.storage.schema import run_step as step_table
 
@@ -172,7 +175,7 @@ def database_side(cluster: Cluster, deep_date: datetime, deep_id: str, ids: list
     median time to run them and fetch the rows (what is left is the API's own time)."""
     import sqlalchemy as sa
 
-    from bench.cluster import sync_engine
+    from bench.measure import sync_engine
 
     date = deep_date.isoformat(sep=" ")
     if cluster.engine == "sqlite":
@@ -212,12 +215,12 @@ def measure(ctx: Context, engine: str, count: int, repeat: int) -> dict[str, Any
     from orchestra.storage.records import encode_cursor
 
     base = datetime.now(UTC).replace(microsecond=0) - SPACING * count - timedelta(hours=1)
-    with Cluster(ctx.scratch, f"w5-{engine}", engine) as cluster:
+    with ctx.cluster(f"w5-{engine}", engine) as cluster:
         cluster.start_server()
         api = cluster.api
         api.put_project("p")
         for job in range(JOBS):
-            api.put_job(f"job-{job:02d}", ["make", "build"])
+            api.put_job(f"job-{job:02d}", [["make", "build"]])
         loaded = load(cluster, count, base)
 
         # Half way down the list (newest first): the cursor of the run at `position`, so the
@@ -225,7 +228,7 @@ def measure(ctx: Context, engine: str, count: int, repeat: int) -> dict[str, Any
         position = count // 2
         index = count - 1 - position
         deep = encode_cursor([base + SPACING * index, identifier(index)])
-        page = api.call("GET", "/projects/p/runs", params={"cursor": deep})
+        page = api.request("GET", "/projects/p/runs", 200, params={"cursor": deep}).json()
         if page["items"][0]["identifier"] != identifier(index - 1):
             raise RuntimeError("the deep cursor does not land where it should")
 

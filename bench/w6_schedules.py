@@ -17,8 +17,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.cluster import Cluster, CpuMeter, sync_engine, wait_until
+from tests.support.cluster import Cluster
+from tests.support.waiting import wait_until
+
 from bench.context import Context
+from bench.measure import CpuMeter, sync_engine
 from bench.report import Figure, Workload, percentile, ratio, summary
 
 TARGET_SECONDS = 2.0
@@ -71,11 +74,11 @@ def measure(ctx: Context, engine: str, count: int) -> dict[str, Any]:
 
     from orchestra.storage.schema import run as run_table
 
-    with Cluster(ctx.scratch, f"w6-{engine}", engine) as cluster:
+    with ctx.cluster(f"w6-{engine}", engine) as cluster:
         server = cluster.start_server()
         api = cluster.api
         api.put_project("p")
-        api.put_job("tick", ["true"])
+        api.put_job("tick", [["true"]])
         now = datetime.now(UTC)
         if ctx.smoke:
             due = now.replace(microsecond=0) + timedelta(seconds=2)

@@ -11,57 +11,32 @@ delay is the run's start_date minus its creation_date (both stamped on this mach
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from datetime import datetime
 from typing import Any
 
-import httpx
+from tests.support.waiting import wait_until
 
-from bench.cluster import API, PYTHON, WORKER_USER, Cluster, Process, wait_until
 from bench.context import Context
 from bench.report import Figure, Workload, ratio, summary
 from bench.w2_throughput import trigger_all
 
-LISTENING = re.compile(r"listening on (http://\S+)")
-
-
-def start_role(cluster: Cluster, name: str, role: str) -> tuple[Process, str]:
-    """Another server process of the cluster (its settings apply), in a role."""
-    argv = [PYTHON, "-m", "orchestra", "server", "--port", "0", "--role", role]
-    argv += ["--data-dir", str(cluster.directory / name), "--database", cluster.database_url]
-    process = cluster.spawn(name, argv)
-    url = wait_until(
-        lambda: (m := LISTENING.search(process.log())) and m.group(1), 60, f"{name} to listen"
-    )
-    wait_until(
-        lambda: httpx.get(f"{url}{API}/health", timeout=5).status_code == 200, 60, f"{name} health"
-    )
-    return process, str(url)
-
-
-def start_worker(cluster: Cluster, identifier: str, urls: list[str], executors: int) -> None:
-    argv = [PYTHON, "-m", "orchestra", "worker", "--url", ",".join(urls)]
-    argv += ["--user", WORKER_USER, "--token", cluster.credentials.worker_token]
-    argv += ["--identifier", identifier, "--executors", str(executors)]
-    argv += ["--data-dir", str(cluster.directory / "workers" / identifier)]
-    cluster.spawn(f"worker-{identifier}", argv)
-
 
 def throughput(ctx: Context, masters: int, count: int) -> float:
-    with Cluster(ctx.scratch, f"w7-masters-{masters}", "postgresql") as cluster:
+    with ctx.cluster(f"w7-masters-{masters}", "postgresql") as cluster:
         cluster.start_server()
         urls = [cluster.url]
         if masters == 2:
-            urls.append(start_role(cluster, "master-2", "master")[1])
+            urls.append(cluster.start_role("master-2", "master")[1])
         identifiers = [f"w{i}" for i in range(4)]
         for index, identifier in enumerate(identifiers):
-            start_worker(cluster, identifier, [urls[index % len(urls)]], 2)
+            urls_of = [urls[index % len(urls)]]
+            cluster.start_worker(identifier, executors=2, urls=urls_of, wait=False)
         cluster.wait_for_workers(identifiers)
         cluster.api.put_project("p")
-        cluster.api.put_job("trivial", ["true"])
+        cluster.api.put_job("trivial", [["true"]])
         started = time.perf_counter()
-        asyncio.run(trigger_all(cluster.url, cluster.credentials.admin_token, count))
+        asyncio.run(trigger_all(cluster.url, cluster.admin_token, count))
 
         what = f"{count} runs to complete"
         cluster.api.wait_drained(ctx.size(600, 120), what)
@@ -71,20 +46,19 @@ def throughput(ctx: Context, masters: int, count: int) -> float:
 def start_latency(ctx: Context, notify: bool, count: int) -> dict[str, float]:
     settings = {"ORCHESTRA_LISTEN_NOTIFY": "true" if notify else "false"}
     label = "notify" if notify else "polling"
-    with Cluster(ctx.scratch, f"w7-{label}", "postgresql", settings) as cluster:
-        _master, master_url = start_role(cluster, "master", "master")
-        _api, api_url = start_role(cluster, "api", "api")
-        cluster.url = api_url
-        start_worker(cluster, "w", [master_url], 1)
-        cluster.wait_for_workers(["w"])
+    with ctx.cluster(f"w7-{label}", "postgresql", settings) as cluster:
+        _master, master_url = cluster.start_role("master", "master")
+        _api, api_url = cluster.start_role("api", "api")
+        cluster.use(api_url)
+        cluster.start_worker("w", urls=[master_url])
         cluster.api.put_project("p")
-        cluster.api.put_job("trivial", ["true"])
+        cluster.api.put_job("trivial", [["true"]])
         delays: list[float] = []
         for _ in range(count):
-            run = cluster.api.call("POST", "/projects/p/jobs/trivial/trigger", 201, json={})
+            run = cluster.api.trigger("trivial")
 
             def started(identifier: str = run["identifier"]) -> dict[str, Any] | None:
-                found = cluster.api.call("GET", f"/projects/p/runs/{identifier}")
+                found = cluster.api.get_run(identifier)
                 return found if found["start_date"] else None
 
             done = wait_until(started, 30, "the run to start", interval=0.01)

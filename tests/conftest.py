@@ -12,11 +12,12 @@ import pytest
 from orchestra.services.container import Services
 from orchestra.settings import load_settings
 from orchestra.web.app import create_app
-from tests.databases import PostgresDatabases, SqliteTemplate
 from tests.helpers import ManualClock, RecordingClient, leaks
+from tests.support.databases import ENGINES, PostgresDatabases, SqliteTemplate
 
-ENGINES = ["sqlite", "postgresql"]
 MakeUser = Callable[..., Awaitable[str]]
+# The fixtures of the tests that run real processes: bootstrapped databases and clusters.
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(scope="session")

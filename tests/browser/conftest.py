@@ -3,126 +3,66 @@ driven by Playwright. Screenshots of the main pages go to tests/artifacts/screen
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support.accounts import create_token, orchestra_admin
+from tests.support.api import Api
+from tests.support.cluster import TEST_SETTINGS
+from tests.support.processes import TaggedProcesses, orchestra_argv
+from tests.support.waiting import wait_until
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "orchestra.yaml"
 PASSWORD = "correct horse battery"
-LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @dataclass
 class Site:
     url: str
-    admin_token: str
+    client: Api  # the administrator's
     data_dir: Path
 
-    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.admin_token}"}
-        return httpx.request(
-            method, f"{self.url}/api/v1{path}", headers=headers, timeout=10, **kwargs
-        )  # type: ignore[arg-type]
-
-
-def _orchestra(data_dir: Path, *arguments: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestra", *arguments, "--data-dir", str(data_dir)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "ORCHESTRA_LOG_LEVEL": "WARNING"},
-    )
-    return result.stdout
-
-
-def _wait(condition: object, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()  # type: ignore[operator]
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """An all-in-one server with one local worker on SQLite, users `admin` and `viewer` (with
+    PASSWORD) and the example projects."""
     data_dir = tmp_path_factory.mktemp("site")
-    _orchestra(data_dir, "admin", "migrate")
+    database_url = f"sqlite:///{data_dir / 'orchestra.sqlite'}"
     for user, role in (("admin", "administrator"), ("viewer", "viewer")):
-        _orchestra(
-            data_dir,
-            "admin",
-            "create-user",
-            user,
-            "--role",
-            role,
-            "--password-stdin",
-            stdin=PASSWORD,
-        )
-    token = _orchestra(data_dir, "admin", "create-token", "admin").strip().splitlines()[-1]
-    log_path = data_dir / "server.log"
-    env = {**os.environ, "ORCHESTRA_HEARTBEAT": "1", "ORCHESTRA_ABORT_GRACE": "2"}
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestra",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                "0",
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        arguments = ["create-user", user, "--role", role, "--password-stdin"]
+        orchestra_admin(database_url, data_dir, *arguments, stdin=PASSWORD)
+    token = create_token(database_url, data_dir, "admin")
+    processes = TaggedProcesses(data_dir, TEST_SETTINGS)
+    argv = orchestra_argv("server", "--database", database_url, "--data-dir", str(data_dir))
+    server = processes.spawn("server", [*argv, "--port", "0", "--workers", "1"])
     try:
-        url = str(
-            _wait(
-                lambda: (m := LISTENING.search(log_path.read_text())) and m.group(1),
-                30,
-                "the server",
-            )
-        )
-        _wait(lambda: httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200, 30, "health")
-        site = Site(url, token, data_dir)
-        from orchestra.cli.client import load_document
-
-        assert site.api("POST", "/apply", json=load_document(EXAMPLES)).status_code == 200
-        _wait(
-            lambda: any(w["is_active"] for w in site.api("GET", "/workers").json()["items"]),
-            30,
-            "the local worker",
-        )
-        yield site
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        url = server.wait_until_serving()
+        site = Site(url, Api(url, token), data_dir)
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            from orchestra.cli.client import load_document
+
+            site.client.request("POST", "/apply", 200, json=load_document(EXAMPLES))
+            wait_until(
+                lambda: any(w["is_active"] for w in site.client.workers()), 30, "the local worker"
+            )
+            yield site
+        finally:
+            site.client.close()
+    finally:
+        processes.close()
 
 
 @pytest.fixture(scope="module")

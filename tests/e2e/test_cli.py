@@ -4,12 +4,7 @@ client commands against it, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import PostgresDatabases
+from tests.support.databases import PostgresDatabases
+from tests.support.processes import TaggedProcesses, clean_env, orchestra_argv, run_orchestra
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "orchestra.yaml"
 PASSWORD = "admin password 1"
-START_DEADLINE = 60.0
-STOP_DEADLINE = 10.0
 
 
 @dataclass
@@ -38,45 +32,12 @@ class Instance:
     def orchestra(
         self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "orchestra", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            cwd=self.data_dir,
-            timeout=120,
+        return run_orchestra(
+            list(args), {**self.env, **(env or {})}, stdin=stdin, cwd=self.data_dir
         )
 
     def admin(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return self.orchestra("admin", *args, *self.database, stdin=stdin)
-
-
-def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def poll(condition, deadline: float, what: str, log: Path):  # type: ignore[no-untyped-def]
-    """The first true value of `condition()` before `deadline` seconds, else a failure."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; server log:\n{log.read_text()[-5000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_DEADLINE)
 
 
 @pytest.fixture
@@ -86,7 +47,8 @@ def instance(
     """`orchestra server --port 0` on a fresh database; stopped (TERM, then KILL) after."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    env = base_env()
+    processes = TaggedProcesses(tmp_path)
+    env = processes.env()
     database: list[str] = ["--data-dir", str(data_dir)]
     server_options = ["--data-dir", str(data_dir)]
     pg_url = None
@@ -96,35 +58,14 @@ def instance(
         # The server gets --database; the admin commands read ORCHESTRA_DATABASE_URL.
         server_options += ["--database", pg_url]
         env["ORCHESTRA_DATABASE_URL"] = pg_url
-    log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "orchestra", "server", "--port", "0", *server_options]
-    with log_path.open("wb") as log:
-        server_env = {k: v for k, v in env.items() if k != "ORCHESTRA_DATABASE_URL"}
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=server_env, cwd=data_dir
-        )
+    argv = orchestra_argv("server", "--port", "0", *server_options)
+    server = processes.spawn("server", argv, cwd=data_dir)
     try:
-
-        def bound_url() -> str | None:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{log_path.read_text()}")
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log_path.read_text())
-            return found.group(1) if found else None
-
-        url = poll(bound_url, START_DEADLINE, "the listening line", log_path)
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        poll(healthy, START_DEADLINE, "/api/v1/health", log_path)
-        yield Instance(url, env, data_dir, database)
+        yield Instance(server.wait_until_serving(), env, data_dir, database)
     finally:
-        stop(process)
+        processes.close()
         # Shown by pytest only when the test failed.
-        print(f"--- server log ({log_path}) ---\n{log_path.read_text()}")
+        print(f"--- server log ({server.log_path}) ---\n{server.log()}")
         if pg_url is not None:
             databases.drop(pg_url)
 
@@ -250,7 +191,7 @@ def test_cli_client_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
     """Errors found before any server answers: no server needed."""
     broken = tmp_path / "broken.yaml"
     broken.write_text("projects:\n  - identifier: x\n    jobs: [\n")
-    local = Instance("http://127.0.0.1:1", base_env(), tmp_path)
+    local = Instance("http://127.0.0.1:1", clean_env(tmp_path), tmp_path)
     env = {"ORCHESTRA_URL": local.url, "ORCHESTRA_USER": "admin", "ORCHESTRA_TOKEN": "orc_x"}
     unreachable, no_token, bad_parameter, apply_missing, apply_broken, bad_duration, follow = (
         run_all(

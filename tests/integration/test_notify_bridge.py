@@ -7,7 +7,7 @@ import asyncio
 
 from orchestra.services.events import Events
 from orchestra.services.notify import PostgresBridge
-from tests.databases import postgres_url
+from tests.support.databases import postgres_url
 
 
 async def test_topics_reach_other_processes_and_do_not_echo_back() -> None:

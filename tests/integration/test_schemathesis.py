@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from orchestra.services.container import Services
 from orchestra.web.app import create_app
 from tests.conftest import build_services
-from tests.databases import SqliteTemplate
 from tests.helpers import insert_worker
+from tests.support.databases import SqliteTemplate
 
 pytestmark = [pytest.mark.schemathesis, pytest.mark.timeout(240)]
 MAX_EXAMPLES = 10

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestra.storage import sqlite_driver
 from orchestra.storage.engine import Database
-from tests.databases import SqliteTemplate
+from tests.support.databases import SqliteTemplate
 
 NOTES = sa.table("note", sa.column("text"))
 

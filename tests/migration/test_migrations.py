@@ -19,7 +19,7 @@ from orchestra.storage.migrate import alembic_config, current_revision, head_rev
 from orchestra.storage.schema import metadata
 from orchestra.storage.schema import run as run_table
 from tests.conftest import build_services
-from tests.databases import PostgresDatabases
+from tests.support.databases import PostgresDatabases
 
 
 @pytest.fixture

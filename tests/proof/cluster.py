@@ -1,29 +1,17 @@
-"""The system-test Cluster with what the proof scenarios add: servers of a given role on a given
-address, workers with several master URLs, their own token or data directory or network
-namespace, extra users and tokens, and the job every scenario runs."""
+"""The Cluster with what the proof scenarios add: workers inside a network namespace, extra
+users and tokens, and the job every scenario runs."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.system.harness import (
-    API,
-    LISTENING,
-    PYTHON,
-    WORKER_USER,
-    Api,
-    Cluster,
-    Process,
-    process_stats,
-    py,
-    wait_until,
-)
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
+from tests.support.processes import Process
 
 # The proof job. It appends "<run> <pid> <child pid>" to a journal in one O_APPEND write when
 # it starts (so a run that starts twice shows twice), optionally starts a child process in its
@@ -87,72 +75,18 @@ def sh_job(journal: Path, lines: int) -> list[str]:
 
 
 class ProofCluster(Cluster):
-    def start_role(
-        self,
-        name: str,
-        role: str = "all",
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        settings: Mapping[str, str] | None = None,
-        database_url: str | None = None,
-        timeout: float = 60.0,
-    ) -> tuple[Process, str]:
-        """Start `orchestra server --role ROLE` and wait until it is healthy; (process, URL)."""
-        argv = [PYTHON, "-m", "orchestra", "server", "--role", role, "--host", host]
-        argv += ["--port", str(port), "--database", database_url or self.database_url]
-        argv += ["--data-dir", str(self.tmp_path / name)]
-        process = self._start(name, argv, settings)
-
-        def listening() -> str | None:
-            if not process.running():
-                raise AssertionError(f"{name} exited {process.popen.returncode}:\n{process.tail()}")
-            match = LISTENING.search(process.log())
-            return match.group(1) if match else None
-
-        url = str(wait_until(listening, timeout, f"{name} to listen"))
-        wait_until(lambda: healthy(url), timeout, f"{name} to answer health")
-        return process, url
-
-    def use(self, url: str) -> Api:
-        """Make `url` the cluster's API (for `cluster.api` and `start_worker`)."""
-        self.url = url
-        if self._api is not None:
-            self._api.close()
-        self._api = Api(url, self.admin_token)
-        return self._api
-
-    def client(self, url: str | None = None, token: str | None = None) -> Api:
-        return Api(url or self.url, token or self.admin_token)
-
     def start_agent(
         self,
         identifier: str,
         urls: Sequence[str] | None = None,
         *,
-        executors: int = 1,
-        user: str = WORKER_USER,
-        token: str | None = None,
-        data_dir: Path | None = None,
         netns: str | None = None,
-        properties: Mapping[str, str] | None = None,
-        settings: Mapping[str, str] | None = None,
-        wait: bool = True,
+        **options: Any,
     ) -> Process:
-        """`orchestra worker` with several URLs, its own user, token or data directory, or
-        inside a network namespace; waits until the API shows it active unless told not to."""
-        argv = [PYTHON, "-m", "orchestra", "worker", "--url", ",".join(urls or [self.url])]
-        argv += ["--user", user, "--token", token or self.worker_token]
-        argv += ["--identifier", identifier, "--executors", str(executors)]
-        argv += ["--data-dir", str(data_dir or self.worker_dir(identifier))]
-        for key, value in (properties or {}).items():
-            argv += ["--property", f"{key}={value}"]
-        if netns is not None:
-            argv = ["ip", "netns", "exec", netns, *argv]
-        process = self._start(f"worker-{identifier}-{next(self._names)}", argv, settings)
-        if wait:
-            self.wait_for_active(identifier, process)
-        return process
+        """`orchestra worker` (`Cluster.start_worker`'s options), maybe inside a network
+        namespace."""
+        wrapper = ["ip", "netns", "exec", netns] if netns is not None else []
+        return self.start_worker(identifier, urls=urls, wrapper=wrapper, **options)
 
     # Users and tokens, through the API as the administrator.
 
@@ -170,29 +104,6 @@ class ProofCluster(Cluster):
         """(token identifier, secret) of a new token of `user`."""
         created = self.api.request("POST", f"/users/{user}/tokens", 201, json={}).json()
         return str(created["identifier"]), str(created["secret"])
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}{API}/health", timeout=5.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process, in KiB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of this process group still runs (zombies do not count)."""
-    return any(fields[0] != b"Z" and int(fields[2]) == pgid for _pid, fields in process_stats())
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

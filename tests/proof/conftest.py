@@ -1,10 +1,7 @@
-"""Fixtures of the proof suite (faults, bad input, load, attacks): a fresh database per test, a
-ProofCluster of real processes on it, a ledger whose invariants are checked after every
-scenario, and the figures the scenarios measure.
-
-The database fixtures follow tests/system/conftest.py (and reuse its helpers), with templates of
-their own: a session-scoped fixture imported from there would be a second definition of the same
-template database name whenever both directories run in one xdist worker.
+"""Fixtures of the proof suite (faults, bad input, load, attacks): a fresh database per test and
+a ProofCluster of real processes on it (the fixtures of tests/support/fixtures.py, with this
+suite's engine and Cluster class), a ledger whose invariants are checked after every scenario,
+and the figures the scenarios measure.
 
 Profiles: the smoke profile runs in `make test`; ORCHESTRA_SOAK=1 (`make soak`) runs the full
 lengths and the soak-only scenarios.
@@ -20,21 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 
 from tests.proof.cluster import ProofCluster
 from tests.proof.invariants import Ledger
-from tests.system.conftest import (
-    POSTGRES_SERVER,
-    SESSION,
-    Template,
-    _admin_connection,
-    _drop,
-    _drop_leftovers,
-    _numbers,
-    database_from,
-)
-from tests.system.harness import Credentials, bootstrap
+from tests.support.cluster import Cluster
 
 SOAK = os.environ.get("ORCHESTRA_SOAK", "") == "1"
 PROFILE = "soak" if SOAK else "smoke"
@@ -52,26 +38,6 @@ soak_only = pytest.mark.skipif(not SOAK, reason="soak profile only (make soak, O
 alone = pytest.mark.alone
 
 
-@pytest.fixture(scope="session")
-def proof_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    directory = tmp_path_factory.mktemp("proof-sqlite-template")
-    path = directory / "template.sqlite"
-    return Template(str(path), bootstrap(f"sqlite:///{path}", directory))
-
-
-@pytest.fixture(scope="session")
-def proof_postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
-    name = f"{SESSION}prooftpl"
-    with _admin_connection() as conn:
-        _drop_leftovers(conn)
-        _drop(conn, name)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    directory = tmp_path_factory.mktemp("proof-postgres-template")
-    yield Template(name, bootstrap(POSTGRES_SERVER + name, directory))
-    with _admin_connection() as conn:
-        _drop(conn, name)
-
-
 @pytest.fixture(params=["sqlite"])
 def engine(request: pytest.FixtureRequest) -> str:
     """SQLite unless a test says otherwise (`parametrize("engine", [...], indirect=True)`)."""
@@ -79,26 +45,8 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def system_database(
-    engine: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[str, Credentials]]:
-    """A fresh database for one test, copied from a bootstrapped template."""
-    template: Template = request.getfixturevalue(
-        "proof_sqlite_template" if engine == "sqlite" else "proof_postgres_template"
-    )
-    with database_from(template, engine, tmp_path, f"{SESSION}p{next(_numbers)}") as url:
-        yield url, template.credentials
-
-
-@pytest.fixture
-def cluster(system_database: tuple[str, Credentials], tmp_path: Path) -> Iterator[ProofCluster]:
-    """The processes of this test; nothing is started yet."""
-    url, credentials = system_database
-    built = ProofCluster(tmp_path, url, credentials)
-    try:
-        yield built
-    finally:
-        built.close()
+def cluster_class() -> type[Cluster]:
+    return ProofCluster
 
 
 @pytest.fixture
@@ -157,12 +105,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach the tails of the process logs to the report of a failed (or xfailed) test."""
+    """Keep the outcome of the test's call, for the ledger fixture."""
     report = yield
     if report.when == "call":
         item.proof_outcome = report.outcome  # type: ignore[attr-defined]
-    if report.failed or hasattr(report, "wasxfail"):
-        built = getattr(item, "funcargs", {}).get("cluster")
-        if isinstance(built, ProofCluster):
-            report.sections.append(("orchestra processes", built.log_tails()))
     return report

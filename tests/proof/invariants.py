@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.system.harness import FINAL_STATUSES, Api
+from tests.support.api import FINAL_STATUSES, Api
 
 NUMBERED = re.compile(rb"^line (\d+)(?: .*)?$")  # `line N`, maybe padded after a space
 RAN_TO_THE_END = frozenset({"succeeded", "failed"})
@@ -190,19 +190,8 @@ def log_problem(log: bytes, expect: Expect, status: str) -> str | None:
 
 
 def all_runs(api: Api, project: str = "p", **filters: str) -> dict[str, dict[str, Any]]:
-    """Every run of a project, through every page of the listing."""
-    found: dict[str, dict[str, Any]] = {}
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 500, **filters}
-        if cursor:
-            params["cursor"] = cursor
-        page = api.request("GET", f"/projects/{project}/runs", 200, params=params).json()
-        for item in page["items"]:
-            found[item["identifier"]] = item
-        cursor = page["next_cursor"]
-        if not cursor:
-            return found
+    """Every run of a project, through every page of the listing, by identifier."""
+    return {run["identifier"]: run for run in api.runs(project, **filters)}
 
 
 def wait_for_final(

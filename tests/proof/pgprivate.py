@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.system.harness import free_port
+from tests.support.processes import free_port
 
 
 def _bin_dir() -> Path | None:

@@ -24,7 +24,9 @@ from tests.proof import rawworker
 from tests.proof.cluster import ProofCluster, proof_job
 from tests.proof.conftest import choose
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import API, py, wait_until
+from tests.support.jobs import py
+from tests.support.processes import API
+from tests.support.waiting import wait_until
 
 PROTOCOL_ERROR = 4000
 FORBIDDEN = 4003

@@ -14,7 +14,8 @@ import pytest
 
 from tests.proof.cluster import ProofCluster, proof_job, root_required
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import holds_for, py, wait_until
+from tests.support.jobs import py
+from tests.support.waiting import holds_for, wait_until
 
 WHY_NOT = root_required()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"cannot mount a tmpfs: {WHY_NOT}")

@@ -24,7 +24,8 @@ import pytest
 from tests.proof.cluster import ProofCluster, proof_job
 from tests.proof.conftest import SOAK, choose
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import FINAL_STATUSES, wait_until
+from tests.support.api import FINAL_STATUSES
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 

@@ -18,7 +18,7 @@ import pytest
 from tests.proof import netns
 from tests.proof.cluster import ProofCluster, proof_job, root_required
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import holds_for, wait_until
+from tests.support.waiting import holds_for, wait_until
 
 WHY_NOT = root_required() or netns.unavailable()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"no network namespaces: {WHY_NOT}")

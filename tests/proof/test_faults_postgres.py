@@ -18,15 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from tests.proof import pgprivate
-from tests.proof.cluster import ProofCluster, healthy, proof_job
+from tests.proof.cluster import ProofCluster, proof_job
 from tests.proof.conftest import choose
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import API, Credentials, bootstrap, wait_until
+from tests.support.cluster import TEST_SETTINGS
+from tests.support.databases import ClusterDatabases
+from tests.support.processes import API, healthy
+from tests.support.waiting import wait_until
 
 WHY_NOT = pgprivate.unavailable()
 pytestmark = [
@@ -39,40 +40,33 @@ OUTAGE = choose(4.0, 60.0)
 @pytest.fixture(scope="module")
 def private_postgres(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[pgprivate.PrivatePostgres, Credentials]]:
-    """A private PostgreSQL with a bootstrapped template database."""
+) -> Iterator[tuple[pgprivate.PrivatePostgres, ClusterDatabases]]:
+    """A private PostgreSQL, and bootstrapped databases on it."""
     server = pgprivate.PrivatePostgres()
     try:
         server.create()
-        with psycopg.connect(server.url + "postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE template_proof")
-        credentials = bootstrap(
-            server.url + "template_proof", tmp_path_factory.mktemp("private-pg-bootstrap")
-        )
-        yield server, credentials
+        directory = tmp_path_factory.mktemp("private-pg-templates")
+        databases = ClusterDatabases(directory, "proof", base_url=server.url + "postgres")
+        yield server, databases
     finally:
         server.destroy()
 
 
 @pytest.fixture
 def restart_cluster(
-    private_postgres: tuple[pgprivate.PrivatePostgres, Credentials], tmp_path: Path
+    private_postgres: tuple[pgprivate.PrivatePostgres, ClusterDatabases], tmp_path: Path
 ) -> Iterator[tuple[ProofCluster, pgprivate.PrivatePostgres]]:
-    server, credentials = private_postgres
+    server, databases = private_postgres
     server.ensure_up()
-    name = f"proof_{tmp_path.name.replace('-', '_')[:40]}"
-    with psycopg.connect(server.url + "postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template_proof").format(sql.Identifier(name))
-        )
-    built = ProofCluster(tmp_path, server.url + name, credentials)
-    try:
-        yield built, server
-    finally:
+    with databases.database("postgresql", tmp_path) as (url, credentials):
+        built = ProofCluster(tmp_path, url, credentials, TEST_SETTINGS)
         try:
-            built.close()
+            yield built, server
         finally:
-            server.ensure_up()  # never leave it down, whatever happened
+            try:
+                built.close()
+            finally:
+                server.ensure_up()  # never leave it down, whatever happened
 
 
 @pytest.mark.timeout(choose(300, 600))

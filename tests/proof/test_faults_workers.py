@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from tests.proof.cluster import ProofCluster, group_alive, proof_job
+from tests.proof.cluster import ProofCluster, proof_job
 from tests.proof.conftest import choose
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import wait_until
+from tests.support.procfs import group_alive
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize("engine", choose(["sqlite"], ["sqlite", "postgresql"]), indirect=True)

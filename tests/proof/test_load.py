@@ -22,10 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bench import rawhttp
 from tests.proof import rawworker
-from tests.proof.cluster import ProofCluster, percentile, proof_job, rss_kib, sh_job
+from tests.proof.cluster import ProofCluster, percentile, proof_job, sh_job
 from tests.proof.conftest import alone, choose, soak_only
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import API
+from tests.support.processes import API
+from tests.support.procfs import rss_bytes
 
 CLIENTS = 200
 
@@ -262,7 +263,7 @@ def test_20_runs_per_second_for_10_minutes_on_two_masters(
         while (now := time.monotonic()) < begin + seconds:
             if now >= next_sample:
                 for process, _url in servers:
-                    memory[process.name].append((now - begin, rss_kib(process.pid)))
+                    memory[process.name].append((now - begin, rss_bytes(process.pid) // 1024))
                 next_sample += 10
             task = asyncio.create_task(trigger(clients[number % 2]))
             pending.add(task)

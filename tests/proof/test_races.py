@@ -16,7 +16,8 @@ import pytest
 from tests.proof.cluster import ProofCluster, percentile, proof_job
 from tests.proof.conftest import choose
 from tests.proof.invariants import Expect, Ledger, all_runs
-from tests.system.harness import FINAL_STATUSES, process_gone
+from tests.support.api import FINAL_STATUSES
+from tests.support.procfs import process_gone
 
 ABORT_LIMIT = 10.0
 

@@ -28,7 +28,9 @@ from websockets.exceptions import InvalidStatus
 from tests.proof import rawworker
 from tests.proof.cluster import ProofCluster
 from tests.proof.invariants import Expect, Ledger
-from tests.system.harness import API, PYTHON, py, wait_until
+from tests.support.jobs import py
+from tests.support.processes import API, PYTHON
+from tests.support.waiting import wait_until
 
 REFUSAL_LIMIT = 5.0
 

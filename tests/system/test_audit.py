@@ -8,7 +8,8 @@ import re
 import httpx
 
 from orchestra.web.site.security import LOGIN_CSRF_COOKIE
-from tests.system.harness import Cluster, py
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
 
 
 def test_changes_through_the_api_and_the_website_are_audited(cluster: Cluster) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.system.harness import Cluster, holds_for, process_gone, py, wait_until
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
+from tests.support.procfs import process_gone
+from tests.support.waiting import holds_for, wait_until
 
 # A step that starts a child in its own process group, writes both pids, then loops forever.
 # With `ignore_term`, both ignore SIGTERM, so that only the SIGKILL after the grace ends them.

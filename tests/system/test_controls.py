@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.system.harness import Cluster, process_gone, py, wait_until
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
+from tests.support.procfs import process_gone
+from tests.support.waiting import wait_until
 
 SLEEPER = """
     import os, pathlib, sys, time

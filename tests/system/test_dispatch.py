@@ -7,7 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.system.harness import WAIT_FOR_FILE, Cluster, holds_for, py
+from tests.support.cluster import Cluster
+from tests.support.jobs import WAIT_FOR_FILE, py
+from tests.support.waiting import holds_for
 
 # How long a run must be seen to stay pending: two rounds of the dispatcher (one a second at least)
 # and heartbeats (one a second in these tests).

@@ -8,7 +8,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.system.harness import PYTHON, WORKER_USER, Cluster, numbered_lines, py
+from tests.support.accounts import WORKER_USER
+from tests.support.cluster import Cluster
+from tests.support.jobs import numbered_lines, py
+from tests.support.processes import PYTHON
 
 PRINT_LINES = """
     import sys
@@ -165,7 +168,7 @@ def test_steps_never_see_the_workers_token(cluster: Cluster) -> None:
     argv = [PYTHON, "-m", "orchestra", "worker", "--url", cluster.url, "--user", WORKER_USER]
     argv += ["--identifier", "w1", "--data-dir", str(cluster.worker_dir("w1"))]
     settings = {"ORCHESTRA_TOKEN": cluster.worker_token, "SHARED_WITH_STEPS": "yes"}
-    worker = cluster._start("worker-env", argv, settings)
+    worker = cluster.spawn("worker-env", argv, settings)
     cluster.wait_for_active("w1", worker)
     show = """
         import json, os

@@ -10,17 +10,10 @@ import threading
 import httpx
 import pytest
 
-from tests.system.harness import (
-    API,
-    LISTENING,
-    PYTHON,
-    WORKER_USER,
-    Cluster,
-    Process,
-    free_port,
-    py,
-    wait_until,
-)
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
+from tests.support.processes import API, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 RUNS = 1000
@@ -32,42 +25,22 @@ APPEND = """
 """
 
 
-def start_server(cluster: Cluster, name: str, role: str, port: int) -> tuple[Process, str]:
-    argv = [PYTHON, "-m", "orchestra", "server", "--role", role, "--port", str(port)]
-    argv += ["--database", cluster.database_url, "--data-dir", str(cluster.tmp_path / name)]
-    process = cluster._start(name, argv, None)
-    url = wait_until(
-        lambda: (m := LISTENING.search(process.log())) and m.group(1), 60, f"{name} to listen"
-    )
-    wait_until(
-        lambda: httpx.get(f"{url}{API}/health", timeout=5).status_code == 200, 60, f"{name} health"
-    )
-    return process, str(url)
-
-
-def start_worker(cluster: Cluster, identifier: str, urls: list[str]) -> Process:
-    argv = [PYTHON, "-m", "orchestra", "worker", "--url", ",".join(urls)]
-    argv += ["--user", WORKER_USER, "--token", cluster.worker_token, "--executors", "2"]
-    argv += ["--identifier", identifier, "--data-dir", str(cluster.worker_dir(identifier))]
-    return cluster._start(f"worker-{identifier}", argv, None)
-
-
 def test_two_masters_one_killed_half_way_lose_and_repeat_nothing(cluster: Cluster) -> None:
-    master1, m1 = start_server(cluster, "master-1", "master", free_port())
-    _master2, m2 = start_server(cluster, "master-2", "master", free_port())
-    _api1, a1 = start_server(cluster, "api-1", "api", free_port())
-    _api2, a2 = start_server(cluster, "api-2", "api", free_port())
+    master1, m1 = cluster.start_role("master-1", "master", port=free_port())
+    _master2, m2 = cluster.start_role("master-2", "master", port=free_port())
+    _api1, a1 = cluster.start_role("api-1", "api", port=free_port())
+    _api2, a2 = cluster.start_role("api-2", "api", port=free_port())
     clients = [
         httpx.Client(base_url=a + API, headers={"Authorization": f"Bearer {cluster.admin_token}"})
         for a in (a1, a2)
     ]
-    journal = cluster.tmp_path / "journal"
+    journal = cluster.directory / "journal"
     clients[0].put("/projects/p", json={}).raise_for_status()
     job = {"steps": [{"name": "append", "command": py(APPEND, str(journal))}]}
     clients[1].put("/projects/p/jobs/append", json=job).raise_for_status()
     for index in range(6):
         urls = [m1, m2] if index < 3 else [m2, m1]
-        start_worker(cluster, f"w{index}", urls)
+        cluster.start_worker(f"w{index}", executors=2, urls=urls, wait=False)
     wait_until(
         lambda: sum(w["is_active"] for w in clients[0].get("/workers").json()["items"]) == 6,
         60,
@@ -128,16 +101,16 @@ def test_two_masters_one_killed_half_way_lose_and_repeat_nothing(cluster: Cluste
 
 
 def test_abort_through_one_api_server_reaches_the_other_master(cluster: Cluster) -> None:
-    _master1, m1 = start_server(cluster, "master-1", "master", free_port())
-    _master2, m2 = start_server(cluster, "master-2", "master", free_port())
-    _api1, a1 = start_server(cluster, "api-1", "api", free_port())
+    _master1, m1 = cluster.start_role("master-1", "master", port=free_port())
+    _master2, m2 = cluster.start_role("master-2", "master", port=free_port())
+    _api1, a1 = cluster.start_role("api-1", "api", port=free_port())
     headers = {"Authorization": f"Bearer {cluster.admin_token}"}
     client = httpx.Client(base_url=a1 + API, headers=headers)
     client.put("/projects/p", json={}).raise_for_status()
     sleeper = "import time\nprint('up', flush=True)\ntime.sleep(120)"
     job = {"steps": [{"name": "sleep", "command": py(sleeper)}]}
     client.put("/projects/p/jobs/sleep", json=job).raise_for_status()
-    start_worker(cluster, "on-master-2", [m2])
+    cluster.start_worker("on-master-2", executors=2, urls=[m2], wait=False)
     wait_until(
         lambda: (
             (w := client.get("/workers/on-master-2")).status_code == 200 and w.json()["is_active"]

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.system.harness import Cluster, py, wait_until
+from tests.support.cluster import Cluster
+from tests.support.jobs import py
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

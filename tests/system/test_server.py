@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.harness import (
-    LISTENING,
-    PYTHON,
-    Api,
-    Cluster,
-    child_pids,
-    free_port,
-    numbered_lines,
-    process_gone,
-    py,
-    wait_until,
-)
+from tests.support.cluster import Cluster
+from tests.support.jobs import numbered_lines, py
+from tests.support.processes import PYTHON, free_port
+from tests.support.procfs import child_pids, process_gone
+from tests.support.waiting import wait_until
 
 # Appends the run's identifier to a file, prints ten lines, waits for a file, prints ten more.
 TWO_HALVES = """
@@ -104,13 +97,8 @@ def test_server_restarted_mid_runs_completes_them_once(cluster: Cluster, tmp_pat
 def test_sigterm_stops_the_server_and_the_local_workers_it_started(cluster: Cluster) -> None:
     """`orchestra server --workers N` under a service manager (systemd, docker stop): SIGTERM
     ends the server and the worker processes it started, none left behind."""
-    argv = [PYTHON, "-m", "orchestra", "server", "--port", "0", "--workers", "1"]
-    argv += ["--database", cluster.database_url, "--data-dir", str(cluster.server_dir)]
-    process = cluster._start("server-with-workers", argv, None)
-    url = wait_until(
-        lambda: (m := LISTENING.search(process.log())) and m.group(1), 60, "the server's URL"
-    )
-    api = Api(str(url), cluster.admin_token)
+    process, url = cluster.start_role("server-with-workers", arguments=["--workers", "1"])
+    api = cluster.client(url)
     try:
         wait_until(lambda: (api.worker("local-1") or {}).get("is_active"), 60, "local-1 connected")
     finally:

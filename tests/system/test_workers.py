@@ -15,7 +15,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from tests.system.harness import Cluster, holds_for, numbered_lines, process_gone, py, wait_until
+from tests.support.cluster import Cluster
+from tests.support.jobs import numbered_lines, py
+from tests.support.procfs import process_gone
+from tests.support.waiting import holds_for, wait_until
 
 # Appends the run's identifier to a file, prints numbered lines slowly (the first `pause` of
 # them, then waits for a file to exist if one is named), and ends.
