@@ -77,8 +77,11 @@ def build_app(services: Services) -> FastAPI:
     )
 
 
-def serve(settings: Settings, local_workers: int = 0) -> None:
-    """Migrate, then serve until SIGINT or SIGTERM."""
+def serve(settings: Settings, local_workers: int = 0, worker_sandbox: str = "always") -> None:
+    """Migrate, then serve until SIGINT or SIGTERM; `local_workers` run their steps in a
+    sandbox as `worker_sandbox` says (always, by default: docs/isolation.md)."""
+    if local_workers and worker_sandbox == "always":
+        _check_sandbox()
     upgrade(settings.resolved_database_url)
     if settings.role != "all" and settings.resolved_database_url.startswith("sqlite"):
         raise InvalidInput(
@@ -121,7 +124,9 @@ def serve(settings: Settings, local_workers: int = 0) -> None:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         if local_workers:
-            workers = asyncio.run(_start_local_workers(services, url, local_workers))
+            workers = asyncio.run(
+                _start_local_workers(services, url, local_workers, worker_sandbox)
+            )
         with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
             runner.run(_serve(server, sock))
     finally:
@@ -170,9 +175,11 @@ async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
 
 
 async def _start_local_workers(
-    services: Services, url: str, count: int
+    services: Services, url: str, count: int, sandbox: str
 ) -> list[subprocess.Popen[bytes]]:
-    """Start `count` workers as child processes, with a fresh token of the local worker user."""
+    """Start `count` workers as child processes, with a fresh token of the local worker user
+    given on a pipe (neither in their arguments nor in their environment), their sandboxed
+    steps blind to this server's files."""
     from orchestra.errors import Conflict
 
     try:
@@ -189,9 +196,14 @@ async def _start_local_workers(
     _token, secret = await services.users.create_token(LOCAL_WORKER_USER, LOCAL_WORKERS_TOKEN, None)
     await services.db.dispose()
     data_dir = Path(services.settings.data_dir).resolve()
+    # What a server's local worker's steps never get: its credentials, the database's URL.
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_ONLY_VARIABLES}
+    hidden = ["--hide", str(data_dir)]
+    for path in _sqlite_files(services.settings.resolved_database_url):
+        if data_dir not in path.parents:
+            hidden += ["--hide", str(path)]
     processes = []
     for index in range(1, count + 1):
-        env = {**os.environ, "ORCHESTRA_TOKEN": secret}
         command = [
             sys.executable,
             "-m",
@@ -201,13 +213,51 @@ async def _start_local_workers(
             url,
             "--user",
             LOCAL_WORKER_USER,
+            "--token",
+            "-",
             "--identifier",
             f"local-{index}",
             "--data-dir",
             str(data_dir / "workers" / f"local-{index}"),
+            "--sandbox",
+            sandbox,
+            *hidden,
         ]
-        processes.append(subprocess.Popen(command, env=env))
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(secret.encode() + b"\n")
+        process.stdin.close()
+        processes.append(process)
     return processes
+
+
+SERVER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN", "ORCHESTRA_DATABASE_URL"})
+
+
+def _sqlite_files(database_url: str) -> list[Path]:
+    """The files of a SQLite database (with its journal, WAL and shared memory); none for
+    PostgreSQL."""
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix):
+        return []
+    path = Path(database_url[len(prefix) :].split("?", 1)[0])
+    if not path.name or str(path) == ":memory:":
+        return []
+    path = path.resolve()
+    return [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))]
+
+
+def _check_sandbox() -> None:
+    """Local workers sandbox every step by default: say at once when this machine cannot."""
+    from orchestra.worker.sandbox import prepare
+
+    found = prepare("always")
+    if not found.available:
+        raise InvalidInput(
+            f"the local workers run every step in a sandbox, and {found.problem}: install "
+            "bubblewrap, or start them with --worker-sandbox auto (or never)"
+        )
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from orchestra.errors import InvalidInput
 from orchestra.log_setup import configure_logging
 from orchestra.settings import load_settings
 
@@ -22,12 +23,21 @@ def server(
     port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8080,
     role: Annotated[str, typer.Option(help="all, api or master")] = "all",
     workers: Annotated[int, typer.Option(min=0, max=64, help="local workers to start")] = 0,
+    worker_sandbox: Annotated[
+        str,
+        typer.Option(
+            help="the local workers' --sandbox: always (every step in a sandbox, which this "
+            "server's files are hidden from), auto or never"
+        ),
+    ] = "always",
 ) -> None:
     """Serve the API, the website and the worker endpoint, and run the scheduler."""
     from orchestra.server import serve
 
+    if worker_sandbox not in ("auto", "always", "never"):
+        raise InvalidInput("--worker-sandbox must be one of auto, always, never")
     configure_logging()
     settings = load_settings(
         {"database_url": database, "data_dir": data_dir, "host": host, "port": port, "role": role}
     )
-    serve(settings, local_workers=workers)
+    serve(settings, local_workers=workers, worker_sandbox=worker_sandbox)

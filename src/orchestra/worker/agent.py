@@ -29,6 +29,8 @@ from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
 from orchestra.worker.execution import RunExecution, disk_full
 from orchestra.worker.journal import Journal
+from orchestra.worker.limits import ProcessGroups
+from orchestra.worker.sandbox import Sandbox, start_sandbox
 from orchestra.worker.spares import Spares
 from orchestra.worker.spawner_client import Spawner
 
@@ -57,6 +59,10 @@ class WorkerOptions:
     properties: dict[str, str]
     executors: int
     data_dir: Path
+    # Steps in a sandbox (worker/sandbox.py): auto (those of jobs that ask), always, never;
+    # and what they must not see besides the data directory (a token file, a server's files).
+    sandbox: str = "auto"
+    hidden: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +92,8 @@ class Agent:
     # The agent's environment, read once and without its credentials: the spawner is started
     # with it, and steps get it with their ORCHESTRA_* variables added (worker/execution.py).
     _environment: dict[str, str] = field(default_factory=lambda: step_base_environment(os.environ))
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    groups: ProcessGroups | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -103,8 +111,12 @@ class Agent:
     # Start and stop.
 
     async def run(self) -> int:
+        if not self._prepare_sandbox():
+            return 2
+        self.options.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.spares.reset()
+        self.groups = ProcessGroups(self.options.identifier)
         await self.spawner.start(self._environment)
         self._recover()
         loop = asyncio.get_running_loop()
@@ -114,7 +126,18 @@ class Agent:
             await self._connect_forever()
         finally:
             await self.spawner.close()
+            self.groups.close()
         return self.exit_code
+
+    def _prepare_sandbox(self) -> bool:
+        """Whether bwrap works here, found by running it once, said in the log and in the
+        `sandbox` property; False when every step must be sandboxed and none can be."""
+        hidden = [self.options.data_dir, *self.options.hidden]
+        found = start_sandbox(self.options.sandbox, hidden, self.options.properties)
+        if found is None:
+            return False
+        self.sandbox = found
+        return True
 
     def stop(self) -> None:
         """Stop: abort what runs, send what can be sent for a few seconds, then exit."""
@@ -144,7 +167,13 @@ class Agent:
 
     def _hold(self, journal: Journal) -> Held:
         execution = RunExecution(
-            journal, self.spawner, self.options.identifier, self._environment, self._on_event
+            journal,
+            self.spawner,
+            self.options.identifier,
+            self._environment,
+            self._on_event,
+            self.sandbox,
+            self.groups,
         )
         held = Held(journal, execution)
         self.held[journal.run] = held
@@ -418,8 +447,9 @@ class Agent:
         return candidate
 
 
-# Never handed to a step: a job's command must not act as its worker.
-WORKER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN"})
+# Never handed to a step: a job's command must not act as its worker, nor reach the database
+# of a server whose local worker this is.
+WORKER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN", "ORCHESTRA_DATABASE_URL"})
 
 
 def step_base_environment(environ: Mapping[str, str]) -> dict[str, str]:

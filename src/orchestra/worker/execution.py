@@ -3,7 +3,8 @@
 Each step's output is read from its log file as it grows and journaled as output events; its
 end is journaled when the spawner reports the exit status (or, for a step started before the
 agent restarted, when the exit file appears). Abort sends SIGTERM to the step's process group,
-then SIGKILL after the grace period.
+then SIGKILL after the grace period. A step runs in a sandbox (worker/sandbox.py) when its job
+asks or the worker sandboxes every step, and under its job's limits (worker/limits.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from typing import Any, BinaryIO
 from orchestra.domain.commands import CommandContext, render_command
 from orchestra.errors import InvalidInput
 from orchestra.protocol.messages import MAX_OUTPUT_CHUNK
+from orchestra.worker import limits as step_limits
 from orchestra.worker.journal import Journal
+from orchestra.worker.limits import ProcessGroups
+from orchestra.worker.sandbox import Sandbox
 from orchestra.worker.spawner_client import Spawner
 
 log = logging.getLogger(__name__)
@@ -42,14 +46,19 @@ class RunExecution:
         worker_identifier: str,
         environment: Mapping[str, str],
         on_event: Callable[[Journal], None],
+        sandbox: Sandbox | None = None,
+        groups: ProcessGroups | None = None,
     ) -> None:
         self.journal = journal
         self.spawner = spawner
         self.worker_identifier = worker_identifier
         self.environment = environment
         self.on_event = on_event
+        self.sandbox = sandbox or Sandbox()
+        self.groups = groups or ProcessGroups(None)
         self.abort_reason: str | None = None
         self._pid: int | None = None
+        self._sandboxed = False  # whether the current step runs in a sandbox
         self._offset = journal.log_size()
 
     # Abort.
@@ -63,9 +72,15 @@ class RunExecution:
             asyncio.get_running_loop().create_task(self._terminate(self._pid))
 
     async def _terminate(self, pid: int) -> None:
-        _signal_group(pid, signal.SIGTERM)
+        if self._sandboxed:
+            # Not bwrap itself, which would die at once and take the sandbox with it before the
+            # step had its grace: the step's processes (the sandbox's init ignores SIGTERM).
+            _signal_group(pid, signal.SIGTERM, but=pid)
+        else:
+            _signal_group(pid, signal.SIGTERM)
         await asyncio.sleep(self.journal.assignment.abort_grace)
         if self._pid == pid:
+            # bwrap killed, the sandbox's init dies with it, and with it every process in it.
             _signal_group(pid, signal.SIGKILL)
 
     # Execution.
@@ -146,18 +161,38 @@ class RunExecution:
             return await self._fail_to_start(index, f"cannot render the command: {exc}")
         variables = self._step_variables()
         self.journal.workspace.mkdir(parents=True, exist_ok=True)
-        self.journal.step_log(index).touch()
+        sandboxed = self.sandbox.wanted(assignment.sandbox is not None)
+        if sandboxed and not self.sandbox.available:
+            self._emit("step_started", step=index, date=_now())
+            return await self._fail_to_start(index, self._cannot_sandbox())
+        if sandboxed:
+            network = assignment.sandbox is None or assignment.sandbox.network
+            argv = self.sandbox.command(argv, self.journal.workspace, network=network)
+        applied = step_limits.step_limits(
+            self._limits(), self.groups, assignment.run, index, sandboxed=sandboxed
+        )
+        # The log starts with what the worker has to say about the limits (often nothing).
+        self.journal.step_log(index).write_text(
+            "".join(f"[orchestra] {n}\n" for n in applied.notes)
+        )
         pid, error = await self.spawner.spawn(
             argv,
             str(self.journal.workspace),
             variables,
             self.journal.step_log(index),
             self.journal.step_exit(index),
+            applied.request(),
         )
-        self._emit("step_started", step=index, date=_now(), pid=pid)
+        started: dict[str, Any] = {"pid": pid}
+        if sandboxed:
+            started["sandboxed"] = True
+        self._emit("step_started", step=index, date=_now(), **started)
         if error is not None or pid is None:
+            if applied.cgroup is not None:
+                self.groups.remove(assignment.run, index)
             return await self._fail_to_start(index, error or "cannot start the command")
         self._pid = pid
+        self._sandboxed = sandboxed
         if self.abort_reason is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
         timer = self._step_timer(index)
@@ -173,6 +208,7 @@ class RunExecution:
         pid = started.get("pid")
         log.info("run %s: resuming step %d (pid %s)", self.journal.run, index, pid)
         self._pid = pid
+        self._sandboxed = bool(started.get("sandboxed"))
         if self.abort_reason is not None and pid is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
         timer = self._step_timer(index, started.get("date"))
@@ -245,8 +281,28 @@ class RunExecution:
             status = "aborted"
         else:
             status = "succeeded" if code == 0 else "failed"
+        limits = self._limits()
+        if limits:
+            counted = "processes" in limits
+            if status == "failed":
+                refused = self.groups.refused(self.journal.run, index) if counted else 0
+                said = step_limits.diagnosis(limits, code, refused, sandboxed=self._sandboxed)
+                if said is not None:
+                    self._append_text(index, f"\n[orchestra] {said}\n")
+            if counted:
+                self.groups.remove(self.journal.run, index)
         self._emit("step_ended", step=index, status=status, exit_code=code, date=_now())
         return status
+
+    def _limits(self) -> dict[str, int]:
+        given = self.journal.assignment.limits
+        return {} if given is None else given.model_dump(exclude_none=True)
+
+    def _cannot_sandbox(self) -> str:
+        why = (
+            "it runs with --sandbox never" if self.sandbox.mode == "never" else self.sandbox.problem
+        )
+        return f"this step must run in a sandbox, and this worker cannot sandbox: {why}"
 
     async def _fail_to_start(self, index: int, message: str) -> str:
         self._append_text(index, f"[orchestra] {message}\n")
@@ -310,9 +366,32 @@ def disk_full(directory: Path) -> str | None:
     return f"the worker's disk is full ({free // (1024 * 1024)} MiB free under {directory})"
 
 
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
+def _signal_group(pid: int, signum: signal.Signals, *, but: int | None = None) -> None:
+    """Signal the process group `pid` leads; `but` one of its processes."""
+    if but is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
+        return
+    for member in _group_members(pid):
+        if member != but:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member, signum)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live processes of a process group, from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b") ", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 def _alive(pid: int) -> bool:

@@ -19,6 +19,9 @@ from orchestra.protocol import messages as m
 from orchestra.worker.spares import Spares
 
 log = logging.getLogger(__name__)
+# Fields of journaled events that are the worker's alone (a step's pid, whether it runs in a
+# sandbox): kept for a restarted agent, never sent.
+_WORKER_ONLY_FIELDS = ("kind", "pid", "sandboxed")
 
 
 class Journal:
@@ -152,7 +155,7 @@ class Journal:
     def _message(self, event: dict[str, Any]) -> m.Event:
         """A journaled event other than output as its protocol message."""
         kind = event["kind"]
-        fields = {k: v for k, v in event.items() if k not in ("kind", "pid")}
+        fields = {k: v for k, v in event.items() if k not in _WORKER_ONLY_FIELDS}
         model: Any = {
             "step_started": m.StepStarted,
             "step_ended": m.StepEnded,

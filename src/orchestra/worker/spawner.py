@@ -1,7 +1,8 @@
 """The spawner: a small process that starts job steps and outlives the worker agent.
 
 The agent asks it (JSON lines on stdin) to start a step; it starts the process in its own
-session with stdout and stderr going to the step's log file, answers with the pid, and when the
+session with stdout and stderr going to the step's log file (under the request's resource
+limits, in the request's cgroup: worker/limits.py), answers with the pid, and when the
 process ends writes its exit status to a file, atomically, and says so on stdout. If the agent
 dies, the spawner keeps waiting for its children and writing their exit files, then exits, so
 a restarted agent finds every step's output and exit status on disk.
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 _out_lock = threading.Lock()
@@ -129,7 +132,11 @@ class Reaper:
 
 def _spawn(request: dict[str, Any], reaper: Reaper) -> None:
     ident = request.get("id")
+    cgroup = -1
     try:
+        if request.get("cgroup"):
+            cgroup = os.open(request["cgroup"], os.O_WRONLY | os.O_CLOEXEC)
+        prepare = _preparation(request.get("rlimits") or {}, cgroup)
         with open(request["log"], "ab", buffering=0) as log:
             process = subprocess.Popen(
                 request["argv"],
@@ -140,16 +147,47 @@ def _spawn(request: dict[str, Any], reaper: Reaper) -> None:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=prepare,  # a system call per limit: safe beside the reaper thread
             )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         _say({"id": ident, "error": f"cannot start {request['argv'][0]!r}: {reason}"})
         return
-    except (KeyError, TypeError, ValueError) as exc:
+    except subprocess.SubprocessError as exc:
+        _say({"id": ident, "error": f"cannot apply the step's limits: {exc}"})
+        return
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         _say({"id": ident, "error": f"invalid spawn request: {exc}"})
         return
+    finally:
+        if cgroup >= 0:
+            os.close(cgroup)
     _say({"id": ident, "pid": process.pid})
     reaper.add(process, request["exit"])
+
+
+def _preparation(rlimits: dict[str, list[int]], cgroup: int) -> Callable[[], None] | None:
+    """What the child does before it starts the command: join the step's cgroup (writing 0
+    to its cgroup.procs moves the writer), then set its resource limits, none above the
+    spawner's own hard limits. None when there is nothing to do (the child is then started
+    the fast way, without running Python between fork and exec)."""
+    if not rlimits and cgroup < 0:
+        return None
+    limits = []
+    for name, (soft, hard) in rlimits.items():
+        kind = getattr(resource, name)
+        _, current = resource.getrlimit(kind)
+        if current != resource.RLIM_INFINITY:
+            hard = min(hard, current)
+        limits.append((kind, (min(soft, hard), hard)))
+
+    def prepare() -> None:
+        if cgroup >= 0:
+            os.write(cgroup, b"0")
+        for kind, pair in limits:
+            resource.setrlimit(kind, pair)
+
+    return prepare
 
 
 def _restore_policy(arguments: list[str]) -> None:

@@ -45,9 +45,11 @@ class Spawner:
         variables: Mapping[str, str],
         log_path: Path,
         exit_path: Path,
+        limits: Mapping[str, object] | None = None,
     ) -> tuple[int | None, str | None]:
         """Start a step, its environment the agent's (which the spawner inherited) plus
-        `variables`; (pid, None) or (None, the reason it could not start)."""
+        `variables`, under `limits` (the request's fields of worker/limits.StepLimits);
+        (pid, None) or (None, the reason it could not start)."""
         assert self._process is not None and self._process.stdin is not None
         self._next += 1
         ident = self._next
@@ -62,6 +64,7 @@ class Spawner:
             "variables": dict(variables),
             "log": str(log_path),
             "exit": str(exit_path),
+            **(limits or {}),
         }
         async with self._lock:
             self._process.stdin.write(json.dumps(request).encode() + b"\n")
