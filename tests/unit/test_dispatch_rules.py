@@ -3,15 +3,12 @@ one-statement pass (derived from the same matching), and the order of pending ru
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestra.domain.dispatch import Candidate, Caps, Level, assign, plain_order, rank
 from orchestra.domain.matching import required_properties, worker_matches
-
-
-def anyone(_worker: str, _properties: dict[str, Any]) -> bool:
-    return True
 
 
 def test_the_freest_worker_first_and_the_earlier_of_equals() -> None:
@@ -20,13 +17,49 @@ def test_the_freest_worker_first_and_the_earlier_of_equals() -> None:
     assert free == {"a": 1, "b": 3, "c": 3}  # not consumed
 
 
-def test_the_plain_order_is_the_matching_s_for_many_shapes_and_never_past_the_limit() -> None:
-    shapes = [{"w": 1}, {"x": 2, "y": 1}, {f"w{n}": n % 4 + 1 for n in range(40)}]
-    for free in shapes:
-        runs = [Candidate(str(n), {}) for n in range(sum(free.values()))]
-        matched = list(assign(runs, dict(free), anyone).values())
-        assert plain_order(free, 1000) == matched
-        assert plain_order(free, 3) == matched[:3]
+def reference_assign(
+    candidates: list[Candidate], free: dict[str, int], can_take: Any
+) -> dict[str, str]:
+    """The rule as plainly as it can be written: each run to the worker with the most free
+    executors among those that can take it (any worker, for a run requiring nothing), the
+    earlier of equals."""
+    assignments = {}
+    for candidate in candidates:
+        able = [
+            w
+            for w, n in free.items()
+            if n > 0 and (not candidate.properties or can_take(w, candidate.properties))
+        ]
+        if able:
+            chosen = max(able, key=lambda w: free[w])  # the first of the largest
+            assignments[candidate.identifier] = chosen
+            free[chosen] -= 1
+    return assignments
+
+
+def test_assign_follows_the_rule_for_many_shapes_of_runs_and_workers() -> None:
+    generator = random.Random(7)
+    for _ in range(300):
+        workers = {f"w{n}": generator.randint(0, 4) for n in range(generator.randint(1, 30))}
+        kinds = {w: generator.choice(["linux", "mac"]) for w in workers}
+        runs = [
+            Candidate(str(n), generator.choice([{}, {}, {"os": "linux"}, {"os": "mac"}]))
+            for n in range(generator.randint(0, 60))
+        ]
+
+        def can_take(
+            worker: str, properties: dict[str, Any], kinds: dict[str, str] = kinds
+        ) -> bool:
+            return properties.get("os") == kinds[worker]
+
+        free, expected_free = dict(workers), dict(workers)
+        expected = reference_assign(runs, expected_free, can_take)
+        assert assign(runs, free, can_take) == expected
+        assert free == expected_free
+        plain = [Candidate(str(n), {}) for n in range(sum(workers.values()))]
+        order = list(reference_assign(plain, dict(workers), can_take).values())
+        assert plain_order(workers, 1000) == order
+        assert plain_order(workers, 3) == order[:3]
 
 
 def test_a_run_goes_only_to_a_worker_that_can_take_it() -> None:

@@ -10,6 +10,7 @@ say sandbox=true: domain/matching.py), the earlier-listed of equals.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,31 +111,70 @@ def rank(levels: Iterable[Level], batch: int, caps: Caps) -> list[Candidate]:
     return chosen
 
 
+class _Freest:
+    """Free executors by worker, the freest first and the earlier of equals, in a heap: each
+    entry (-free executors, position, worker); an entry whose count is no longer the worker's
+    is stale, dropped when it comes up (each change of a count pushes the new one)."""
+
+    def __init__(self, free: dict[str, int]) -> None:
+        self.free = free
+        self.position = {worker: i for i, worker in enumerate(free)}
+        self.heap = [(-n, self.position[w], w) for w, n in free.items() if n > 0]
+        heapq.heapify(self.heap)
+
+    def first(self) -> str | None:
+        heap, free = self.heap, self.free
+        while heap and -heap[0][0] != free[heap[0][2]]:
+            heapq.heappop(heap)
+        return heap[0][2] if heap else None
+
+    def take(self, worker: str) -> None:
+        """One of `worker`'s free executors is taken."""
+        left = self.free[worker] = self.free[worker] - 1
+        if self.heap and self.heap[0][2] == worker and -self.heap[0][0] == left + 1:
+            if left > 0:  # the first, taken: its entry replaced at once
+                heapq.heapreplace(self.heap, (-left, self.position[worker], worker))
+            else:
+                heapq.heappop(self.heap)
+        elif left > 0:
+            heapq.heappush(self.heap, (-left, self.position[worker], worker))
+
+
 def assign(
     candidates: Iterable[Candidate],
     free: dict[str, int],
     can_take: Callable[[str, dict[str, Any]], bool],
 ) -> dict[str, str]:
-    """Run -> worker for the candidates some free worker can take (`can_take(worker, job
-    properties)`), the freest first, the earlier of equals. `free` (free executors by worker)
-    is decremented for each assignment."""
+    """Run -> worker for the candidates some free worker can take, the freest first, the
+    earlier of equals. `free` (free executors by worker) is decremented for each assignment.
+
+    A run that requires no property can go to any worker (domain/matching.py): it takes the
+    freest of all, in O(log workers). `can_take(worker, properties)` is asked only for runs
+    that require some, which look at every free worker."""
+    freest = _Freest(free)
     assignments: dict[str, str] = {}
     for candidate in candidates:
         chosen = None
-        most = 0
-        for worker, count in free.items():
-            if count > most and can_take(worker, candidate.properties):
-                chosen, most = worker, count
-        if chosen is None:
-            continue
-        assignments[candidate.identifier] = chosen
-        free[chosen] -= 1
+        if candidate.properties:
+            most = 0
+            for worker, count in free.items():
+                if count > most and can_take(worker, candidate.properties):
+                    chosen, most = worker, count
+        else:
+            chosen = freest.first()
+        if chosen is not None:
+            assignments[candidate.identifier] = chosen
+            freest.take(chosen)
     return assignments
 
 
 def plain_order(free: Mapping[str, int], limit: int) -> list[str]:
-    """The workers `assign` gives runs that every worker can take to, in order, one per free
+    """The workers `assign` gives runs that require no property to, in order, one per free
     executor, `limit` at most: the k-th plain run goes to the k-th (storage's one-statement
     pass claims them so, without matching each)."""
-    runs = (Candidate(str(n), {}) for n in range(min(limit, sum(free.values()))))
-    return list(assign(runs, dict(free), lambda _worker, _properties: True).values())
+    freest = _Freest(dict(free))
+    order: list[str] = []
+    while len(order) < limit and (worker := freest.first()) is not None:
+        order.append(worker)
+        freest.take(worker)
+    return order

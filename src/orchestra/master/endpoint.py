@@ -45,7 +45,7 @@ class WorkerEndpoint:
         registry: WorkerRegistry,
         reports: ReportApplier,
         control: ControlQueries,
-        backlog: Callable[[], bool],
+        has_backlog: Callable[[], bool],
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -54,7 +54,7 @@ class WorkerEndpoint:
         self.reports = reports
         self.control = control
         # Whether the last dispatch pass may have left runs a new worker could take.
-        self.backlog = backlog
+        self.has_backlog = has_backlog
 
     async def connect(self, websocket: WebSocket, receive: Any = None) -> None:
         """Serve one worker's connection until it goes. `receive`: the server's own ASGI
@@ -139,7 +139,7 @@ class WorkerEndpoint:
         await session.send(welcome)
         self.sessions[hello.identifier] = session
         log.info("worker %s connected (%d runs resumed)", hello.identifier, len(session.assigned))
-        if self.backlog():
+        if self.has_backlog():
             # Pending runs may be waiting for this worker. Otherwise a new run signals
             # "dispatch" itself, and runs becoming due by time are the periodic pass's.
             self.services.events.publish("dispatch")

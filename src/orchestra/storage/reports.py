@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.domain.statuses import RunStatus, StepStatus, step_sources_for
+
 
 @dataclass(frozen=True)
 class RunChange:
@@ -99,6 +101,15 @@ def _rows_of(prefix: str, columns: Sequence[tuple[str, str]]) -> str:
     return f"SELECT * FROM unnest({arrays}) AS given({names})"
 
 
+# The statuses the statement's guards allow, from domain/statuses.py's transition table: a
+# report applies to a running run; a step starts from pending (`from_pending`), and ends from
+# pending or running (its start in the same report); the steps a failed run never started are
+# skipped from pending.
+_REPORTED_RUN = RunStatus.RUNNING.value
+(_STARTED_FROM,) = (s.value for s in step_sources_for(StepStatus.RUNNING))
+_ENDED_FROM = StepStatus.RUNNING.value
+_SKIPPED = StepStatus.SKIPPED.value
+
 _APPLY = sa.text(
     f"""WITH reported AS ({_rows_of("r_", _RUN_COLUMNS)}),
 applied AS (
@@ -112,7 +123,7 @@ applied AS (
     FROM reported
     WHERE run.identifier = reported.identifier
         AND run.worker = reported.worker
-        AND run.status = 'running'
+        AND run.status = '{_REPORTED_RUN}'
         AND run.event_sequence = reported.expected
         -- A run ending with a retry policy is retried in the transaction (a JSON null, or
         -- none at all, is no policy).
@@ -130,14 +141,14 @@ steps AS (
     WHERE run_step.run = stepped.run
         AND run_step.index = stepped.index
         AND run_step.run IN (SELECT identifier FROM applied)
-        AND (run_step.status = 'pending'
-            OR (NOT stepped.from_pending AND run_step.status = 'running'))
+        AND (run_step.status = '{_STARTED_FROM}'
+            OR (NOT stepped.from_pending AND run_step.status = '{_ENDED_FROM}'))
 ),
 skipped AS (
-    UPDATE run_step SET status = 'skipped'
+    UPDATE run_step SET status = '{_SKIPPED}'
     WHERE run_step.run = ANY(CAST(:skipped AS VARCHAR[]))
         AND run_step.run IN (SELECT identifier FROM applied)
-        AND run_step.status = 'pending'
+        AND run_step.status = '{_STARTED_FROM}'
         -- A row may not be changed twice in one statement: steps updated by `steps` are
         -- not skipped (they were pending when the statement began).
         AND NOT EXISTS (
