@@ -31,8 +31,7 @@ def worker(
         ),
     ] = None,
     token_file: Annotated[
-        Path | None,
-        typer.Option(help="a file holding the token (- for standard input)", allow_dash=True),
+        str | None, typer.Option(help="a file holding the token (- for standard input)")
     ] = None,
     identifier: Annotated[
         str | None, typer.Option(help="the worker identifier (default: host name)")
@@ -70,7 +69,7 @@ def worker(
             "the sandbox property is the worker's own (sandbox=true when bubblewrap works "
             "here): use --sandbox auto|always|never"
         )
-    secret, shown = read_token(token, token_file, os.environ)
+    secret, shown = read_token(token, None if token_file is None else Path(token_file), os.environ)
     if shown and secret:
         # Given where other processes can read it: start again with it on a pipe instead.
         without_token_in_sight(secret)
@@ -83,8 +82,8 @@ def worker(
         )
     identifier = identifier or socket.gethostname().split(".")[0]
     hidden = [p.resolve() for p in hide or ()]
-    if token_file is not None and token_file.is_file():
-        hidden.append(token_file.resolve())  # sandboxed steps do not see it
+    if token_file is not None and Path(token_file).is_file():
+        hidden.append(Path(token_file).resolve())  # sandboxed steps do not see it
     options = WorkerOptions(
         urls=[u.strip() for u in url.split(",") if u.strip()],
         user=user,
