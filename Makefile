@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA := var
 PORT ?= 8080
 
-.PHONY: run test lint typecheck unit clean bench proof soak chromium
+.PHONY: run test lint typecheck unit clean bench proof soak chromium bubblewrap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
-run: $(STAMP)
+run: $(STAMP) bubblewrap
 	$(BIN)/python scripts/run_local.py --data-dir $(DATA) --port $(PORT)
 
 lint: $(TEST_STAMP)
@@ -29,12 +29,17 @@ lint: $(TEST_STAMP)
 	$(BIN)/lint-imports
 
 # Everything, the proof suite (tests/proof) in its smoke profile included.
-test: $(TEST_STAMP) lint chromium
+test: $(TEST_STAMP) lint chromium bubblewrap
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Debian's Chromium for the browser tests, installed when missing (as root, with apt-get).
 chromium:
 	bash scripts/ensure-chromium.sh
+
+# Debian's bubblewrap, which runs sandboxed steps (docs/isolation.md), installed when missing (as
+# root, with apt-get): the local workers of `make run` sandbox every step.
+bubblewrap:
+	bash scripts/ensure-bubblewrap.sh
 
 # The proof suite alone, smoke profile (faults, bad input, load, attacks; docs/reliability.md).
 proof: $(TEST_STAMP)

@@ -15,6 +15,7 @@ from orchestra.errors import Conflict
 from orchestra.services.container import Services
 from orchestra.settings import load_settings
 from orchestra.storage.migrate import upgrade
+from orchestra.worker.sandbox import prepare as prepare_sandbox
 
 ADMIN = "admin"
 
@@ -68,6 +69,12 @@ def main() -> None:
     )
     command = [sys.executable, "-m", "orchestra", "server", "--data-dir", str(data_dir),
                "--port", args.port, "--workers", "1"]
+    sandbox = prepare_sandbox("always")
+    if not sandbox.available:
+        # The local worker sandboxes every step where it can (docs/isolation.md): here it
+        # cannot, and says so rather than not starting at all.
+        print(f"  warning: steps will not run in a sandbox: {sandbox.problem}\n", flush=True)  # noqa: T201
+        command += ["--worker-sandbox", "auto"]
     os.execv(sys.executable, command)
 
 
