@@ -47,7 +47,7 @@ proof: $(TEST_STAMP)
 
 # Benchmarks (docs/performance.md): starts its own servers, workers and PostgreSQL databases,
 # prints a table and writes bench/results/<date>.json with its plots. Takes about ten minutes.
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) bubblewrap
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
 
 
 def workloads() -> dict[str, Callable[..., object]]:
@@ -38,6 +38,7 @@ def workloads() -> dict[str, Callable[..., object]]:
         w5_api,
         w6_schedules,
         w7_scale_out,
+        w8_sandbox,
     )
 
     return {
@@ -49,6 +50,7 @@ def workloads() -> dict[str, Callable[..., object]]:
         "W5": w5_api.run,
         "W6": w6_schedules.run,
         "W7": w7_scale_out.run,
+        "W8": w8_sandbox.run,
     }
 
 
