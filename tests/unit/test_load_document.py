@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestra.cli.client import load_document
+from orchestra.domain.documents import parse_document
 from orchestra.errors import InvalidInput
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "orchestra.yaml"
@@ -47,3 +48,29 @@ def test_load_document_refuses_unsafe_tags_and_bad_yaml(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(InvalidInput, match="UTF-8"):
         load_document(binary)
+
+
+def test_a_document_s_sandbox_and_limits_are_read_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "isolated.yaml"
+    path.write_text(
+        "projects:\n"
+        "  - identifier: p\n"
+        "    jobs:\n"
+        "      - identifier: boxed\n"
+        "        sandbox: {network: false}\n"
+        "        limits: {memory_mb: 512, processes: 64}\n"
+        "        steps: [{command: [make]}]\n"
+        "      - identifier: open\n"
+        "        steps: [{command: [make]}]\n"
+        "      - identifier: wrong\n"
+        "        sandbox: {network: no}\n"
+        "        steps: [{command: [make]}]\n"
+    )
+    with pytest.raises(InvalidInput, match=r"jobs\[2\]: sandbox.network must be true or false"):
+        parse_document(load_document(path))
+    path.write_text(path.read_text().replace("network: no", "network: true"))
+    jobs = {j["identifier"]: j for j in parse_document(load_document(path))[0]["jobs"]}
+    assert jobs["boxed"]["sandbox"] == {"network": False}
+    assert jobs["boxed"]["limits"] == {"memory_mb": 512, "processes": 64}
+    assert jobs["open"]["sandbox"] is None and jobs["open"]["limits"] is None
+    assert jobs["wrong"]["sandbox"] == {"network": True}

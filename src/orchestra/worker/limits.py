@@ -84,7 +84,9 @@ class ProcessGroups:
         if path is None:
             return None
         try:
-            path.mkdir(exist_ok=True)
+            # parents: another agent of the same identifier (a test's) may have just dropped
+            # the worker's directory on its way out.
+            path.mkdir(parents=True, exist_ok=True)
             (path / "pids.max").write_text(str(maximum))
         except OSError as exc:
             self.problem = f"cannot make the pids cgroup {path}: {exc.strerror}"

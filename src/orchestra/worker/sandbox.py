@@ -27,6 +27,7 @@ from orchestra.domain.matching import SANDBOX_PROPERTY
 log = logging.getLogger(__name__)
 MODES = ("auto", "always", "never")
 PROBE_TIMEOUT = 10.0
+MAX_DETAIL = 200  # of what bwrap said, in the worker's property
 # Paths the sandbox replaces whatever the worker hides there: nothing to hide again.
 _REPLACED = (Path("/tmp"), Path("/dev"), Path("/proc"))
 _WITHOUT_NETWORK = (Path("/run"),)
@@ -159,6 +160,6 @@ def probe(bwrap: str, hidden: Sequence[Path] = ()) -> str | None:
             return f"bwrap does not run: {exc}"
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()
-        detail = said[-1] if said else f"exit status {done.returncode}"
+        detail = said[-1][:MAX_DETAIL] if said else f"exit status {done.returncode}"
         return f"bwrap does not work here: {detail}"
     return None
