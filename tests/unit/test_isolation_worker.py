@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from orchestra.worker import limits as step_limits
 from orchestra.worker import sandbox as sandboxing
-from orchestra.worker.limits import ProcessGroups
+from orchestra.worker.limits import ProcessGroups, pids_cgroup
 from orchestra.worker.sandbox import Sandbox, hidden_paths, options, start_sandbox
 from orchestra.worker.spawner import Reaper, _spawn
 
@@ -202,3 +205,34 @@ def test_a_request_with_an_unknown_limit_is_refused_not_fatal(
     reaper.close()
     said = json.loads(capsys.readouterr().out.splitlines()[0])
     assert said["id"] == 1 and "invalid spawn request" in said["error"]
+
+
+@pytest.mark.skipif(pids_cgroup()[0] is None, reason=f"no pids cgroup here: {pids_cgroup()[1]}")
+def test_a_step_s_cgroup_counts_its_processes_and_goes_once_they_are_gone(tmp_path: Path) -> None:
+    groups = ProcessGroups(f"test-{uuid.uuid4().hex}")
+    path = groups.make("run", 0, 2)
+    assert path is not None and (path / "pids.max").read_text().strip() == "2"
+    with open(path / "cgroup.procs", "w") as procs:
+        # A process moved in (as the spawner's child does) tries to start three.
+        code = "import subprocess; [subprocess.Popen(['sleep', '30']) for _ in range(3)]"
+        child = subprocess.Popen(
+            [sys.executable, "-c", code],
+            preexec_fn=lambda: os.write(procs.fileno(), b"0"),
+            stderr=subprocess.DEVNULL,
+        )
+        assert child.wait(timeout=30) != 0  # the third process was refused
+    assert groups.refused("run", 0) >= 1
+    left = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    assert left  # the sleeps it did start
+    groups.remove("run", 0)
+    assert path.exists()  # not while they run
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        groups.sweep()
+    assert not path.exists()
+    assert groups.root is not None
+    groups.close()
+    assert not groups.root.exists()

@@ -358,6 +358,8 @@ class Agent:
             if self._accepting:
                 for held in list(self.held.values()):
                     held.journal.save()
+            if self.groups is not None:
+                self.groups.sweep()  # steps' cgroups whose last processes have gone since
             await asyncio.sleep(min(self._heartbeat, DISK_CHECK_SECONDS))
 
     async def _report_capacity(self, connection: ClientConnection) -> None:

@@ -61,6 +61,9 @@ class ProcessGroups:
         self._looked = worker is None
         self.root: Path | None = None
         self.problem: str | None = None if worker else "not looked for"
+        # Steps' cgroups that still held processes when their step ended (killed ones not yet
+        # reaped, ones the step left running): dropped once empty.
+        self._left: set[Path] = set()
 
     def _find(self) -> Path | None:
         if not self._looked:
@@ -73,6 +76,10 @@ class ProcessGroups:
                     self.root = root
                 except OSError as exc:
                     self.problem = f"cannot make a pids cgroup under {base}: {exc.strerror}"
+                else:
+                    # What an earlier agent left: a step still running keeps its own.
+                    self._left.update(p for p in root.iterdir() if p.is_dir())
+                    self.sweep()
         return self.root
 
     def path(self, run: str, step: int) -> Path | None:
@@ -109,14 +116,26 @@ class ProcessGroups:
         return 0
 
     def remove(self, run: str, step: int) -> None:
-        """Drop the step's cgroup once its processes are gone (one left behind keeps it)."""
+        """Drop the step's cgroup, now or once the processes still in it are gone."""
         path = self.path(run, step)
         if path is not None:
-            with contextlib.suppress(OSError):
+            self._left.add(path)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Drop the steps' cgroups that have emptied since."""
+        for path in list(self._left):
+            try:
                 path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue  # processes still in it
+            self._left.discard(path)
 
     def close(self) -> None:
-        """Drop this worker's directory when no step's cgroup is left in it."""
+        """Drop what has emptied, and this worker's directory when nothing is left in it."""
+        self.sweep()
         if self.root is not None:
             with contextlib.suppress(OSError):
                 self.root.rmdir()
