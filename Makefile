@@ -34,12 +34,12 @@ test: $(TEST_STAMP) lint chromium bubblewrap
 
 # Debian's Chromium for the browser tests, installed when missing (as root, with apt-get).
 chromium:
-	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-package.sh chromium chromium 'for the browser tests'
 
 # Debian's bubblewrap, which runs sandboxed steps (docs/isolation.md), installed when missing (as
 # root, with apt-get): the local workers of `make run` sandbox every step.
 bubblewrap:
-	bash scripts/ensure-bubblewrap.sh
+	bash scripts/ensure-package.sh bwrap bubblewrap 'for sandboxed steps'
 
 # The proof suite alone, smoke profile (faults, bad input, load, attacks; docs/reliability.md).
 proof: $(TEST_STAMP)
