@@ -30,6 +30,15 @@ from tests.support.processes import Process, orchestra_argv
 from tests.support.procfs import command_line, process_stats
 from tests.support.waiting import wait_until
 
+
+def boxed_py(code: str, *arguments: str) -> list[str]:
+    """`py`'s command with the interpreter's real path: a sandboxed step has a private /tmp, so
+    a virtual environment under /tmp (a CI clone, say) is not there for it; these steps need
+    nothing but the standard library."""
+    command = py(code, *arguments)
+    return [os.path.realpath(command[0]), *command[1:]]
+
+
 BWRAP = shutil.which("bwrap")
 pytestmark = [
     pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not installed (make test installs it)"),
@@ -120,7 +129,7 @@ def host_and_port(cluster: Cluster) -> tuple[str, str]:
 def probe(cluster: Cluster, job: str, outside: Path, **fields: Any) -> tuple[dict[str, Any], str]:
     """Run the probe as job `job` with these fields; what it found, and its run."""
     host, port = host_and_port(cluster)
-    command = py(PROBE, "{run_identifier}", str(outside), host, port)
+    command = boxed_py(PROBE, "{run_identifier}", str(outside), host, port)
     cluster.api.put_job(job, [command], **fields)
     run = cluster.api.trigger(job)
     done = cluster.api.wait_for_status(run, "succeeded", timeout=60)
@@ -143,7 +152,7 @@ def test_a_sandboxed_step_is_refused_what_an_open_one_may_do(
 
     # A sandboxed job waits for a worker that can sandbox, and says so.
     host, port = host_and_port(cluster)
-    command = py(PROBE, "{run_identifier}", str(outside), host, port)
+    command = boxed_py(PROBE, "{run_identifier}", str(outside), host, port)
     cluster.api.put_job("closed", [command], sandbox={"network": False})
     waiting = cluster.api.trigger("closed")
     assert waiting["warning"] == "no registered worker has the properties sandbox=true"
@@ -196,7 +205,7 @@ def test_each_limit_fails_a_step_that_exceeds_it_and_not_one_within_it(cluster: 
                 job = (
                     f"{name.replace('_', '-')}-{case}-{'boxed' if sandbox is not None else 'open'}"
                 )
-                cluster.api.put_job(job, [py(code)], limits={name: limit}, sandbox=sandbox)
+                cluster.api.put_job(job, [boxed_py(code)], limits={name: limit}, sandbox=sandbox)
                 runs[(name, case, sandbox is not None)] = cluster.api.trigger(job)
     for (name, case, boxed), run in runs.items():
         wanted = "failed" if case == "over" else "succeeded"
@@ -227,7 +236,7 @@ def test_a_step_that_starts_more_processes_than_its_limit_fails_and_says_so(
     for sandbox in (None, {}):
         for case, code in (("over", many), ("within", few)):
             job = f"processes-{case}-{'boxed' if sandbox is not None else 'open'}"
-            cluster.api.put_job(job, [py(code)], limits={"processes": 3}, sandbox=sandbox)
+            cluster.api.put_job(job, [boxed_py(code)], limits={"processes": 3}, sandbox=sandbox)
             runs[(case, sandbox is not None)] = cluster.api.trigger(job)
     for (case, boxed), run in runs.items():
         cluster.api.wait_for_status(run, "failed" if case == "over" else "succeeded", timeout=60)
@@ -261,7 +270,7 @@ def test_abort_of_a_sandboxed_step_leaves_no_process_behind(cluster: Cluster) ->
     cluster.start()
     cluster.start_worker("w1")
     marker = f"orchestra-abort-{uuid.uuid4().hex}"
-    cluster.api.put_job("family", [py(ESCAPING_FAMILY, marker)], sandbox={})
+    cluster.api.put_job("family", [boxed_py(ESCAPING_FAMILY, marker)], sandbox={})
     run = cluster.api.trigger("family")
     cluster.api.wait_for_status(run, "running")
     started = cluster.worker_dir("w1") / "workspaces" / "family" / "started"
@@ -303,7 +312,7 @@ def test_local_workers_cannot_read_the_server_s_database(cluster: Cluster, outsi
             print(exc.strerror)
         print(os.environ.get("ORCHESTRA_TOKEN"), os.environ.get("ORCHESTRA_DATABASE_URL"))
     """
-    api.put_job("peek", [py(read, str(database))])  # the job asks for no sandbox
+    api.put_job("peek", [boxed_py(read, str(database))])  # the job asks for no sandbox
     run = api.trigger("peek")
     done = api.wait_for_status(run, "succeeded", timeout=60)
     assert done["worker"] == "local-1"
@@ -315,7 +324,7 @@ def test_local_workers_cannot_read_the_server_s_database(cluster: Cluster, outsi
         assert not any(a.startswith("orc_") for a in command_line(pid))
 
     cluster.start_worker("open", {"where": "outside"}, data_dir=outside / "open")
-    api.put_job("peek-open", [py(read, str(database))], properties={"where": "outside"})
+    api.put_job("peek-open", [boxed_py(read, str(database))], properties={"where": "outside"})
     run = api.trigger("peek-open")
     api.wait_for_status(run, "succeeded", timeout=60)
     assert api.log(run).decode().splitlines()[0] == "SQLite format 3"
