@@ -100,13 +100,9 @@ def run_sources_within(
     return only
 
 
-def run_may_become(current: RunStatus, target: RunStatus) -> bool:
-    return target in RUN_TRANSITIONS.get(current, frozenset())
-
-
 def check_run_transition(current: RunStatus, target: RunStatus) -> None:
     """Raise Conflict (409) unless a run may go from `current` to `target`."""
-    if not run_may_become(current, target):
+    if target not in RUN_TRANSITIONS.get(current, frozenset()):
         raise Conflict(f"a {current.value} run cannot become {target.value}")
 
 

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from orchestra.domain.dispatch import DISPATCH_BATCH, Candidate, assign, plain_order
 from orchestra.domain.models import Run
-from orchestra.master.session import Sessions
+from orchestra.master.session import RIDE_SECONDS, Sessions
 from orchestra.protocol import messages as m
 from orchestra.services.dispatch import DispatchService
 from orchestra.services.events import Events
@@ -21,7 +21,6 @@ from orchestra.settings import Settings
 
 log = logging.getLogger(__name__)
 LOOP_INTERVAL = 1.0
-ACK_RIDE_SECONDS = 0.02  # an assignment waits this long at most for the next to go with
 DISPATCH_PASSES = Counter(
     "orchestra_dispatch_passes", "Dispatch passes: looks at the free executors and pending runs"
 )
@@ -90,7 +89,7 @@ class Dispatcher:
             session.assigned.update(run.identifier for run in runs)
             messages = [self._assignment(run) for run in runs]
             for message in messages[:-1]:
-                await session.send_soon(message, ACK_RIDE_SECONDS)  # goes with the last
+                await session.send_soon(message, RIDE_SECONDS)  # goes with the last
             if await session.send(messages[-1]):
                 for run in runs:
                     log.info("run %s assigned to worker %s", run.identifier, worker)

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from orchestra.domain.authorization import credentials_from_header
 from orchestra.domain.permissions import Action, allowed
 from orchestra.errors import Forbidden, ProtocolError
-from orchestra.master.session import Sessions, WorkerSession
+from orchestra.master.session import RIDE_SECONDS, Sessions, WorkerSession
 from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
@@ -31,7 +31,6 @@ from orchestra.services.worker_registry import WorkerRegistry
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
-ACK_RIDE_SECONDS = 0.02  # a finished run's acknowledgement waits for a frame to go with
 REPORT_QUEUE = 4  # reports received ahead of the one being applied, per connection
 MERGE_EVENTS = 1000  # events applied in one transaction at most
 MERGE_BYTES = 8 << 20  # and about this much output
@@ -275,9 +274,9 @@ class WorkerEndpoint:
             await session.send(m.Discard(run=report.run, reason=result.discard_reason))
         elif result.finished:
             # The run's last acknowledgement only lets the worker drop its journal: it waits
-            # (ACK_RIDE_SECONDS at most) to go out with the freed executor's next assignment,
+            # (RIDE_SECONDS at most) to go out with the freed executor's next assignment,
             # one write for both.
-            await session.send_soon(ack, ACK_RIDE_SECONDS)
+            await session.send_soon(ack, RIDE_SECONDS)
             session.assigned.discard(report.run)
             session.aborts_sent.discard(report.run)
             self.services.events.publish("dispatch")

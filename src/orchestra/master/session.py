@@ -12,6 +12,11 @@ from orchestra.domain.matching import worker_matches
 from orchestra.master.transport import WorkerWebSocketProtocol
 from orchestra.protocol import messages as m
 
+# How long a frame sent with `send_soon` waits, at most, for another to go out with (one write
+# for both): an assignment for the next of its pass, a finished run's acknowledgement for the
+# freed executor's next assignment.
+RIDE_SECONDS = 0.02
+
 
 @dataclass(eq=False)
 class WorkerSession:

@@ -3,8 +3,9 @@
 `plan` checks a report against its run's row (the run must be running on this worker, its
 events must follow the last one applied, output must continue the log) and gathers the changes
 into `ReportWrites`, by kind, so that a group of reports is written with one statement per kind
-(services/report_applier.py). Every status a report sets is one the transition table of
-domain/statuses.py allows from where the row is.
+(services/report_applier.py). A run's end is one of the protocol's end statuses, each of which
+the transition table of domain/statuses.py allows from running; a step's change is guarded by
+the statuses that reach its target in that table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from orchestra.domain.models import Row
 from orchestra.domain.statuses import (
     RunStatus,
     StepStatus,
-    run_may_become,
     step_sources_reaching,
 )
 from orchestra.errors import ProtocolError
@@ -131,8 +131,6 @@ def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -
             )
         elif isinstance(event, m.RunEnded) and not finished:
             finished = True
-            if not run_may_become(RunStatus.RUNNING, RunStatus(event.status)):
-                raise ProtocolError(f"run {report.run}: a running run cannot end {event.status}")
             changes.update(
                 status=RunStatus(event.status).value,
                 completion_date=event.date,
