@@ -30,6 +30,8 @@ class Action(StrEnum):
     WORKER_CONNECT = "worker.connect"
     USER_READ = "user.read"
     USER_WRITE = "user.write"
+    SECRET_WRITE = "secret.write"  # set and delete a project's secrets (names are read with it)
+    MEMBER_WRITE = "member.write"  # add, change and remove a project's members
     ADMIN = "admin"
 
 
@@ -39,7 +41,14 @@ GRANTS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: frozenset(_READ),
     Role.AUDITOR: frozenset(_READ | {Action.USER_READ}),
     Role.OPERATOR: frozenset(
-        _READ | {Action.PROJECT_WRITE, Action.RUN_TRIGGER, Action.RUN_CONTROL, Action.WORKER_WRITE}
+        _READ
+        | {
+            Action.PROJECT_WRITE,
+            Action.SECRET_WRITE,
+            Action.RUN_TRIGGER,
+            Action.RUN_CONTROL,
+            Action.WORKER_WRITE,
+        }
     ),
     Role.WORKER: frozenset({Action.WORKER_CONNECT, Action.RUN_TRIGGER, Action.RUN_READ}),
     Role.ADMINISTRATOR: frozenset(Action),

@@ -134,6 +134,8 @@ job = sa.Table(
     # limits of each step's processes ({"memory_mb", "processes", "open_files", "cpu_seconds"}).
     sa.Column("sandbox", JSON, nullable=True),
     sa.Column("limits", JSON, nullable=True),
+    # Variables of its steps' processes, {NAME: format string}; {secrets[NAME]} allowed (0009).
+    sa.Column("environment", JSON, nullable=True),
     *_dates(),
 )
 
@@ -192,6 +194,7 @@ run = sa.Table(
     # with the property sandbox=true (domain/matching.py), and the worker gets exactly these.
     sa.Column("sandbox", JSON, nullable=True),
     sa.Column("limits", JSON, nullable=True),
+    sa.Column("environment", JSON, nullable=True),
     *_dates(),
     sa.Index("ix_run_creation", "creation_date", "identifier"),
     sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),
@@ -289,7 +292,15 @@ user = sa.Table(
     sa.Column("display_name", sa.Text(), nullable=False),
     sa.Column("roles", JSON, nullable=False),
     sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    # Group names (null: none): set by administrators, or from the OpenID provider's claim at
+    # each single sign-on login; project members may be groups.
+    sa.Column("groups", JSON, nullable=True),
+    # A user created by single sign-on: the provider's issuer and subject. Null for local users,
+    # which a single sign-on login never takes over.
+    sa.Column("sso_issuer", sa.String(1000), nullable=True),
+    sa.Column("sso_subject", sa.String(255), nullable=True),
     *_dates(),
+    sa.Index("ix_user_sso", "sso_issuer", "sso_subject", unique=True),
 )
 
 user_authentication = sa.Table(
@@ -307,6 +318,11 @@ user_authentication = sa.Table(
     sa.Column("secret", sa.String(200), nullable=False),
     sa.Column("expiration_date", UTCDateTime(), nullable=True),
     sa.Column("last_used_date", UTCDateTime(), nullable=True),
+    # A token's scopes (read, trigger, write, admin) and projects: null for all of its user's.
+    sa.Column("scopes", JSON, nullable=True),
+    sa.Column("projects", JSON, nullable=True),
+    # A login session (website or POST /me/login) rather than a token made on purpose.
+    sa.Column("is_session", sa.Boolean(), nullable=False, server_default=sa.false()),
     *_dates(),
     sa.Index("ix_user_authentication_user", "user", "type"),
     sa.Index("ix_user_authentication_secret", "secret"),
@@ -357,5 +373,49 @@ worker = sa.Table(
     # The master holding the connection, and when it last vouched that the worker was there.
     sa.Column("master", sa.String(200), nullable=True),
     sa.Column("last_seen_date", UTCDateTime(), nullable=True),
+    # False while a new worker waits for an administrator's approval (when approval is required).
+    sa.Column("is_approved", sa.Boolean(), nullable=False, server_default=sa.true()),
     *_dates(),
+)
+
+# Project members: users (kind "user") and groups (kind "group") with a role in one project.
+project_member = sa.Table(
+    "project_member",
+    metadata,
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    *_dates(),
+    sa.Index("ix_project_member_kind_name", "kind", "name"),
+)
+
+# Project secrets: values encrypted with the instance key (services/keyring.py), never in clear.
+project_secret = sa.Table(
+    "project_secret",
+    metadata,
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    *_dates(),
+)
+
+# Settings of the instance that every server shares, e.g. the check value that tells whether a
+# server was given the instance's encryption key.
+instance_setting = sa.Table(
+    "instance_setting",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("update_date", UTCDateTime(), nullable=False),
 )
