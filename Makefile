@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA := var
 PORT ?= 8080
 
-.PHONY: run test lint typecheck unit clean bench proof soak chromium bubblewrap
+.PHONY: run test lint typecheck unit clean bench proof soak chromium bubblewrap oidc-provider
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ lint: $(TEST_STAMP)
 	$(BIN)/lint-imports
 
 # Everything, the proof suite (tests/proof) in its smoke profile included.
-test: $(TEST_STAMP) lint chromium bubblewrap
+test: $(TEST_STAMP) lint chromium bubblewrap oidc-provider
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The OpenID provider of the single sign-on tests (Node's `oidc-provider`, the version its
+# package-lock.json pins), installed from the npm registry into tests/support/oidc/node_modules.
+OIDC_DIR := tests/support/oidc
+oidc-provider: $(OIDC_DIR)/node_modules/.installed
+
+$(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Debian's Chromium for the browser tests, installed when missing (as root, with apt-get).
 chromium:
@@ -58,4 +67,4 @@ soak: $(TEST_STAMP)
 	ORCHESTRA_SOAK=1 $(BIN)/python -m pytest tests/proof -m alone
 
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DATA) $(DATA)-workers .pytest_cache .mypy_cache .ruff_cache

@@ -57,7 +57,10 @@ def main() -> None:
     parser.add_argument("--port", default="8080")
     args = parser.parse_args()
     data_dir = Path(args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Its files (the database, cli.env with an administrator's token) are this user's alone;
+    # the server keeps them so (and its local worker keeps its data in <data dir>-workers).
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{args.port}"
     password, env_file = asyncio.run(prepare(data_dir, url))
     print(  # noqa: T201

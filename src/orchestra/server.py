@@ -21,14 +21,19 @@ from starlette.types import ASGIApp
 
 from orchestra.errors import InvalidInput
 from orchestra.master.transport import WorkerWebSocketProtocol
+from orchestra.server_files import make_private
 from orchestra.services.container import Services
+from orchestra.services.key_check import verify_key
+from orchestra.services.keyring import load_keyring
 from orchestra.services.notify import PostgresBridge
+from orchestra.services.worker_registry import LOCAL_WORKER_USER
 from orchestra.settings import Settings
 from orchestra.storage.migrate import upgrade
 from orchestra.web.app import create_app
+from orchestra.web.transport import header_deadline_protocol
+from orchestra.worker.run_as import RunAs, resolve_run_as
 
 log = logging.getLogger(__name__)
-LOCAL_WORKER_USER = "local-worker"
 LOCAL_WORKERS_TOKEN = "local workers"
 
 
@@ -77,11 +82,25 @@ def build_app(services: Services) -> FastAPI:
     )
 
 
-def serve(settings: Settings, local_workers: int = 0, worker_sandbox: str = "always") -> None:
+def serve(
+    settings: Settings,
+    local_workers: int = 0,
+    worker_sandbox: str = "always",
+    worker_data_dir: Path | None = None,
+    worker_run_as: str | None = None,
+) -> None:
     """Migrate, then serve until SIGINT or SIGTERM; `local_workers` run their steps in a
-    sandbox as `worker_sandbox` says (always, by default: docs/isolation.md)."""
+    sandbox as `worker_sandbox` says (always, by default: docs/isolation.md), keep their data
+    in `worker_data_dir` (default: <data dir>-workers, beside the server's, never in it), and
+    run their steps as the OS user `worker_run_as` (default: the server's own)."""
+    workers_dir = local_workers_dir(settings, worker_data_dir)
+    steps_user = None
+    if local_workers and worker_run_as is not None:
+        # Refused now (not root, no such user), not by each worker.
+        steps_user = resolve_run_as(worker_run_as)
     if local_workers and worker_sandbox == "always":
-        _check_sandbox()
+        _check_sandbox(steps_user)
+    make_private(Path(settings.data_dir).resolve(), _server_files(settings))
     upgrade(settings.resolved_database_url)
     if settings.role != "all" and settings.resolved_database_url.startswith("sqlite"):
         raise InvalidInput(
@@ -95,7 +114,9 @@ def serve(settings: Settings, local_workers: int = 0, worker_sandbox: str = "alw
         from dataclasses import replace
 
         settings = replace(settings, public_url=url)
-    services = Services.build(settings)
+    keyring = load_keyring(settings)
+    verify_key(settings.resolved_database_url, keyring)
+    services = Services.build(settings, keyring=keyring)
     app = build_app(services)
     served: ASGIApp = app
     if settings.runs_master:
@@ -115,6 +136,16 @@ def serve(settings: Settings, local_workers: int = 0, worker_sandbox: str = "alw
         # protocol pings on top cost a write and a read per connection every 20 s for nothing.
         ws_ping_interval=None,
         timeout_graceful_shutdown=5,
+        # Slow or idle clients: a deadline for a request's headers, then for the next request on
+        # a kept-alive connection, and a cap on connections (past it, requests answer 503).
+        http=header_deadline_protocol(settings.header_timeout),
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
+        limit_concurrency=settings.max_connections,
+        # X-Forwarded-For and -Proto are believed only from the configured proxies: uvicorn's
+        # default trusts 127.0.0.1, which lets any local process (a run's step) choose the
+        # address the login throttle and the audit log see.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
     server = QuietServer(config)
     print(f"Orchestra {settings.role} listening on {url}", flush=True)  # noqa: T201
@@ -125,7 +156,9 @@ def serve(settings: Settings, local_workers: int = 0, worker_sandbox: str = "alw
     try:
         if local_workers:
             workers = asyncio.run(
-                _start_local_workers(services, url, local_workers, worker_sandbox)
+                _start_local_workers(
+                    services, url, local_workers, worker_sandbox, workers_dir, worker_run_as
+                )
             )
         with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
             runner.run(_serve(server, sock))
@@ -174,12 +207,61 @@ async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
     await server.serve(sockets=[sock])
 
 
+def local_workers_dir(settings: Settings, given: Path | None) -> Path:
+    """Where local workers keep their journals and workspaces: `given`, or <data dir>-workers
+    beside the server's data directory; never in it, which their steps must not reach."""
+    data_dir = Path(settings.data_dir).resolve()
+    directory = (given or data_dir.with_name(f"{data_dir.name}-workers")).resolve()
+    if directory == data_dir or data_dir in directory.parents:
+        raise InvalidInput(
+            f"--worker-data-dir {directory} is inside the server's data directory {data_dir}: "
+            "local workers' steps must not reach the server's files; choose a directory beside it"
+        )
+    return directory
+
+
+def _server_files(settings: Settings) -> list[Path]:
+    """The server's files outside its data directory: a SQLite database, the key file."""
+    files = _sqlite_files(settings.resolved_database_url)
+    if settings.secret_key_file is not None:
+        files.append(settings.secret_key_file.resolve())
+    return files
+
+
+def _describe_reach(sandbox: str, run_as: str | None, hidden: list[str]) -> str:
+    """What local workers' steps can reach, one line for the startup log."""
+    user = f"as the OS user {run_as}" if run_as else "as the server's own OS user"
+    paths = ", ".join(hidden[1::2])  # the values of the --hide options
+    if sandbox == "always":
+        where = f"every one in a sandbox hiding {paths} and the workers' journals"
+    elif sandbox == "auto":
+        where = f"in a sandbox hiding {paths} only when their job asks, the others without"
+    else:
+        where = "WITHOUT a sandbox"
+    if run_as:
+        reach = f"{run_as} cannot read the server's files (0700/0600) nor the workers' journals"
+    elif sandbox == "always":
+        reach = "--worker-run-as USER would add a boundary of the OS besides"
+    else:
+        reach = (
+            "unsandboxed, they can read and write whatever the server can: its database, its "
+            "key, its data directory (--worker-sandbox always or --worker-run-as USER prevent it)"
+        )
+    return f"local workers run their steps {user}, {where}; {reach}"
+
+
 async def _start_local_workers(
-    services: Services, url: str, count: int, sandbox: str
+    services: Services,
+    url: str,
+    count: int,
+    sandbox: str,
+    workers_dir: Path,
+    run_as: str | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """Start `count` workers as child processes, with a fresh token of the local worker user
-    given on a pipe (neither in their arguments nor in their environment), their sandboxed
-    steps blind to this server's files."""
+    given on a pipe (neither in their arguments nor in their environment), their data in
+    `workers_dir`, their sandboxed steps blind to this server's files, their steps run as
+    the OS user `run_as` if given."""
     from orchestra.errors import Conflict
 
     try:
@@ -196,12 +278,22 @@ async def _start_local_workers(
     _token, secret = await services.users.create_token(LOCAL_WORKER_USER, LOCAL_WORKERS_TOKEN, None)
     await services.db.dispose()
     data_dir = Path(services.settings.data_dir).resolve()
-    # What a server's local worker's steps never get: its credentials, the database's URL.
+    # What a server's local worker's steps never get: its credentials, the database's URL, the
+    # instance key (nor its file, hidden below with the data directory that holds it by default).
     env = {k: v for k, v in os.environ.items() if k not in SERVER_ONLY_VARIABLES}
     hidden = ["--hide", str(data_dir)]
+    key_file = services.settings.secret_key_file
+    if key_file is not None and data_dir not in key_file.resolve().parents:
+        hidden += ["--hide", str(key_file.resolve())]
     for path in _sqlite_files(services.settings.resolved_database_url):
         if data_dir not in path.parents:
             hidden += ["--hide", str(path)]
+    workers_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # With --worker-run-as, the steps' user passes through it (not lists it) to its workspaces.
+    workers_dir.chmod(0o711 if run_as else 0o700)
+    run_as_arguments = [] if run_as is None else ["--run-as", run_as]
+    log.info("local workers keep their data in %s", workers_dir)
+    log.info("%s", _describe_reach(sandbox, run_as, hidden))
     processes = []
     for index in range(1, count + 1):
         command = [
@@ -218,10 +310,11 @@ async def _start_local_workers(
             "--identifier",
             f"local-{index}",
             "--data-dir",
-            str(data_dir / "workers" / f"local-{index}"),
+            str(workers_dir / f"local-{index}"),
             "--sandbox",
             sandbox,
             *hidden,
+            *run_as_arguments,
         ]
         process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
         assert process.stdin is not None
@@ -232,7 +325,14 @@ async def _start_local_workers(
     return processes
 
 
-SERVER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN", "ORCHESTRA_DATABASE_URL"})
+SERVER_ONLY_VARIABLES = frozenset(
+    {
+        "ORCHESTRA_TOKEN",
+        "ORCHESTRA_DATABASE_URL",
+        "ORCHESTRA_SECRET_KEY",
+        "ORCHESTRA_SECRET_KEY_FILE",
+    }
+)
 
 
 def _sqlite_files(database_url: str) -> list[Path]:
@@ -248,11 +348,12 @@ def _sqlite_files(database_url: str) -> list[Path]:
     return [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))]
 
 
-def _check_sandbox() -> None:
-    """Local workers sandbox every step by default: say at once when this machine cannot."""
+def _check_sandbox(run_as: RunAs | None) -> None:
+    """Local workers sandbox every step by default: say at once when this machine cannot (for
+    their steps' user, `run_as`)."""
     from orchestra.worker.sandbox import prepare
 
-    found = prepare("always")
+    found = prepare("always", run_as=run_as)
     if not found.available:
         raise InvalidInput(
             f"the local workers run every step in a sandbox, and {found.problem}: install "

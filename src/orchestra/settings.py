@@ -3,6 +3,7 @@ defaults, and validated loudly."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 
 from orchestra.domain.controls import MAX_RETENTION_DAYS
 from orchestra.errors import InvalidInput
+from orchestra.oidc_settings import LOCAL_LOGIN_ALL, OVERRIDES, OidcSettings, load_oidc
 
 ROLES = ("all", "api", "master")
 
@@ -41,6 +43,24 @@ class Settings:
     listen_notify: bool = True
     # The largest request body the API accepts.
     max_body_bytes: int = 10 * 1024 * 1024
+    # New worker identifiers take no run until an administrator approves them.
+    require_worker_approval: bool = False
+    # The instance key(s) from ORCHESTRA_SECRET_KEY (base64, comma-separated, the first current),
+    # else the key file (default: <data_dir>/secret.key): services/keyring.py.
+    secret_key: str = field(default="", repr=False)
+    secret_key_file: Path | None = None
+    # Single sign-on (None: off) and who may log in with a password (all, administrators).
+    oidc: OidcSettings | None = None
+    local_login: str = LOCAL_LOGIN_ALL
+    # The reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed; none by default: a client's address is its connection's.
+    trusted_proxies: tuple[str, ...] = ()
+    # Seconds a client has to send a request's headers (from its connection, or its request's
+    # first byte), and to start its next request on a kept-alive connection; connections open at
+    # once (workers' included) past which requests are answered 503.
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 10_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,6 +117,30 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise InvalidInput(f"{name} must be true or false, got {raw!r}")
 
 
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{name} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+def trusted_proxies(raw: str, name: str = "ORCHESTRA_TRUSTED_PROXIES") -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (10.0.0.0/8); `*` (everyone) is refused."""
+    found: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise InvalidInput(
+                f"{name}: {item!r} is not an IP address or network (10.0.0.5, 10.0.0.0/8, ::1)"
+            ) from None
+    return tuple(found)
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -117,10 +161,27 @@ def load_settings(
         heartbeat_interval=_seconds(env, "ORCHESTRA_HEARTBEAT", Settings.heartbeat_interval),
         abort_grace=_seconds(env, "ORCHESTRA_ABORT_GRACE", Settings.abort_grace),
         listen_notify=_bool(env, "ORCHESTRA_LISTEN_NOTIFY", Settings.listen_notify),
+        require_worker_approval=_bool(env, "ORCHESTRA_REQUIRE_WORKER_APPROVAL", False),
+        secret_key=env.get("ORCHESTRA_SECRET_KEY", ""),
+        secret_key_file=Path(env["ORCHESTRA_SECRET_KEY_FILE"])
+        if env.get("ORCHESTRA_SECRET_KEY_FILE")
+        else None,
+        trusted_proxies=trusted_proxies(env.get("ORCHESTRA_TRUSTED_PROXIES", "")),
+        header_timeout=_seconds(env, "ORCHESTRA_HEADER_TIMEOUT", Settings.header_timeout),
+        keep_alive_timeout=_seconds(
+            env, "ORCHESTRA_KEEP_ALIVE_TIMEOUT", Settings.keep_alive_timeout
+        ),
+        max_connections=_count(env, "ORCHESTRA_MAX_CONNECTIONS", Settings.max_connections),
     )
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "data_dir" in given:
-        given["data_dir"] = Path(given["data_dir"])
+    if isinstance(given.get("trusted_proxies"), str):
+        given["trusted_proxies"] = trusted_proxies(given["trusted_proxies"], "--trusted-proxies")
+    oidc, local_login = load_oidc(env, {k: given.pop(k) for k in OVERRIDES if k in given})
+    given.setdefault("oidc", oidc)
+    given.setdefault("local_login", local_login)
+    for name in ("data_dir", "secret_key_file"):
+        if name in given:
+            given[name] = Path(given[name])
     settings = replace(settings, **given)
     if settings.role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")

@@ -1,5 +1,8 @@
 """The authorization matrix, generated from the permission table: every route against every
-role, on both engines. One test per engine builds one world and collects every mismatch."""
+role, project member (a user's own, a group's) and token scope or project limit, on both
+engines. One test per engine builds one world and collects every mismatch. The expected outcome
+of each call is derived here from the rules (CONTRACT sections 4 and 9) written out again, so a
+wrong rule in domain/access.py fails here."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from orchestra.web.permissions import API, ROUTE_PERMISSIONS, check_table, route
 from tests.conftest import MakeUser
 from tests.helpers import RecordingClient, auth, insert_worker, leaks, stored_secret_values
 
-# Each caller: the roles it has, None for anonymous. The disabled administrator must be treated
-# as anonymous.
+# Each caller with a global role: the roles it has, None for anonymous. The disabled
+# administrator must be treated as anonymous.
 CALLERS: dict[str, list[str] | None] = {
     "anonymous": None,
     "no-role": [],
@@ -35,6 +38,39 @@ CALLERS: dict[str, list[str] | None] = {
     "administrator": ["administrator"],
     "disabled-administrator": None,
 }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A caller of the extended matrix: global roles, a member role in every project of the
+    world but q (its own, or its group's), and its token's scopes and projects."""
+
+    roles: list[str]
+    member: str | None = None
+    group: bool = False
+    q_member: str | None = None  # its role in project q
+    scopes: list[str] | None = None
+    projects: list[str] | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    **{name: Profile(roles) for name, roles in CALLERS.items() if roles is not None},
+    "member-viewer": Profile([], member="viewer"),
+    "member-operator": Profile([], member="operator"),
+    "group-operator": Profile([], member="operator", group=True),
+    "q-operator": Profile([], q_member="operator"),
+    "read-token": Profile(["administrator"], scopes=["read"]),
+    "trigger-token": Profile(["administrator"], scopes=["trigger"]),
+    "write-token": Profile(["administrator"], scopes=["write"]),
+    "admin-token": Profile(["administrator"], scopes=["admin"]),
+    "operator-write-token": Profile(["operator"], scopes=["write", "read"]),
+    "member-read-token": Profile([], member="operator", scopes=["read"]),
+    "p-token": Profile(["administrator"], projects=["p"]),
+    "q-token": Profile(["administrator"], projects=["q"]),
+    "viewer-q-token": Profile(["viewer"], scopes=["admin"], projects=["q"]),
+}
+ALL_CALLERS = ["anonymous", "disabled-administrator", *PROFILES]
+GROUP = "team ops/é"  # any printable characters
 LOGIN_PASSWORD = "correct horse battery"
 JOB = {
     "identifier": "j",
@@ -94,6 +130,9 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("PATCH", "/api/v1/workers/{worker}"): 200,
     ("DELETE", "/api/v1/workers/{worker}"): 204,
     ("POST", "/api/v1/workers/{worker}/disconnect"): 200,
+    ("GET", "/api/v1/projects/{project}/members"): 200,
+    ("POST", "/api/v1/projects/{project}/members"): 201,
+    ("DELETE", "/api/v1/projects/{project}/members/{member:path}"): 204,
 }
 
 
@@ -113,6 +152,7 @@ class World:
         self.numbers = itertools.count(1)
         self.secrets: dict[str, str | None] = {}
         self.run = ""
+        self.project = "p"  # the project of the last call prepared
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(self.numbers)}"
@@ -129,12 +169,37 @@ class World:
         await self.services.users.create_user("target", roles=["viewer"])
         await self.services.users.create_user("login-user", password=LOGIN_PASSWORD)
         await self.services.projects.create_project({"identifier": "p"})
+        await self.services.projects.create_project({"identifier": "q"})
+        for name, profile in PROFILES.items():
+            if name not in CALLERS:
+                await self.services.users.create_user(name, roles=profile.roles)
+                self.secrets[name] = await self.token_secret(name, "matrix")
+        await self.services.users.update_user("group-operator", {"groups": [GROUP, "other"]})
+        for name, profile in PROFILES.items():
+            if profile.q_member is not None:
+                await self.services.members.put_member("q", "user", name, profile.q_member)
+        await self.add_members("p")
         await self.services.projects.create_job("p", JOB)
         await self.services.projects.create_schedule(
             "p", {"identifier": "s", "job": "j", "expression": "@daily"}
         )
         self.run = await self.pending_run()
         await insert_worker(self.services, "w1", "worker")
+
+    async def add_members(self, project: str) -> None:
+        """Give the member callers their roles in this project."""
+        for name, profile in PROFILES.items():
+            if profile.member is not None and not profile.group:
+                await self.services.members.put_member(project, "user", name, profile.member)
+        await self.services.members.put_member(project, "group", GROUP, "operator")
+
+    async def token_secret(self, caller: str, description: str) -> str:
+        """A new token of the caller's user, with the caller's scopes and projects."""
+        profile = PROFILES[caller]
+        _token, secret = await self.services.users.create_token(
+            caller, description, None, scopes=profile.scopes, projects=profile.projects
+        )
+        return secret
 
     async def pending_run(self) -> str:
         run = await self.services.runs.trigger("p", "j", {}, {"type": "test"})
@@ -171,7 +236,8 @@ class World:
         if maker is not None:
             extra_values, body, secret = await maker(self, caller)
             values.update(extra_values)
-        path = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), template)
+        self.project = values["project"]
+        path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "x"), template)
         return Call(path, body, secret)
 
 
@@ -186,8 +252,7 @@ async def _logout(world: World, caller: str) -> Prepared:
     # Logout revokes the token used: give each caller a throwaway one.
     if world.secrets[caller] is None or caller == "disabled-administrator":
         return {}, None, None
-    _token, secret = await world.services.users.create_token(caller, "logout", None)
-    return {}, None, secret
+    return {}, None, await world.token_secret(caller, "logout")
 
 
 async def _password(world: World, caller: str) -> Prepared:
@@ -202,6 +267,13 @@ async def _own_token(world: World, caller: str) -> Prepared:
 
 async def _target_token(world: World, caller: str) -> Prepared:
     return {"token": await world.token_of("target")}, None, None
+
+
+async def _new_own_token(world: World, caller: str) -> Prepared:
+    # A token limited to projects may only make tokens limited to some of them.
+    profile = PROFILES.get(caller)
+    projects = profile.projects if profile is not None else None
+    return {}, {"description": "mine", **({"projects": projects} if projects else {})}, None
 
 
 async def _new_user(world: World, caller: str) -> Prepared:
@@ -221,6 +293,7 @@ async def _new_project(world: World, caller: str) -> Prepared:
 async def _deleted_project(world: World, caller: str) -> Prepared:
     project = world.fresh("old-project")
     await world.services.projects.create_project({"identifier": project})
+    await world.add_members(project)
     return {"project": project}, None, None
 
 
@@ -244,6 +317,18 @@ async def _deleted_schedule(world: World, caller: str) -> Prepared:
     data = {"identifier": schedule, "job": "j", "expression": "@hourly"}
     await world.services.projects.create_schedule("p", data)
     return {"schedule": schedule}, None, None
+
+
+async def _new_member(world: World, caller: str) -> Prepared:
+    user = world.fresh("new-member")
+    await world.services.users.create_user(user)
+    return {}, {"user": user, "role": "viewer"}, None
+
+
+async def _deleted_member(world: World, caller: str) -> Prepared:
+    group = world.fresh("gone/group")
+    await world.services.members.put_member("p", "group", group, "viewer")
+    return {"member": f"group:{group}"}, None, None
 
 
 async def _cancelled_run(world: World, caller: str) -> Prepared:
@@ -271,7 +356,7 @@ _PREPARE: dict[tuple[str, str], Callable[[World, str], Awaitable[Prepared]]] = {
     ("POST", "/api/v1/me/login"): _login,
     ("POST", "/api/v1/me/logout"): _logout,
     ("POST", "/api/v1/me/password"): _password,
-    ("POST", "/api/v1/me/tokens"): _body({"description": "mine"}),
+    ("POST", "/api/v1/me/tokens"): _new_own_token,
     ("DELETE", "/api/v1/me/tokens/{token}"): _own_token,
     ("POST", "/api/v1/users"): _new_user,
     ("PATCH", "/api/v1/users/{user}"): _body({"display_name": "Target"}),
@@ -294,6 +379,8 @@ _PREPARE: dict[tuple[str, str], Callable[[World, str], Awaitable[Prepared]]] = {
     ("PATCH", "/api/v1/projects/{project}/schedules/{schedule}"): _body({"display_name": "S"}),
     ("DELETE", "/api/v1/projects/{project}/schedules/{schedule}"): _deleted_schedule,
     ("POST", "/api/v1/apply"): _body({"projects": [{"identifier": "p", "display_name": "P"}]}),
+    ("POST", "/api/v1/projects/{project}/members"): _new_member,
+    ("DELETE", "/api/v1/projects/{project}/members/{member:path}"): _deleted_member,
     ("POST", "/api/v1/projects/{project}/runs/{run}/cancel"): _cancelled_run,
     ("POST", "/api/v1/projects/{project}/runs/{run}/abort"): _aborted_run,
     ("PATCH", "/api/v1/workers/{worker}"): _body({"display_name": "Worker one"}),
@@ -302,10 +389,73 @@ _PREPARE: dict[tuple[str, str], Callable[[World, str], Awaitable[Prepared]]] = {
 
 
 def expected_denial(roles: list[str] | None, action: Action) -> int | None:
-    """None if the caller may use the route, else the status it must get."""
+    """None if a caller with these global roles (and an unscoped token) may use the route,
+    else the status it must get (routes outside any project)."""
     if allowed(roles, action):
         return None
     return 401 if roles is None else 403
+
+
+# The rules of CONTRACT section 9, written out: a member role's rights in its project, what
+# each scope keeps, and what a token limited to projects may still do outside them.
+MEMBER_MAY = {
+    "viewer": {Action.PROJECT_READ, Action.RUN_READ},
+    "operator": {
+        Action.PROJECT_READ,
+        Action.RUN_READ,
+        Action.PROJECT_WRITE,
+        Action.SECRET_WRITE,
+        Action.RUN_TRIGGER,
+        Action.RUN_CONTROL,
+    },
+}
+_READ_SCOPE = {a for a in Action if a.value.endswith(".read")} | {
+    Action.PUBLIC,
+    Action.SELF,
+    Action.PROJECT_LIST,
+}
+_TRIGGER_SCOPE = _READ_SCOPE | {Action.RUN_TRIGGER, Action.RUN_CONTROL, Action.WORKER_CONNECT}
+SCOPE_MAY = {
+    "read": _READ_SCOPE,
+    "trigger": _TRIGGER_SCOPE,
+    "write": _TRIGGER_SCOPE | {Action.PROJECT_WRITE, Action.SECRET_WRITE, Action.PROJECT_APPLY},
+}
+OUTSIDE_PROJECTS = {Action.SELF, Action.TOKEN_CREATE, Action.PROJECT_LIST, Action.PROJECT_APPLY}
+APPLY = ("POST", "/api/v1/apply")
+
+
+def may(profile: Profile, action: Action, project: str | None) -> bool:
+    if action is Action.PUBLIC:
+        return True
+    if profile.scopes is not None and "admin" not in profile.scopes:
+        if not any(action in SCOPE_MAY[scope] for scope in profile.scopes):
+            return False
+    if profile.projects is not None and action not in OUTSIDE_PROJECTS:
+        if project not in profile.projects:
+            return False
+    if allowed(profile.roles, action):
+        return True
+    member = None if project is None else profile.q_member if project == "q" else profile.member
+    return member is not None and action in MEMBER_MAY[member]
+
+
+def expected(caller: str, method: str, template: str, project: str) -> int | None:
+    """None if the caller may use the route (acting in `project`), else the status it gets:
+    401 anonymous, 404 a project it may not see (neither read it nor its runs), else 403."""
+    action = ROUTE_PERMISSIONS[(method, template)]
+    if caller not in PROFILES:  # anonymous, or the disabled administrator
+        return None if action is Action.PUBLIC else 401
+    profile = PROFILES[caller]
+    in_project = project if "{project}" in template else None
+    if may(profile, action, in_project):
+        if (method, template) == APPLY:  # the document's project, checked by the service
+            return None if may(profile, Action.PROJECT_WRITE, "p") else 403
+        return None
+    if in_project is not None and not any(
+        may(profile, a, in_project) for a in (Action.PROJECT_READ, Action.RUN_READ)
+    ):
+        return 404
+    return 403
 
 
 def is_api(path: str) -> bool:
@@ -326,27 +476,32 @@ async def test_authorization_matrix_allows_and_denies_every_route_for_every_role
     await world.build(make_user)
     mismatches: list[str] = []
     checked = 0
-    for (method, template), caller in itertools.product(http_routes(), CALLERS):
+    for (method, template), caller in itertools.product(http_routes(), ALL_CALLERS):
         call = await world.call(method, template, caller)
         secret = call.secret or world.secrets[caller]
         headers = auth(secret) if secret else {}
         response = await api.request(method, call.path, json=call.json, headers=headers)
-        denial = expected_denial(CALLERS[caller], ROUTE_PERMISSIONS[(method, template)])
+        denial = expected(caller, method, template, world.project)
         got = response.status_code
+        unknown_project = f"no project {world.project!r}"
+        is_hidden = got == 404 and response.json().get("detail") == unknown_project
         checked += 1
-        if denial is not None:
+        if denial == 404:
+            ok = is_hidden  # exactly as an unknown project answers
+            wanted = f"404 {unknown_project}"
+        elif denial is not None:
             ok = got == denial and "detail" in response.json()
             wanted = str(denial)
         elif (method, template) in SUCCESS:
             ok = got == SUCCESS[(method, template)]
             wanted = str(SUCCESS[(method, template)])
         else:
-            ok = got not in (401, 403) and got < 500
-            wanted = "not 401/403"
+            ok = got not in (401, 403) and got < 500 and not is_hidden
+            wanted = "not 401/403/hidden"
         if not ok:
             mismatches.append(f"{caller:>22} {method} {template}: {got}, wanted {wanted}")
     assert not mismatches, "\n".join(mismatches)
-    assert checked == len(http_routes()) * len(CALLERS)
+    assert checked == len(http_routes()) * len(ALL_CALLERS)
     assert not leaks(api.exchanges, await stored_secret_values(services))
 
 
@@ -366,7 +521,7 @@ CONTRACT_ROLES: dict[str, set[str]] = {
     "POST /api/v1/me/login": ANYONE,
     "GET /api/v1/me": LOGGED_IN,
     "POST /api/v1/me/logout": LOGGED_IN,
-    "POST /api/v1/me/password": LOGGED_IN,
+    "POST /api/v1/me/password": LOGGED_IN,  # not with a scoped token (the matrix checks it)
     "GET /api/v1/me/tokens": LOGGED_IN,
     "POST /api/v1/me/tokens": LOGGED_IN,
     "DELETE /api/v1/me/tokens/{token}": LOGGED_IN,
@@ -378,7 +533,7 @@ CONTRACT_ROLES: dict[str, set[str]] = {
     "GET /api/v1/users/{user}/tokens": USER_READERS,
     "POST /api/v1/users/{user}/tokens": set(),
     "DELETE /api/v1/users/{user}/tokens/{token}": set(),
-    "GET /api/v1/projects": READERS,
+    "GET /api/v1/projects": LOGGED_IN,  # each sees the projects they may read (none: empty)
     "POST /api/v1/projects": OPERATORS,
     "GET /api/v1/projects/{project}": READERS,
     "PUT /api/v1/projects/{project}": OPERATORS,
@@ -397,7 +552,7 @@ CONTRACT_ROLES: dict[str, set[str]] = {
     "PUT /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
     "PATCH /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
     "DELETE /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
-    "POST /api/v1/apply": OPERATORS,
+    "POST /api/v1/apply": LOGGED_IN,  # then project.write in each project of the document
     "GET /api/v1/projects/{project}/runs": RUN_READERS,
     "GET /api/v1/projects/{project}/runs/{run}": RUN_READERS,
     "GET /api/v1/projects/{project}/runs/{run}/log": RUN_READERS,

@@ -301,7 +301,9 @@ async def test_a_triggered_run_is_what_the_database_holds(controlled: Services) 
     run = await controlled.runs.trigger("p", "full", {"k": "w"}, {"type": "api", "user": "u"})
     async with controlled.db.read() as conn:
         assert run == await run_storage.get_run(conn, run.identifier)
-    assert run.parameters == {"k": "w", "s": "x"} and run.secret_parameters == ["s"]
+    assert run.parameters["k"] == "w" and run.secret_parameters == ["s"]
+    # A secret parameter's value is stored encrypted (services/parameter_secrets.py).
+    assert controlled.keyring.decrypt(run.parameters["s"], "parameter") == "x"
     assert [s.name for s in run.steps] == ["a"] and run.steps[0].status.value == "pending"
 
 

@@ -188,11 +188,12 @@ async def test_reports_whose_run_is_as_left_skip_the_transaction_and_the_rest_ta
     services: Services, engine_name: str
 ) -> None:
     """PostgreSQL applies a report whose run is where its worker left it by one statement
-    (storage/reports.py); a resent event or a run given up on goes through the transaction,
-    with the same outcome as before."""
+    (storage/reports.py); a resent event, a run given up on or a run's end (checked against
+    its steps) goes through the transaction, with the same outcome as before."""
     execution, plain = await claimed_run(services)
     _, resent = await claimed_run(services)
     _, given_up = await claimed_run(services)
+    _, ended = await claimed_run(services)
     first = [m.StepStarted(sequence=1, step=0, date=at(1))]
     await execution.reports.apply_report("w", m.Report(run=resent, events=first))
     async with services.db.transaction() as conn:
@@ -207,19 +208,28 @@ async def test_reports_whose_run_is_as_left_skip_the_transaction_and_the_rest_ta
     execution.reports._apply_in_transaction = recording  # type: ignore[method-assign]
     outcomes = await execution.reports.apply_reports(
         [
-            ("w", m.Report(run=plain, events=finished_events())),
+            ("w", m.Report(run=plain, events=finished_events()[:2])),
             ("w", m.Report(run=resent, events=finished_events())),  # its start sent again
             ("w", m.Report(run=given_up, events=finished_events())),
+            ("w", m.Report(run=ended, events=finished_events())),
         ]
     )
 
-    expected_path = [resent, given_up] if engine_name == "postgresql" else [plain, resent, given_up]
+    everything = [plain, resent, given_up, ended]
+    expected_path = everything[1:] if engine_name == "postgresql" else everything
     assert through_transaction == expected_path
-    assert [getattr(o, "acknowledged", None) for o in outcomes] == [3, 3, 0]
+    assert [getattr(o, "acknowledged", None) for o in outcomes] == [2, 3, 0, 3]
     assert outcomes[2].discard_reason  # type: ignore[union-attr]
     shown = await services.runs.get_run("p", plain)
-    assert shown.status.value == "failed" and shown.start_date == at(1)
+    assert shown.status.value == "running" and shown.start_date == at(1)
     assert steps(shown) == [
+        ("failed", 1, at(1), at(2)),
+        ("pending", None, None, None),
+        ("pending", None, None, None),
+    ]
+    done = await services.runs.get_run("p", ended)
+    assert done.status.value == "failed"
+    assert steps(done) == [
         ("failed", 1, at(1), at(2)),
         ("skipped", None, None, None),
         ("skipped", None, None, None),
@@ -249,3 +259,67 @@ async def test_a_run_with_a_retry_policy_ended_by_a_plain_report_is_retried(
         ("pending", run.identifier),
         ("failed", None),
     ]
+
+
+async def test_a_run_ended_succeeded_with_steps_not_done_is_recorded_as_exception(
+    services: Services,
+) -> None:
+    """A worker's `succeeded` for a run whose second step is still running (its third never
+    started): the run ends `exception` with the reason, the running step `exception`, the
+    pending one skipped."""
+    execution, run = await claimed_run(services)
+    events: list[m.Event] = [
+        m.StepStarted(sequence=1, step=0, date=at(1)),
+        m.StepEnded(sequence=2, step=0, status="succeeded", exit_code=0, date=at(2)),
+        m.StepStarted(sequence=3, step=1, date=at(3)),
+    ]
+    await execution.reports.apply_report("w", m.Report(run=run, events=events))
+    ended = m.RunEnded(sequence=4, status="succeeded", date=at(4))
+    result = await execution.reports.apply_report("w", m.Report(run=run, events=[ended]))
+
+    assert result.finished and result.acknowledged == 4
+    shown = await services.runs.get_run("p", run)
+    assert shown.status.value == "exception"
+    assert shown.reason == (
+        "the worker reported the run succeeded while step 1 was running; recorded as exception"
+    )
+    assert steps(shown) == [
+        ("succeeded", 0, at(1), at(2)),
+        ("exception", None, at(3), at(4)),
+        ("skipped", None, None, None),
+    ]
+
+
+async def test_a_run_ended_failed_with_no_failed_step_is_recorded_as_exception(
+    services: Services,
+) -> None:
+    execution, run = await claimed_run(services)
+    events: list[m.Event] = [
+        m.StepStarted(sequence=1, step=0, date=at(1)),
+        m.StepEnded(sequence=2, step=0, status="succeeded", exit_code=0, date=at(2)),
+        m.RunEnded(sequence=3, status="failed", date=at(3)),
+    ]
+    await execution.reports.apply_report("w", m.Report(run=run, events=events))
+
+    shown = await services.runs.get_run("p", run)
+    assert shown.status.value == "exception"
+    assert "failed with no failed step" in (shown.reason or "")
+    assert [s[0] for s in steps(shown)] == ["succeeded", "skipped", "skipped"]
+
+
+async def test_a_run_ended_exception_with_a_step_running_ends_that_step_too(
+    services: Services,
+) -> None:
+    """What a worker reports when it fails itself mid-step: the run `exception` as reported,
+    and no step left running."""
+    execution, run = await claimed_run(services)
+    events: list[m.Event] = [
+        m.StepStarted(sequence=1, step=0, date=at(1)),
+        m.RunEnded(sequence=2, status="exception", reason="the worker failed", date=at(2)),
+    ]
+    await execution.reports.apply_report("w", m.Report(run=run, events=events))
+
+    shown = await services.runs.get_run("p", run)
+    assert (shown.status.value, shown.reason) == ("exception", "the worker failed")
+    assert steps(shown)[0] == ("exception", None, at(1), at(2))
+    assert [s[0] for s in steps(shown)[1:]] == ["skipped", "skipped"]

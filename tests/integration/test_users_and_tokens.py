@@ -113,6 +113,8 @@ async def test_token_secret_has_prefix_is_shown_once_and_stored_hashed(
         "last_used_date",
         "creation_date",
         "update_date",
+        "scopes",  # null: all the user's rights (issue 20)
+        "projects",
     }
     assert (await api.get("/api/v1/me", headers=auth(secret))).json()["identifier"] == "admin"
     for path in ("/api/v1/me/tokens", "/api/v1/users/admin/tokens"):

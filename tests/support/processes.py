@@ -27,6 +27,11 @@ PYTHON = sys.executable
 API = "/api/v1"
 LISTENING = re.compile(r"listening on (http://\S+)")
 STOP_TIMEOUT = 15.0
+# The instance key every process of the tests shares (ORCHESTRA_SECRET_KEY), so that servers
+# with data directories of their own, and the `orchestra admin` commands that bootstrapped their
+# database, hold the same key (services/key_check.py refuses a server with another one). A test
+# of the key file passes ORCHESTRA_SECRET_KEY="" in `settings`.
+TEST_SECRET_KEY = "FO77Y5CKYAqTow1nYLmHodCJfXBp4/zFLQTuEym9qUI="
 
 
 def orchestra_argv(*arguments: str) -> list[str]:
@@ -45,6 +50,7 @@ def clean_env(
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "ORCHESTRA_SECRET_KEY": TEST_SECRET_KEY,
     }
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]

@@ -74,3 +74,28 @@ def test_a_document_s_sandbox_and_limits_are_read_as_written(tmp_path: Path) -> 
     assert jobs["boxed"]["limits"] == {"memory_mb": 512, "processes": 64}
     assert jobs["open"]["sandbox"] is None and jobs["open"]["limits"] is None
     assert jobs["wrong"]["sandbox"] == {"network": True}
+
+
+def test_anchors_aliases_and_huge_documents_are_refused(tmp_path: Path) -> None:
+    """Issue 20: a 544-byte alias bomb made `orchestra apply` take 1.5 GB."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [{','.join(['*' + previous] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(InvalidInput, match=r"anchors \(&name\) and aliases \(\*name\)"):
+        load_document(bomb)
+    anchored = tmp_path / "anchored.yaml"
+    anchored.write_text("a: &x 1\n")
+    with pytest.raises(InvalidInput, match="not allowed"):
+        load_document(anchored)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("a: {k: 1}\nb:\n  <<: *a\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        load_document(merged)
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"# " + b"x" * (10 * 1024 * 1024) + b"\n")
+    with pytest.raises(InvalidInput, match="larger than 10 MiB"):
+        load_document(huge)

@@ -14,18 +14,23 @@ def test_permissions_anonymous_may_only_use_public_routes() -> None:
     assert [a for a in Action if allowed(None, a)] == [A.PUBLIC]
 
 
+# What any logged-in user may do: their profile, password and tokens, listing the projects they
+# may read, and applying a document (checked project by project).
+ANY_USER = {A.PUBLIC, A.SELF, A.SELF_WRITE, A.TOKEN_CREATE, A.PROJECT_LIST, A.PROJECT_APPLY}
+
+
 def test_permissions_a_user_without_roles_has_only_self() -> None:
-    assert {a for a in Action if allowed([], a)} == {A.PUBLIC, A.SELF}
+    assert {a for a in Action if allowed([], a)} == ANY_USER
 
 
 def test_permissions_viewer_reads_projects_runs_and_workers_only() -> None:
     granted = {a for a in Action if allowed(["viewer"], a)}
-    assert granted == {A.PUBLIC, A.SELF, A.PROJECT_READ, A.RUN_READ, A.WORKER_READ}
+    assert granted == ANY_USER | {A.PROJECT_READ, A.RUN_READ, A.WORKER_READ}
 
 
 def test_permissions_auditor_also_reads_users() -> None:
     granted = {a for a in Action if allowed(["auditor"], a)}
-    assert granted == {A.PUBLIC, A.SELF, A.PROJECT_READ, A.RUN_READ, A.WORKER_READ, A.USER_READ}
+    assert granted == ANY_USER | {A.PROJECT_READ, A.RUN_READ, A.WORKER_READ, A.USER_READ}
 
 
 def test_permissions_operator_changes_projects_runs_and_workers_but_not_users() -> None:
@@ -36,7 +41,7 @@ def test_permissions_operator_changes_projects_runs_and_workers_but_not_users() 
 
 def test_permissions_worker_connects_triggers_and_reads_runs() -> None:
     granted = {a for a in Action if allowed(["worker"], a)}
-    assert granted == {A.PUBLIC, A.SELF, A.WORKER_CONNECT, A.RUN_TRIGGER, A.RUN_READ}
+    assert granted == ANY_USER | {A.WORKER_CONNECT, A.RUN_TRIGGER, A.RUN_READ}
 
 
 def test_permissions_administrator_may_do_everything() -> None:

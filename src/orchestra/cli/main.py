@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from orchestra.cli import admin, client, runs, server, worker
+from orchestra.cli import admin, client, runs, secrets, server, worker
 from orchestra.errors import OrchestraError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("worker")(worker.worker)
 app.command("apply")(client.apply)
 app.add_typer(admin.app, name="admin")
 app.add_typer(runs.app, name="run")
+app.add_typer(secrets.app, name="secret")
 
 
 def main() -> None:

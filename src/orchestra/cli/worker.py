@@ -51,9 +51,17 @@ def worker(
         list[Path] | None,
         typer.Option(help="a path sandboxed steps must not see (besides --data-dir); repeat"),
     ] = None,
+    run_as: Annotated[
+        str | None,
+        typer.Option(
+            help="run every step as this OS user (its uid, group and groups), not the "
+            "worker's; the worker must run as root"
+        ),
+    ] = None,
 ) -> None:
     """Connect to a master and run what it assigns."""
     from orchestra.worker.app import WorkerOptions, run_worker
+    from orchestra.worker.run_as import resolve_run_as
 
     if token is not None and token != "-":
         sys.stderr.write(
@@ -63,6 +71,7 @@ def worker(
     configure_logging()
     if sandbox not in SANDBOX_MODES:
         raise InvalidInput(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}")
+    steps_user = None if run_as is None else resolve_run_as(run_as)
     properties = key_values(property, "--property")
     if "sandbox" in properties:
         raise InvalidInput(
@@ -95,5 +104,6 @@ def worker(
         data_dir=(data_dir or Path("var") / "worker" / identifier).resolve(),
         sandbox=sandbox,
         hidden=hidden,
+        run_as=steps_user,
     )
     run_worker(options)

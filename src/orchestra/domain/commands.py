@@ -1,8 +1,11 @@
-"""Step command templates and workspaces: validated when a job is saved, rendered on the worker.
+"""Step command templates, step environments and workspaces: validated when a job is saved,
+rendered on the worker.
 
 A template element is formatted on its own with a small, closed grammar: `{NAME}` for the run's
-identifiers and workspace, `{parameters[KEY]}` and `{environment[NAME]}` for look-ups. Nothing is
-ever handed to `str.format`, so no attribute access or positional field can reach an object.
+identifiers and workspace, `{parameters[KEY]}`, `{environment[NAME]}` and `{secrets[NAME]}` for
+look-ups. Nothing is ever handed to `str.format`, so no attribute access or positional field can
+reach an object. A job's `environment` ({VAR: template}) sets variables of its steps' processes;
+its values use the same grammar. `{secrets[NAME]}` is allowed in those two places only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import posixpath
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestra.errors import InvalidInput
 
@@ -24,10 +27,16 @@ SCALAR_FIELDS = frozenset(
         "workspace",
     }
 )
-LOOKUP_FIELDS = frozenset({"parameters", "environment"})
-_LOOKUP = re.compile(r"^(parameters|environment)\[([^\[\]{}]+)\]$")
+LOOKUP_FIELDS = frozenset({"parameters", "environment", "secrets"})
+_LOOKUP = re.compile(r"^(parameters|environment|secrets)\[([^\[\]{}]+)\]$")
 MAX_COMMAND_ELEMENTS = 1000
 MAX_ELEMENT_LENGTH = 100_000
+# A project secret's name, and a variable's name in a job's environment.
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")  # matched whole (fullmatch)
+RESERVED_PREFIX = "ORCHESTRA_"  # the variables Orchestra sets itself
+MAX_VARIABLES = 100
+MAX_VARIABLE_LENGTH = 10 * 1024
+_SECRET_FIELD = re.compile(r"\{\s*secrets\s*\[")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class CommandContext:
     workspace: str
     parameters: Mapping[str, str]
     environment: Mapping[str, str]
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_element(element: str) -> list[str | Field]:
@@ -73,9 +83,16 @@ def _parse_field(element: str, field_name: str) -> Field:
         return Field(field_name)
     match = _LOOKUP.match(field_name)
     if match is None:
-        allowed = ", ".join(sorted(SCALAR_FIELDS)) + ", parameters[KEY], environment[NAME]"
+        allowed = (
+            ", ".join(sorted(SCALAR_FIELDS)) + ", parameters[KEY], environment[NAME], secrets[NAME]"
+        )
         raise InvalidInput(
             f"command element {element!r}: unknown field {{{field_name}}} (allowed: {allowed})"
+        )
+    if match.group(1) == "secrets" and not NAME_PATTERN.fullmatch(match.group(2)):
+        raise InvalidInput(
+            f"command element {element!r}: {{{field_name}}} does not name a secret "
+            f"(a secret's name matches ^{NAME_PATTERN.pattern}$)"
         )
     return Field(match.group(1), match.group(2))
 
@@ -93,16 +110,81 @@ def check_command(command: object, declared_parameters: Iterable[str], where: st
             raise InvalidInput(f"{where}: command elements must be strings, got {element!r}")
         if "\x00" in element or len(element) > MAX_ELEMENT_LENGTH:
             raise InvalidInput(f"{where}: command element contains NUL or is too long")
-        try:
-            parts = parse_element(element)
-        except InvalidInput as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
-        for part in parts:
-            if isinstance(part, Field) and part.name == "parameters" and part.key not in declared:
-                raise InvalidInput(
-                    f"{where}: command element {element!r} uses undeclared parameter {part.key!r}"
-                )
+        _check_template(element, declared, where)
     return list(command)
+
+
+def _check_template(template: str, declared: set[str], where: str) -> None:
+    try:
+        parts = parse_element(template)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+    for part in parts:
+        if isinstance(part, Field) and part.name == "parameters" and part.key not in declared:
+            raise InvalidInput(f"{where}: {template!r} uses undeclared parameter {part.key!r}")
+
+
+def check_environment(
+    environment: object, declared_parameters: Iterable[str], where: str = "environment"
+) -> dict[str, str] | None:
+    """Validate a job's environment: {VAR: template}, at most MAX_VARIABLES, names like
+    shell variables and not ORCHESTRA_* (Orchestra's own), values templates of the command
+    grammar up to MAX_VARIABLE_LENGTH characters. None (or empty): no variables."""
+    if environment is None:
+        return None
+    if not isinstance(environment, Mapping):
+        raise InvalidInput(f'{where} must be a mapping such as {{"NAME": "value"}}')
+    if len(environment) > MAX_VARIABLES:
+        raise InvalidInput(f"{where} has more than {MAX_VARIABLES} variables")
+    declared = set(declared_parameters)
+    checked: dict[str, str] = {}
+    for name, value in environment.items():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise InvalidInput(
+                f"{where}: variable name {name!r} must match ^{NAME_PATTERN.pattern}$"
+            )
+        if name.upper().startswith(RESERVED_PREFIX):
+            raise InvalidInput(
+                f"{where}: {name} is reserved (Orchestra sets the {RESERVED_PREFIX}* variables)"
+            )
+        if not isinstance(value, str):
+            raise InvalidInput(f"{where}.{name} must be a string")
+        if "\x00" in value or len(value) > MAX_VARIABLE_LENGTH:
+            raise InvalidInput(
+                f"{where}.{name} contains NUL or is longer than {MAX_VARIABLE_LENGTH} characters"
+            )
+        _check_template(value, declared, f"{where}.{name}")
+        checked[name] = value
+    return checked or None
+
+
+def refuse_secret_fields(value: str, where: str) -> None:
+    """`{secrets[NAME]}` outside a job's steps' commands and environment is refused."""
+    if _SECRET_FIELD.search(value):
+        raise InvalidInput(
+            f"{where}: {{secrets[NAME]}} is allowed only in a job's steps' commands and "
+            "in its environment"
+        )
+
+
+def secret_names(templates: Iterable[str]) -> set[str]:
+    """The secrets that these (valid) templates name."""
+    names: set[str] = set()
+    for template in templates:
+        if "secrets" not in template:
+            continue  # most templates name none: no parse
+        for part in parse_element(template):
+            if isinstance(part, Field) and part.name == "secrets" and part.key is not None:
+                names.add(part.key)
+    return names
+
+
+def render_environment(
+    environment: Mapping[str, str] | None, context: CommandContext
+) -> dict[str, str]:
+    """A step's variables from its job's environment, each value rendered like a command's
+    element (InvalidInput when one cannot be)."""
+    return {name: render_element(value, context) for name, value in (environment or {}).items()}
 
 
 def render_command(command: Sequence[str], context: CommandContext) -> list[str]:
@@ -118,7 +200,7 @@ def render_element(element: str, context: CommandContext) -> str:
         elif part.key is None:
             out.append(str(getattr(context, part.name)))
         else:
-            source = context.parameters if part.name == "parameters" else context.environment
+            source: Mapping[str, str] = getattr(context, part.name)  # one of LOOKUP_FIELDS
             if part.key not in source:
                 raise InvalidInput(f"{part.name}[{part.key}] is not defined")
             out.append(source[part.key])
@@ -135,6 +217,7 @@ def check_workspace(value: object) -> str:
         raise InvalidInput("workspace must be a non-empty relative path")
     if "\x00" in value or "\\" in value or len(value) > 1000:
         raise InvalidInput(f"workspace must not contain NUL or backslashes: {value!r}")
+    refuse_secret_fields(value, "workspace")
     if value.startswith("/") or posixpath.isabs(value):
         raise InvalidInput(f"workspace must be a relative path, not absolute: {value!r}")
     parts = [p for p in value.split("/") if p not in ("", ".")]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestra.domain import controls, cron
-from orchestra.domain.commands import check_command, check_workspace
+from orchestra.domain.commands import check_command, check_environment, check_workspace
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.parameters import parse_parameters
 from orchestra.domain.schedules import check_expression, parse_policies
@@ -33,6 +33,7 @@ JOB_FIELDS = frozenset(
         "retention",
         "sandbox",
         "limits",
+        "environment",
     }
 )
 SCHEDULE_FIELDS = frozenset(
@@ -151,6 +152,7 @@ def parse_job(raw: object) -> dict[str, Any]:
         "retention": None if retention is None else retention.to_dict(),
         "sandbox": controls.parse_sandbox(data.get("sandbox")),
         "limits": controls.parse_limits(data.get("limits")),
+        "environment": check_environment(data.get("environment"), declared),
     }
 
 

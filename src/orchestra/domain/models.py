@@ -65,6 +65,8 @@ class Job:
     limits: dict[str, int] | None
     creation_date: datetime
     update_date: datetime
+    # Variables of its steps' processes, {NAME: template} (domain/commands.py), or None.
+    environment: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -143,6 +145,8 @@ class Run:
     steps: list[RunStep] = field(default_factory=list)
     # Why a pending run has not started yet; computed on request, not stored.
     waiting_reason: str | None = None
+    # The job's environment, copied at trigger like its steps ({NAME: template}) or None.
+    environment: dict[str, str] | None = None
 
     def shown_parameters(self) -> dict[str, str]:
         """The parameters as people may see them: secret values masked."""
@@ -192,10 +196,13 @@ class User:
     is_enabled: bool
     creation_date: datetime
     update_date: datetime
+    # Group names (project members may be groups); a null column reads as none.
+    groups: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: Row) -> User:
-        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+        data = {f: row[f] for f in cls.__dataclass_fields__ if f != "groups"}
+        return cls(**data, groups=list(row.get("groups") or []))
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,9 @@ class Token:
     last_used_date: datetime | None
     creation_date: datetime
     update_date: datetime
+    # Its scopes and projects (domain/access.py); None: all of its user's.
+    scopes: list[str] | None = None
+    projects: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Token:
@@ -223,6 +233,7 @@ class Worker:
     display_name: str
     properties: dict[str, Any]
     is_enabled: bool
+    is_approved: bool  # new workers may wait for an administrator's approval
     is_active: bool
     should_disconnect: bool
     executors: int

@@ -73,6 +73,9 @@ def parse_parameters(raw: object) -> list[Parameter]:
             choices=None if choices is None else _choices(choices, where),
             secret=_bool(item.get("secret", False), f"{where}.secret"),
         )
+        if parameter.secret and parameter.choices is not None:
+            # Its choices would show the values it may take, and its default is stored encrypted.
+            raise InvalidInput(f"{where}: a secret parameter takes no choices")
         if parameter.choices and parameter.default is not None:
             if parameter.default not in parameter.choices:
                 raise InvalidInput(f"{where}: default {default!r} is not one of the choices")

@@ -18,7 +18,11 @@ class Role(StrEnum):
 
 class Action(StrEnum):
     PUBLIC = "public"  # health, login, static files: anyone, even anonymous
-    SELF = "self"  # the caller's own profile, password and tokens: any logged-in user
+    SELF = "self"  # the caller's own profile, own tokens listed, logout: any logged-in caller
+    SELF_WRITE = "self.write"  # change one's password, revoke one's tokens: not a scoped token
+    TOKEN_CREATE = "self.token"  # create one's tokens: not a scoped token (domain/access.py)
+    PROJECT_LIST = "project.list"  # list the projects one may read: any logged-in caller
+    PROJECT_APPLY = "project.apply"  # apply a document: project.write checked in each project
     PROJECT_READ = "project.read"
     PROJECT_WRITE = "project.write"
     RUN_READ = "run.read"
@@ -27,6 +31,7 @@ class Action(StrEnum):
     WORKER_READ = "worker.read"
     WORKER_WRITE = "worker.write"  # enable, disable, rename, disconnect
     WORKER_DELETE = "worker.delete"
+    WORKER_APPROVE = "worker.approve"  # let a new worker take runs: administrators only
     WORKER_CONNECT = "worker.connect"
     USER_READ = "user.read"
     USER_WRITE = "user.write"
@@ -67,6 +72,17 @@ def check_roles(roles: Iterable[object]) -> list[str]:
     return result
 
 
+# What every logged-in user may do whatever their roles (a token's scopes may narrow it).
+_ANY_USER = frozenset(
+    {
+        Action.SELF,
+        Action.SELF_WRITE,
+        Action.TOKEN_CREATE,
+        Action.PROJECT_LIST,
+        Action.PROJECT_APPLY,
+    }
+)
+
 # Iterating an Enum is slow (every request and worker connection asks `allowed`).
 _ROLE_VALUES = frozenset(r.value for r in Role)
 
@@ -77,7 +93,7 @@ def allowed(roles: Iterable[str] | None, action: Action) -> bool:
         return True
     if roles is None:
         return False
-    if action is Action.SELF:
+    if action in _ANY_USER:
         return True
     return any(action in GRANTS[Role(r)] for r in roles if r in _ROLE_VALUES)
 

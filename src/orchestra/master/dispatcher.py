@@ -17,6 +17,7 @@ from orchestra.master.session import RIDE_SECONDS, Sessions
 from orchestra.protocol import messages as m
 from orchestra.services.dispatch import DispatchService
 from orchestra.services.events import Events
+from orchestra.services.run_secrets import Delivery, RunSecrets
 from orchestra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,18 @@ DISPATCH_PASSES = Counter(
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, events: Events, sessions: Sessions, dispatch: DispatchService
+        self,
+        settings: Settings,
+        events: Events,
+        sessions: Sessions,
+        dispatch: DispatchService,
+        run_secrets: RunSecrets,
     ) -> None:
         self.settings = settings
         self.events = events
         self.sessions = sessions
         self.dispatch = dispatch
+        self.run_secrets = run_secrets
         # Whether the last pass may have left dispatchable runs unassigned (True until a pass
         # found none). A new worker only wakes the dispatcher when it may: with an empty
         # queue, a storm of registrations would otherwise cost a pass over every session each.
@@ -81,13 +88,25 @@ class Dispatcher:
     def _can_take(self, worker: str, properties: dict[str, object]) -> bool:
         return self.sessions[worker].matches(properties)
 
-    async def _send_assignments(self, worker: str, runs: list[Run]) -> None:
+    async def _send_assignments(self, worker: str, claimed: list[Run]) -> None:
         """Send a pass's assignments to one worker in one write (each write wakes the worker);
-        put the runs back if the connection is gone (nothing of them ran)."""
+        put the runs back if the connection is gone (nothing of them ran). A run that names a
+        secret its project does not have is not sent: it ends `exception`."""
+        runs: list[Run] = []
+        messages: list[m.Assign] = []
+        for run in claimed:
+            delivery = await self.run_secrets.delivery(run)
+            if delivery.refused is not None:
+                self.run_secrets.forget(run.identifier)
+                await self.dispatch.give_up(run.identifier, delivery.refused)
+                continue
+            runs.append(run)
+            messages.append(self._assignment(run, delivery))
+        if not runs:
+            return
         session = self.sessions.get(worker)
         if session is not None:
             session.assigned.update(run.identifier for run in runs)
-            messages = [self._assignment(run) for run in runs]
             for message in messages[:-1]:
                 await session.send_soon(message, RIDE_SECONDS)  # goes with the last
             if await session.send(messages[-1]):
@@ -96,14 +115,15 @@ class Dispatcher:
                 return
             session.assigned.difference_update(run.identifier for run in runs)
         for run in runs:
+            self.run_secrets.forget(run.identifier)
             await self.dispatch.release(run.identifier)
 
-    def _assignment(self, run: Run) -> m.Assign:
+    def _assignment(self, run: Run, delivery: Delivery) -> m.Assign:
         return m.Assign(
             run=run.identifier,
             project=run.project,
             job=run.job,
-            parameters=run.parameters,
+            parameters=delivery.parameters,
             workspace=run.workspace,
             steps=[
                 m.AssignedStep(name=s.name, command=s.command, timeout=s.timeout) for s in run.steps
@@ -111,9 +131,9 @@ class Dispatcher:
             abort_grace=self.settings.abort_grace,
             url=self.settings.public_url,
             timeout=run.timeout,
-            secrets=[
-                run.parameters[k] for k in run.secret_parameters or () if run.parameters.get(k)
-            ],
+            secrets=list(delivery.masks),
             sandbox=None if run.sandbox is None else m.AssignedSandbox(**run.sandbox),
             limits=None if run.limits is None else m.AssignedLimits(**run.limits),
+            environment=run.environment or None,
+            secret_values=delivery.secret_values,
         )

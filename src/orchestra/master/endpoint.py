@@ -19,8 +19,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from orchestra.domain.authorization import credentials_from_header
-from orchestra.domain.permissions import Action, allowed
-from orchestra.errors import Forbidden, ProtocolError
+from orchestra.domain.identifiers import check_text
+from orchestra.domain.permissions import Action
+from orchestra.errors import Conflict, Forbidden, InvalidInput, ProtocolError
 from orchestra.master.session import RIDE_SECONDS, Sessions, WorkerSession
 from orchestra.master.transport import heartbeats_in_place
 from orchestra.protocol import messages as m
@@ -54,6 +55,8 @@ class WorkerEndpoint:
         self.control = control
         # Whether the last dispatch pass may have left runs a new worker could take.
         self.has_backlog = has_backlog
+        # Identifiers whose connection is being registered here (a second one is refused).
+        self.opening: set[str] = set()
 
     async def connect(self, websocket: WebSocket, receive: Any = None) -> None:
         """Serve one worker's connection until it goes. `receive`: the server's own ASGI
@@ -68,7 +71,7 @@ class WorkerEndpoint:
         if origin is not None and not _same_origin(origin, websocket.headers.get("host", "")):
             await websocket.close(code=m.CLOSE_FORBIDDEN, reason="cross-site connection refused")
             return
-        if caller is None or not allowed(caller.user.roles, Action.WORKER_CONNECT):
+        if caller is None or not caller.access.may(Action.WORKER_CONNECT):
             await websocket.close(code=m.CLOSE_UNAUTHORIZED, reason="a worker token is needed")
             return
         await websocket.accept()
@@ -79,10 +82,14 @@ class WorkerEndpoint:
             session.token = caller.token
             await self._serve(session, receive or websocket.receive)
         except ProtocolError as exc:
-            log.warning("worker connection closed: %s", exc)
+            log.warning("worker connection closed: %s", printable(str(exc)))
             await _close(websocket, m.CLOSE_PROTOCOL_ERROR, str(exc))
         except Forbidden as exc:
+            log.warning("worker connection refused: %s", printable(str(exc)))
             await _close(websocket, m.CLOSE_FORBIDDEN, str(exc))
+        except Conflict as exc:
+            log.warning("worker connection refused: %s", printable(str(exc)))
+            await _close(websocket, m.CLOSE_IN_USE, str(exc))
         except TimeoutError:
             await _close(websocket, m.CLOSE_PROTOCOL_ERROR, "no message within three heartbeats")
         except WebSocketDisconnect:
@@ -90,6 +97,10 @@ class WorkerEndpoint:
         except (OperationalError, DBAPIError) as exc:
             log.warning("worker connection closed: the database failed: %s", exc.orig or exc)
             await _close(websocket, 1011, "the master's database is unavailable; retry later")
+        except Exception:
+            # A fault of the master's, not of the frame (frames are checked when decoded).
+            log.exception("worker connection closed: the master failed")
+            await _close(websocket, 1011, "the master failed; retry later")
         finally:
             if session is not None and self.sessions.get(session.identifier) is session:
                 del self.sessions[session.identifier]
@@ -106,6 +117,10 @@ class WorkerEndpoint:
         hello = m.decode_worker_message(text if text is not None else event["bytes"])
         if not isinstance(hello, m.Hello):
             raise ProtocolError("the first message must be hello")
+        try:
+            check_text(hello.display_name, "display_name", max_length=200)
+        except InvalidInput as exc:
+            raise ProtocolError(f"invalid message: hello.display_name: {exc}") from None
         if hello.protocol != m.PROTOCOL_VERSION:
             raise ProtocolError(
                 f"protocol {hello.protocol} is not supported (this master speaks "
@@ -114,12 +129,47 @@ class WorkerEndpoint:
         return hello
 
     async def _open(self, websocket: WebSocket, owner: str, hello: m.Hello) -> WorkerSession:
+        """Register the worker, unless its identifier is live (Conflict): connected here and
+        heard from lately, or being registered here, or connected to another master that
+        vouched for it lately (services/worker_registry.py)."""
+        identifier = hello.identifier
+        held = self.sessions.get(identifier)
+        if held is not None and held.owner != owner:
+            raise Forbidden(f"worker {identifier!r} belongs to another user")
+        if identifier in self.opening or self._live_here(identifier):
+            raise Conflict(
+                f"worker {identifier!r} is connected already; a second connection is refused"
+            )
+        self.opening.add(identifier)
+        try:
+            return await self._register(websocket, owner, hello)
+        finally:
+            self.opening.discard(identifier)
+
+    def _live_here(self, identifier: str) -> bool:
+        """Whether this master holds a connection of the worker that it heard from within two
+        heartbeat intervals. One silent longer (its network cut, its peer gone without a word)
+        is about to be closed for its silence (three intervals): a newer connection of the
+        worker replaces it rather than wait."""
+        session = self.sessions.get(identifier)
+        if session is None:
+            return False
+        silent = asyncio.get_running_loop().time() - session.last_heard()
+        return silent < 2 * self.settings.heartbeat_interval
+
+    async def _register(self, websocket: WebSocket, owner: str, hello: m.Hello) -> WorkerSession:
         # A worker with no connection here (the usual case) is registered and reconciled in
-        # one transaction. One replacing a connection has that one closed first, then its
-        # runs reconciled, so that nothing is assigned to the old connection after the
+        # one transaction. One replacing a silent connection has that one closed first, then
+        # its runs reconciled, so that nothing is assigned to the old connection after the
         # decisions (also when a replaced connection appeared meanwhile).
         together = hello.identifier not in self.sessions
-        is_enabled, decisions = await self.registry.register(owner, hello, reconcile=together)
+        is_enabled, decisions = await self.registry.register(
+            owner,
+            hello,
+            reconcile=together,
+            live_for=3 * self.settings.heartbeat_interval,
+            require_approval=self.settings.require_worker_approval,
+        )
         previous = self.sessions.pop(hello.identifier, None)
         if previous is not None:
             await previous.close(m.CLOSE_REPLACED, "replaced by a newer connection")
@@ -133,6 +183,7 @@ class WorkerEndpoint:
             websocket=websocket,
             is_enabled=is_enabled,
             assigned={r for r, d in decisions.items() if d.action == "resume"},
+            last_seen=asyncio.get_running_loop().time(),
         )
         welcome = m.Welcome(heartbeat_interval=self.settings.heartbeat_interval, runs=decisions)
         await session.send(welcome)
@@ -236,7 +287,7 @@ class WorkerEndpoint:
             "worker %s %s new runs%s",
             session.identifier,
             "takes" if message.accepting else "takes no",
-            f": {message.reason}" if message.reason else "",
+            f": {printable(message.reason)}" if message.reason else "",
         )
         if message.accepting:
             self.services.events.publish("dispatch")
@@ -293,10 +344,20 @@ def _output_size(report: m.Report) -> int:
     return sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
 
 
+def printable(text: str) -> str:
+    """Text from a worker as it may go into the master's log: control characters (a newline
+    would start a forged line) and lone surrogates escaped, the rest as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _same_origin(origin: str, host: str) -> bool:
     return origin.split("://", 1)[-1].rstrip("/") == host
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    # A close frame's reason holds 123 bytes of UTF-8 at most.
+    shown = printable(reason).encode()[:120].decode(errors="ignore")
     with contextlib.suppress(Exception):
-        await websocket.close(code=code, reason=reason[:120])
+        await websocket.close(code=code, reason=shown)

@@ -26,7 +26,7 @@ class WorkerSession:
     executors: int
     websocket: WebSocket
     token: str | None = None  # the credential it connected with, checked again while open
-    is_enabled: bool = True
+    is_enabled: bool = True  # enabled and approved: it may take runs
     accepting: bool = True  # the worker says it can take runs (its disk has room)
     draining: bool = False
     assigned: set[str] = field(default_factory=set)
@@ -41,6 +41,14 @@ class WorkerSession:
         if not self.is_enabled or self.draining or not self.accepting:
             return 0
         return max(0, self.executors - len(self.assigned))
+
+    def last_heard(self) -> float:
+        """The event loop's time of the last frame or heartbeat received (infinity while
+        the worker's reports wait for the database: that is no silence of the worker's)."""
+        transport = self.transport
+        if transport is not None and transport.last_heartbeat > self.last_seen:
+            return transport.last_heartbeat
+        return self.last_seen
 
     def matches(self, job_properties: dict[str, Any]) -> bool:
         return worker_matches(job_properties, self.properties)

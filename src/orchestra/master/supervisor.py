@@ -47,7 +47,7 @@ class Master:
         side = MasterSide.build(services, self.identity)
         self.sessions: Sessions = {}
         self.dispatcher = Dispatcher(
-            services.settings, services.events, self.sessions, side.dispatching
+            services.settings, services.events, self.sessions, side.dispatching, side.run_secrets
         )
         self.endpoint = WorkerEndpoint(
             services,

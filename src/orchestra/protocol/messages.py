@@ -14,10 +14,17 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from orchestra.errors import ProtocolError
 
@@ -31,7 +38,42 @@ RunId = Annotated[
 EventSequence = Annotated[int, Field(ge=1, le=2**53)]
 StepIndex = Annotated[int, Field(ge=0, le=10_000)]
 EndStatus = Literal["succeeded", "failed", "aborted", "exception"]
-PropertyValue = str | int | float | bool
+# An exit status as a process can have one: within a 32-bit signed integer.
+ExitCode = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# Dates with their offset: a naive date is refused (its time zone is anyone's guess).
+Date = AwareDatetime
+
+
+def _no_control_characters(value: str) -> str:
+    """Text a worker sends that the master shows and logs: one line, no control characters
+    (a newline would forge a line in the master's log), no lone surrogates."""
+    for char in value:
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"must not contain control characters ({char!r})")
+    return value
+
+
+def _storable(value: str) -> str:
+    """Text stored as it is (a run's reason, shown escaped, never logged): no NUL, which
+    PostgreSQL refuses, and no lone surrogates, which no encoding writes."""
+    for char in value:
+        if char == "\x00" or 0xD800 <= ord(char) <= 0xDFFF:
+            raise ValueError(f"must not contain {char!r}")
+    return value
+
+
+# One line of text (see _no_control_characters).
+OneLine = AfterValidator(_no_control_characters)
+
+MAX_PROPERTIES = 100
+PropertyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")]
+PropertyValue = (
+    Annotated[str, Field(max_length=1000), OneLine]
+    | Annotated[int, Field(ge=-(2**53), le=2**53)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+)
 
 
 class Message(BaseModel):
@@ -45,7 +87,7 @@ class StepStarted(Message):
     kind: Literal["step_started"] = "step_started"
     sequence: EventSequence
     step: StepIndex
-    date: datetime
+    date: Date
 
 
 class StepOutput(Message):
@@ -62,16 +104,16 @@ class StepEnded(Message):
     sequence: EventSequence
     step: StepIndex
     status: EndStatus
-    exit_code: int | None = None
-    date: datetime
+    exit_code: ExitCode | None = None
+    date: Date
 
 
 class RunEnded(Message):
     kind: Literal["run_ended"] = "run_ended"
     sequence: EventSequence
     status: EndStatus
-    reason: Annotated[str, Field(max_length=2000)] | None = None
-    date: datetime
+    reason: Annotated[str, Field(max_length=2000), AfterValidator(_storable)] | None = None
+    date: Date
 
 
 Event = Annotated[StepStarted | StepOutput | StepEnded | RunEnded, Field(discriminator="kind")]
@@ -84,9 +126,9 @@ class Hello(Message):
     type: Literal["hello"] = "hello"
     protocol: int
     identifier: Identifier
-    display_name: Annotated[str, Field(max_length=200)]
-    version: Annotated[str, Field(max_length=100)]
-    properties: Mapping[Annotated[str, Field(min_length=1, max_length=100)], PropertyValue]
+    display_name: Annotated[str, Field(max_length=200), OneLine]
+    version: Annotated[str, Field(max_length=100), OneLine]
+    properties: Annotated[Mapping[PropertyKey, PropertyValue], Field(max_length=MAX_PROPERTIES)]
     executors: Annotated[int, Field(ge=1, le=256)]
     runs: Annotated[list[RunId], Field(max_length=10_000)] = []
 
@@ -106,6 +148,7 @@ class Capacity(Message):
 
     type: Literal["capacity"] = "capacity"
     accepting: bool
+    # Only logged (escaped there): a worker's disk-full reason names its directory, any path.
     reason: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -171,6 +214,10 @@ class Assign(Message):
     # do).
     sandbox: AssignedSandbox | None = None
     limits: AssignedLimits | None = None
+    # The job's environment ({NAME: template}) and the project secrets the run uses, by name
+    # (each value is in `secrets` too): left out when unset, as the isolation fields are.
+    environment: dict[str, str] | None = None
+    secret_values: dict[str, str] | None = None
 
 
 class Ack(Message):
@@ -304,7 +351,7 @@ def _decode(adapter: TypeAdapter[Any], frame: str | bytes) -> Any:
         raise ProtocolError(f"invalid message: {where}: {errors[0]['msg']}") from None
 
 
-_ASSIGN_ADDITIONS = ("sandbox", "limits")
+_ASSIGN_ADDITIONS = ("sandbox", "limits", "environment", "secret_values")
 
 
 def encode(message: Message) -> str:
@@ -319,5 +366,6 @@ CLOSE_PROTOCOL_ERROR = 4000
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_REPLACED = 4008
+CLOSE_IN_USE = 4009
 CLOSE_DISCONNECT_REQUESTED = 4010
 CLOSE_SERVICE_RESTART = 1012

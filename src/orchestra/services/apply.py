@@ -12,11 +12,19 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain.access import Access
 from orchestra.domain.documents import parse_document
 from orchestra.domain.models import Job
 from orchestra.domain.parameters import resolve_parameters
-from orchestra.errors import InvalidInput
+from orchestra.domain.permissions import Action
+from orchestra.errors import Forbidden, InvalidInput
 from orchestra.services.events import Events
+from orchestra.services.keyring import Keyring
+from orchestra.services.parameter_secrets import (
+    seal_job_parameters,
+    seal_schedule_values,
+    secret_keys,
+)
 from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
@@ -33,13 +41,23 @@ class Change:
 
 
 class ApplyService:
-    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events, keyring: Keyring) -> None:
         self.db = db
         self.clock = clock
         self.events = events
+        self.keyring = keyring  # secret parameters' values (services/parameter_secrets.py)
 
-    async def apply(self, document: object) -> list[Change]:
+    async def apply(self, document: object, access: Access | None = None) -> list[Change]:
+        """Apply the document; with `access` (a caller's), only if it may change every
+        project the document names (project.write there; a new project needs it globally)."""
         projects = parse_document(document)
+        if access is not None:
+            for project in projects:
+                if not access.may(Action.PROJECT_WRITE, project["identifier"]):
+                    raise Forbidden(
+                        f"this needs the permission project.write in project"
+                        f" {project['identifier']!r}"
+                    )
         changes: list[Change] = []
         async with self.db.transaction() as conn:
             for project in projects:
@@ -53,6 +71,10 @@ class ApplyService:
                 for job in jobs:
                     keys = {"project": identifier, "identifier": job["identifier"]}
                     name = f"{identifier}/{job['identifier']}"
+                    stored = await records.fetch_one(conn, job_table, keys)
+                    job["parameters"] = seal_job_parameters(
+                        self.keyring, job["parameters"], stored and stored["parameters"]
+                    )
                     changes.append(await _put(conn, job_table, keys, {**job, **keys}, "job", name))
                 for schedule in schedules:
                     keys = {"project": identifier, "identifier": schedule["identifier"]}
@@ -60,8 +82,16 @@ class ApplyService:
                         conn, job_table, {"project": identifier, "identifier": schedule["job"]}
                     )
                     assert job_row is not None  # parse_document checked the job is defined
+                    declared = Job.from_row(job_row).parameters
+                    stored = await records.fetch_one(conn, schedule_table, keys)
                     try:
-                        resolve_parameters(Job.from_row(job_row).parameters, schedule["parameters"])
+                        resolve_parameters(declared, schedule["parameters"])
+                        schedule["parameters"] = seal_schedule_values(
+                            self.keyring,
+                            schedule["parameters"],
+                            secret_keys(declared),
+                            stored and stored["parameters"],
+                        )
                     except InvalidInput as exc:
                         raise InvalidInput(f"schedule {schedule['identifier']!r}: {exc}") from None
                     name = f"{identifier}/{schedule['identifier']}"

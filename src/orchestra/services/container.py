@@ -8,9 +8,13 @@ from orchestra.clock import Clock, SystemClock
 from orchestra.services.apply import ApplyService
 from orchestra.services.audit import AuditService
 from orchestra.services.events import Events
+from orchestra.services.keyring import Keyring, load_keyring
+from orchestra.services.members import MemberService
 from orchestra.services.projects import ProjectService
 from orchestra.services.runs import RunService
 from orchestra.services.scheduler import Scheduler
+from orchestra.services.secrets import SecretService
+from orchestra.services.sso import SsoService
 from orchestra.services.users import UserService
 from orchestra.services.workers import WorkerService
 from orchestra.settings import Settings
@@ -30,25 +34,40 @@ class Services:
     apply: ApplyService
     scheduler: Scheduler
     audit: AuditService
+    keyring: Keyring
+    secrets: SecretService
+    members: MemberService
+    sso: SsoService | None  # single sign-on, when configured
 
     @classmethod
-    def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
+    def build(
+        cls, settings: Settings, clock: Clock | None = None, keyring: Keyring | None = None
+    ) -> Services:
         clock = clock or SystemClock()
+        keyring = keyring or load_keyring(settings)
         db = Database(settings.resolved_database_url)
         events = Events()
-        runs = RunService(db, clock, events, settings.pending_expiry)
+        runs = RunService(db, clock, events, keyring, settings.pending_expiry)
+        users = UserService(db, clock, events=events, local_login=settings.local_login)
+        sso = None
+        if settings.oidc is not None:
+            sso = SsoService(db, clock, settings.oidc, keyring, users, settings.public_url)
         return cls(
             settings=settings,
             db=db,
             clock=clock,
             events=events,
-            users=UserService(db, clock, events=events),
-            projects=ProjectService(db, clock, events),
+            users=users,
+            projects=ProjectService(db, clock, events, keyring),
             runs=runs,
             workers=WorkerService(db, events),
-            apply=ApplyService(db, clock, events),
+            apply=ApplyService(db, clock, events, keyring),
             scheduler=Scheduler(db, clock, events, runs),
             audit=AuditService(db, clock),
+            keyring=keyring,
+            secrets=SecretService(db, clock, keyring),
+            members=MemberService(db, users.access_changed),
+            sso=sso,
         )
 
     async def close(self) -> None:

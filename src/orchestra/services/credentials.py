@@ -4,6 +4,11 @@ Passwords: argon2id (OWASP: m=19 MiB, t=2, p=1 at least) by default; PBKDF2-HMAC
 least 600,000 iterations is accepted too. The function, its parameters and the salt are stored
 in the seed's fields, so a password hashed with older parameters is recognised and re-hashed at
 the next login. Tokens: 32 random bytes behind a recognisable prefix, stored as SHA-256 only.
+
+A new password must resist guessing: zxcvbn (Dropbox's estimator, with its frequency lists of
+common passwords, names and words, keyboard patterns, sequences, repeats and dates) must rate
+it at least "safely unguessable" (score 3, about 10^8 guesses), counting the user's identifier
+and display name as known words.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from argon2.low_level import Type, hash_secret_raw
+from zxcvbn import zxcvbn
 
 from orchestra.errors import InvalidInput
 
@@ -31,6 +37,10 @@ PBKDF2_MIN_ITERATIONS = 600_000
 TOKEN_PREFIX = "orc_"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
+MIN_PASSWORD_SCORE = 3  # zxcvbn's scale of 0 to 4
+# zxcvbn's time grows fast with the length: the first this many characters are rated (a longer
+# password is at least as strong as its beginning).
+RATED_PASSWORD_LENGTH = 72
 
 
 @dataclass(frozen=True)
@@ -41,13 +51,25 @@ class HashedSecret:
     secret: str
 
 
-def check_password_strength(password: object) -> str:
+def check_password_strength(password: object, known: tuple[str, ...] = ()) -> str:
+    """The password, if it is long enough and hard to guess; `known` are words an attacker
+    would try first (the user's identifier and name)."""
     if not isinstance(password, str):
         raise InvalidInput("password must be a string")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH or "\x00" in password:
         raise InvalidInput("password is too long or contains NUL")
+    rated = zxcvbn(
+        password[:RATED_PASSWORD_LENGTH],
+        user_inputs=["orchestra", *(k for k in known if k)],
+        max_length=RATED_PASSWORD_LENGTH,
+    )
+    if rated["score"] < MIN_PASSWORD_SCORE:
+        feedback = rated["feedback"]
+        advice = " ".join([feedback["warning"], *feedback["suggestions"]]).strip()
+        advice = advice or "Add another word or two. Uncommon words are better."
+        raise InvalidInput(f"password is too easy to guess: {advice}")
     return password
 
 

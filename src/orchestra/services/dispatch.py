@@ -189,3 +189,9 @@ class DispatchService:
         async with self.db.transaction() as conn:
             await self.endings.requeue(conn, run_id)
         self.events.publish("dispatch")
+
+    async def give_up(self, run_id: str, reason: str) -> None:
+        """End a claimed run that cannot be sent (a secret it names is missing): `exception`."""
+        async with self.db.transaction() as conn:
+            await self.endings.give_up(conn, run_id, reason)
+        self.events.publish("dispatch")

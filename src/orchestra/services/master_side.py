@@ -2,7 +2,8 @@
 
 The run's path through them: a worker registers (`registry`), runs are claimed for it
 (`dispatching`), its reports are applied (`reports`), and runs nobody will finish are ended
-(`leases`); `endings` puts back, gives up on or retries a run for all three.
+(`leases`); `endings` puts back, gives up on or retries a run for all three. `run_secrets`
+gives the dispatch what an assignment carries of secrets and the reports the values to mask.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from orchestra.services.leases import Leases
 from orchestra.services.report_applier import ReportApplier
 from orchestra.services.retention import RetentionService
 from orchestra.services.run_endings import RunEndings
+from orchestra.services.run_secrets import RunSecrets
 from orchestra.services.worker_registry import WorkerRegistry
 
 
@@ -28,6 +30,7 @@ class MasterSide:
     leases: Leases
     control: ControlQueries
     retention: RetentionService
+    run_secrets: RunSecrets
 
     @classmethod
     def build(cls, services: Services, master: str) -> MasterSide:
@@ -35,12 +38,14 @@ class MasterSide:
         connected to it."""
         db, clock, events = services.db, services.clock, services.events
         endings = RunEndings(clock, events, services.runs)
+        run_secrets = RunSecrets(db, services.secrets, services.keyring)
         return cls(
             endings=endings,
             registry=WorkerRegistry(db, clock, events, endings, master),
             dispatching=DispatchService(db, clock, events, endings, master),
-            reports=ReportApplier(db, clock, events, endings),
+            reports=ReportApplier(db, clock, events, endings, run_secrets),
             leases=Leases(db, clock, events, endings),
             control=ControlQueries(db),
             retention=RetentionService(db, clock, services.settings.run_retention_days),
+            run_secrets=run_secrets,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +15,14 @@ from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.keyring import Keyring
+from orchestra.services.parameter_secrets import (
+    seal_job_parameters,
+    seal_schedule_values,
+    secret_keys,
+    shown_job,
+    shown_schedule,
+)
 from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
@@ -27,19 +35,24 @@ Parser = Callable[[object], dict[str, Any]]
 
 
 class ProjectService:
-    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events, keyring: Keyring) -> None:
         self.db = db
         self.clock = clock
         self.events = events
+        self.keyring = keyring  # secret parameters' values (services/parameter_secrets.py)
 
     # Projects.
 
     async def list_projects(
-        self, cursor: str | None, limit: int | None
+        self, cursor: str | None, limit: int | None, among: Iterable[str] | None = None
     ) -> tuple[list[Project], str | None]:
+        """A page of the projects; `among` (None: all) keeps only those named there."""
+        query = sa.select(project_table)
+        if among is not None:
+            query = query.where(project_table.c.identifier.in_(sorted(among)))
         async with self.db.read() as conn:
             rows, next_cursor = await records.page(
-                conn, sa.select(project_table), [project_table.c.identifier], cursor, limit
+                conn, query, [project_table.c.identifier], cursor, limit
             )
         return [Project.from_row(r) for r in rows], next_cursor
 
@@ -107,20 +120,21 @@ class ProjectService:
             rows, next_cursor = await records.page(
                 conn, query, [job_table.c.identifier], cursor, limit
             )
-        return [Job.from_row(r) for r in rows], next_cursor
+        return [shown_job(Job.from_row(r)) for r in rows], next_cursor
 
     async def get_job(self, project: str, identifier: str) -> Job:
         async with self.db.read() as conn:
-            return await self._job(conn, project, identifier)
+            return shown_job(await self._job(conn, project, identifier))
 
     async def create_job(self, project: str, data: Mapping[str, Any]) -> Job:
         values = parse_job(data)
+        values["parameters"] = seal_job_parameters(self.keyring, values["parameters"], None)
         keys = {"project": project, "identifier": values["identifier"]}
         async with self.db.transaction() as conn:
             await self._project(conn, project)
             await self._absent(conn, job_table, keys, "job")
             await records.insert(conn, job_table, {**values, "project": project})
-            return await self._job(conn, project, values["identifier"])
+            return shown_job(await self._job(conn, project, values["identifier"]))
 
     async def put_job(
         self, project: str, identifier: str, data: Mapping[str, Any]
@@ -129,20 +143,26 @@ class ProjectService:
         async with self.db.transaction() as conn:
             await self._project(conn, project)
             keys = {"project": project, "identifier": identifier}
+            stored = await records.fetch_one(conn, job_table, keys)
+            values["parameters"] = seal_job_parameters(
+                self.keyring, values["parameters"], stored and stored["parameters"]
+            )
             created = await self._upsert(conn, job_table, keys, {**values, "project": project})
             job = await self._job(conn, project, identifier)
         self.events.publish("dispatch")
-        return job, created
+        return shown_job(job), created
 
     async def patch_job(self, project: str, identifier: str, changes: Mapping[str, Any]) -> Job:
         async with self.db.transaction() as conn:
             current = await self._job(conn, project, identifier)
             values = parse_job(_merge(_job_fields(current), changes, identifier))
+            stored = [p.to_dict() for p in current.parameters]
+            values["parameters"] = seal_job_parameters(self.keyring, values["parameters"], stored)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, job_table, keys, values)
             job = await self._job(conn, project, identifier)
         self.events.publish("dispatch")
-        return job
+        return shown_job(job)
 
     async def delete_job(self, project: str, identifier: str) -> None:
         """Delete a job; its runs stay as history. Refused while a schedule triggers it."""
@@ -177,34 +197,37 @@ class ProjectService:
             rows, next_cursor = await records.page(
                 conn, query, [schedule_table.c.identifier], cursor, limit
             )
-        return [Schedule.from_row(r) for r in rows], next_cursor
+        return [shown_schedule(Schedule.from_row(r)) for r in rows], next_cursor
 
     async def get_schedule(self, project: str, identifier: str) -> Schedule:
         async with self.db.read() as conn:
-            return await self._schedule(conn, project, identifier)
+            return shown_schedule(await self._schedule(conn, project, identifier))
 
     async def create_schedule(self, project: str, data: Mapping[str, Any]) -> Schedule:
         values = self._schedule_values(project, parse_schedule(data))
         keys = {"project": project, "identifier": values["identifier"]}
         async with self.db.transaction() as conn:
-            await self._check_schedule_job(conn, project, values)
+            values = await self._check_schedule_job(conn, project, values, None)
             await self._absent(conn, schedule_table, keys, "schedule")
             await records.insert(conn, schedule_table, {**values, "project": project})
             schedule = await self._schedule(conn, project, values["identifier"])
         self.events.publish(SCHEDULES)
-        return schedule
+        return shown_schedule(schedule)
 
     async def put_schedule(
         self, project: str, identifier: str, data: Mapping[str, Any]
     ) -> tuple[Schedule, bool]:
         values = self._schedule_values(project, parse_schedule(_with_identifier(data, identifier)))
         async with self.db.transaction() as conn:
-            await self._check_schedule_job(conn, project, values)
             keys = {"project": project, "identifier": identifier}
+            stored = await records.fetch_one(conn, schedule_table, keys)
+            values = await self._check_schedule_job(
+                conn, project, values, stored and stored["parameters"]
+            )
             created = await self._upsert(conn, schedule_table, keys, {**values, "project": project})
             schedule = await self._schedule(conn, project, identifier)
         self.events.publish(SCHEDULES)
-        return schedule, created
+        return shown_schedule(schedule), created
 
     async def patch_schedule(
         self, project: str, identifier: str, changes: Mapping[str, Any]
@@ -213,12 +236,12 @@ class ProjectService:
             current = await self._schedule(conn, project, identifier)
             merged = _merge(_schedule_fields(current), changes, identifier)
             values = self._schedule_values(project, parse_schedule(merged))
-            await self._check_schedule_job(conn, project, values)
+            values = await self._check_schedule_job(conn, project, values, current.parameters)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, schedule_table, keys, values)
             schedule = await self._schedule(conn, project, identifier)
         self.events.publish(SCHEDULES)
-        return schedule
+        return shown_schedule(schedule)
 
     async def delete_schedule(self, project: str, identifier: str) -> None:
         async with self.db.transaction() as conn:
@@ -244,14 +267,18 @@ class ProjectService:
         return Schedule.from_row(row)
 
     async def _check_schedule_job(
-        self, conn: AsyncConnection, project: str, values: Mapping[str, Any]
-    ) -> None:
-        """A schedule must name an existing job and give it parameters it accepts."""
+        self, conn: AsyncConnection, project: str, values: Mapping[str, Any], stored: object
+    ) -> dict[str, Any]:
+        """A schedule must name an existing job and give it parameters it accepts; its values
+        with those of the job's secret parameters encrypted (`stored`: the values it had)."""
         try:
             job = await self._job(conn, project, values["job"])
         except NotFound as exc:
             raise InvalidInput(str(exc)) from None
         resolve_parameters(job.parameters, values["parameters"])
+        secret = secret_keys(job.parameters)
+        sealed = seal_schedule_values(self.keyring, values["parameters"], secret, stored)
+        return {**values, "parameters": sealed}
 
     # Helpers.
 
@@ -323,6 +350,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "retention": job.retention,
         "sandbox": job.sandbox,
         "limits": job.limits,
+        "environment": job.environment,
     }
 
 

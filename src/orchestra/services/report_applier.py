@@ -6,6 +6,10 @@ changes, and `_write` writes a group's with one statement per kind of change. A 
 breaks the protocol is refused alone, before anything of it is written. Where storage has the
 one-statement form (PostgreSQL), a report whose run is as its worker left it is applied by that
 statement without reading the row first (storage/reports.py).
+
+Output of a run that has secret values is masked here too, before it is stored, whether or not
+its worker masked it (services/run_secrets.py keeps the values: a run without any costs a
+look-up per report with output, no query and no pass over the data).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain.masking import mask
 from orchestra.domain.models import Row
 from orchestra.domain.statuses import StepStatus
 from orchestra.errors import ProtocolError
@@ -30,6 +35,7 @@ from orchestra.services.report_plan import (
     plan,
 )
 from orchestra.services.run_endings import RunEndings
+from orchestra.services.run_secrets import RunSecrets
 from orchestra.storage import reports as report_storage
 from orchestra.storage import running
 from orchestra.storage import runs as run_storage
@@ -43,11 +49,19 @@ REPORT_GROUP_BYTES = 64 << 10
 
 
 class ReportApplier:
-    def __init__(self, db: Database, clock: Clock, events: Events, endings: RunEndings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: Events,
+        endings: RunEndings,
+        run_secrets: RunSecrets | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.events = events
         self.endings = endings
+        self.run_secrets = run_secrets
         # Reports from every worker connected here, committed in groups; one run's reports
         # never share a group (they are applied in order).
         self._reports: GroupCommit[tuple[str, m.Report], ReportResult] = GroupCommit(
@@ -101,6 +115,8 @@ class ReportApplier:
         for (_, report), outcome in zip(reports, outcomes, strict=True):
             if not isinstance(outcome, ProtocolError):
                 self.events.publish(f"run:{report.run}")
+                if outcome.finished and self.run_secrets is not None:
+                    self.run_secrets.forget(report.run)
         return outcomes
 
     async def _apply_in_transaction(
@@ -108,18 +124,38 @@ class ReportApplier:
     ) -> list[ReportResult | ProtocolError]:
         writes = ReportWrites()
         outcomes: list[ReportResult | ProtocolError] = []
+        masks = await self._masks_of(reports)  # read before the transaction, if at all
         async with self.db.transaction() as conn:
             rows = await run_storage.lock_runs(conn, [report.run for _, report in reports])
+            # A run's end is checked against its steps: theirs are read for the runs ending.
+            ending = [r.run for _, r in reports if any(isinstance(e, m.RunEnded) for e in r.events)]
+            steps = await run_storage.steps_of(conn, ending) if ending else {}
             for worker, report in reports:
                 planned = ReportWrites()
+                statuses = {s.index: s.status.value for s in steps.get(report.run, ())}
                 try:
-                    outcomes.append(plan(rows.get(report.run), worker, report, planned))
+                    outcomes.append(plan(rows.get(report.run), worker, report, planned, statuses))
                 except ProtocolError as refused:
                     outcomes.append(refused)
                     continue
+                if report.run in masks:
+                    _mask_output(planned, masks[report.run])
                 writes.merge(planned)
             await self._write(conn, writes)
         return outcomes
+
+    async def _masks_of(
+        self, reports: Sequence[tuple[str, m.Report]]
+    ) -> dict[str, tuple[bytes, ...]]:
+        """The values to mask in these reports' output, for the runs that have some."""
+        if self.run_secrets is None:
+            return {}
+        with_output = [
+            report.run
+            for _, report in reports
+            if any(isinstance(e, m.StepOutput) for e in report.events)
+        ]
+        return await self.run_secrets.masks_of(with_output) if with_output else {}
 
     async def _apply_in_one_statement(
         self, reports: Sequence[tuple[str, m.Report]]
@@ -130,7 +166,11 @@ class ReportApplier:
         whose run is not as expected, are left to the transaction."""
         planned: list[tuple[int, ReportResult, str, int, ReportWrites]] = []
         for position, (worker, report) in enumerate(reports):
-            if not report.events or any(isinstance(e, m.StepOutput) for e in report.events):
+            # Reports with output, or ending their run (checked against its steps, which this
+            # statement does not read), go to the transaction.
+            if not report.events or any(
+                isinstance(e, m.StepOutput | m.RunEnded) for e in report.events
+            ):
                 continue
             expected = report.events[0].sequence - 1
             writes = ReportWrites()
@@ -210,3 +250,10 @@ class ReportApplier:
         )
         await running.note_late_report(conn, row["identifier"], note)
         log.warning("run %s: %s", row["identifier"], note)
+
+
+def _mask_output(writes: ReportWrites, masks: tuple[bytes, ...]) -> None:
+    """A run's output in `writes` with its secret values masked (the same length each)."""
+    writes.output = [
+        (run_id, step, offset, mask(data, masks)) for run_id, step, offset, data in writes.output
+    ]

@@ -5,7 +5,8 @@ events must follow the last one applied, output must continue the log) and gathe
 into `ReportWrites`, by kind, so that a group of reports is written with one statement per kind
 (services/report_applier.py). A run's end is one of the protocol's end statuses, each of which
 the transition table of domain/statuses.py allows from running; a step's change is guarded by
-the statuses that reach its target in that table.
+the statuses that reach its target in that table. A run's end is also checked against its
+steps (`end_conflict`): one that they contradict is recorded as `exception`, with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from orchestra.domain.controls import retry_from_row
@@ -85,11 +88,37 @@ def as_left(worker: str, sequence: int) -> Row:
     }
 
 
-def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -> ReportResult:
+def end_conflict(status: str, steps: Mapping[int, str]) -> str | None:
+    """Why a run cannot have ended `status` with its steps in these statuses (by index), or
+    None: `succeeded` needs every step succeeded or skipped, `failed` a failed step. (A run
+    may end `aborted` or `exception` whatever its steps: before its first, or when the worker
+    itself failed.)"""
+    if status == RunStatus.SUCCEEDED.value:
+        for index in sorted(steps):
+            if steps[index] not in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value):
+                return (
+                    f"the worker reported the run succeeded while step {index} was "
+                    f"{steps[index]}; recorded as exception"
+                )
+    elif status == RunStatus.FAILED.value:
+        if StepStatus.FAILED.value not in steps.values():
+            return "the worker reported the run failed with no failed step; recorded as exception"
+    return None
+
+
+def plan(
+    row: Row | None,
+    worker: str,
+    report: m.Report,
+    writes: ReportWrites,
+    step_statuses: Mapping[int, str] | None = None,
+) -> ReportResult:
     """Check a report against its run's row and gather what its new events change into
     `writes`, or raise ProtocolError if it breaks the protocol (`writes` is then to be
     dropped). A step's start and end in one report make one update of its row, and the run's
-    own columns one update at the end."""
+    own columns one update at the end. `step_statuses`: the run's steps' statuses by index
+    before the report, needed when it ends the run (its end is checked against them, and a
+    step still running at a run's end that is not success ends `exception`)."""
     if row is None or row["worker"] != worker:
         raise ProtocolError(f"run {report.run} is not assigned to this worker")
     if row["status"] != RunStatus.RUNNING.value:
@@ -100,6 +129,7 @@ def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -
     changes: dict[str, Any] = {}
     steps: dict[int, dict[str, Any]] = {}  # step -> the columns its events set
     finished = False
+    ended_at: datetime | None = None
     for event in report.events:
         if event.sequence <= sequence:
             continue  # sent again (its acknowledgement was lost): applied already
@@ -136,9 +166,11 @@ def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -
                 completion_date=event.date,
                 reason=event.reason,
             )
-            # A run succeeds only when every step did: only another end leaves some pending.
-            if event.status != RunStatus.SUCCEEDED.value:
-                writes.skip_pending.append(report.run)
+            ended_at = event.date
+    if finished:
+        if step_statuses is None:
+            raise ValueError("a report that ends its run is planned with its steps' statuses")
+        _check_end(report.run, changes, steps, step_statuses, ended_at, writes)
     for index, columns in steps.items():
         guard = step_guard(StepStatus(columns["status"]))
         shape = (guard, tuple(columns))
@@ -148,3 +180,29 @@ def plan(row: Row | None, worker: str, report: m.Report, writes: ReportWrites) -
     if finished and retry_from_row(row["retry"]) is not None:
         writes.retried.append(report.run)
     return ReportResult(sequence, finished=finished)
+
+
+def _check_end(
+    run: str,
+    changes: dict[str, Any],
+    steps: dict[int, dict[str, Any]],
+    before: Mapping[int, str],
+    ended_at: datetime | None,
+    writes: ReportWrites,
+) -> None:
+    """The run's end in `changes` checked against its steps as the report leaves them: one
+    they contradict becomes `exception` with the reason. A run that did not succeed has its
+    pending steps skipped, and a step still running ends `exception` with it."""
+    after = dict(before)
+    after.update((index, columns["status"]) for index, columns in steps.items())
+    conflict = end_conflict(changes["status"], after)
+    if conflict is not None:
+        changes.update(status=RunStatus.EXCEPTION.value, reason=conflict)
+    if changes["status"] == RunStatus.SUCCEEDED.value:
+        return
+    writes.skip_pending.append(run)
+    for index, status in after.items():
+        if status == StepStatus.RUNNING.value:
+            steps.setdefault(index, {}).update(
+                status=StepStatus.EXCEPTION.value, completion_date=ended_at
+            )

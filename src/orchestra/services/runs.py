@@ -23,6 +23,8 @@ from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.keyring import Keyring
+from orchestra.services.parameter_secrets import seal_run_values
 from orchestra.services.triggers import TriggerQueue
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
@@ -143,9 +145,10 @@ def _no_sandbox_reason(workers: list[Row]) -> str:
 
 class RunService:
     def __init__(
-        self, db: Database, clock: Clock, events: Events, pending_expiry: float = 86400.0
+        self, db: Database, clock: Clock, events: Events, keyring: Keyring, pending_expiry: float
     ) -> None:
         self.db = db
+        self.keyring = keyring  # secret parameters' values are stored encrypted
         self.clock = clock
         self.events = events
         self.pending_expiry = pending_expiry
@@ -218,6 +221,7 @@ class RunService:
         answers (either way) for a caller creating many runs in one transaction."""
         definition = Job.from_row(row)
         values = resolve_parameters(definition.parameters, parameters)
+        values = seal_run_values(self.keyring, definition.parameters, parameters, values)
         now = self.clock.now()
         required = required_properties(definition.properties, definition.sandbox)
         key = json.dumps(required, sort_keys=True, default=str)
@@ -246,6 +250,7 @@ class RunService:
                 "warning": warning,
                 "sandbox": definition.sandbox,
                 "limits": definition.limits,
+                "environment": definition.environment,
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -275,6 +280,7 @@ class RunService:
                 "secret_parameters": original.secret_parameters,
                 "sandbox": original.sandbox,
                 "limits": original.limits,
+                "environment": original.environment,
             },
             [{"name": s.name, "command": s.command, "timeout": s.timeout} for s in original.steps],
         )

@@ -29,6 +29,7 @@ from orchestra.domain.schedules import Catchup, Overlap, Plan, ScheduleState, pl
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.parameter_secrets import opened_schedule_values
 from orchestra.services.runs import RunService
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
@@ -316,9 +317,8 @@ class Scheduler:
                 return f"no project {row['project']!r}"
             return f"no job {row['job']!r} in project {row['project']!r}"
         try:
-            return await self.runs.pending_of_job(
-                conn, job, row["parameters"], {}, warnings=warnings
-            )
+            given = opened_schedule_values(self.runs.keyring, row["parameters"])
+            return await self.runs.pending_of_job(conn, job, given, {}, warnings=warnings)
         except (NotFound, InvalidInput) as exc:
             return str(exc)
 
@@ -402,9 +402,8 @@ class Scheduler:
                     "type": "schedule",
                     "schedule": row["identifier"],
                 }
-                run = await self.runs.trigger_in(
-                    conn, row["project"], row["job"], row["parameters"], source
-                )
+                given = opened_schedule_values(self.runs.keyring, row["parameters"])
+                run = await self.runs.trigger_in(conn, row["project"], row["job"], given, source)
                 await conn.execute(
                     firing_table.update().where(*_firing_key(row, due)).values(run=run.identifier)
                 )

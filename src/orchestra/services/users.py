@@ -15,6 +15,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain.access import MAX_GROUPS as MAX_GROUPS  # re-exported: services/sso.py
+from orchestra.domain.access import (
+    Access,
+    check_groups,
+    check_scopes,
+    check_token_projects,
+    highest_roles,
+)
+from orchestra.domain.access import check_group_name as check_group_name
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.models import Token, User
 from orchestra.domain.permissions import check_roles
@@ -22,8 +31,10 @@ from orchestra.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from orchestra.services import credentials
 from orchestra.services.events import Events
 from orchestra.services.throttle import LoginThrottle
+from orchestra.storage import members as member_storage
 from orchestra.storage import records
 from orchestra.storage.engine import Database
+from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import user as user_table
 from orchestra.storage.schema import user_authentication as auth_table
 
@@ -37,15 +48,17 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 # process is honoured within this (the promise is 5 seconds, on every API server).
 AUTH_CACHE_SECONDS = 2.0
 AUTH_CACHE_SIZE = 10_000
-USER_FIELDS = frozenset({"display_name", "roles", "is_enabled", "password"})
+USER_FIELDS = frozenset({"display_name", "roles", "is_enabled", "password", "groups"})
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is making a request: the user and the token they used (None for a session)."""
+    """Who is making a request: the user, the token they used (None for a session), and
+    what they may do (their roles, memberships, and the token's scopes and projects)."""
 
     user: User
     token: str | None
+    access: Access
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,14 @@ class UserService:
         clock: Clock,
         throttle: LoginThrottle | None = None,
         events: Events | None = None,
+        local_login: str = "all",
     ) -> None:
         self.db = db
         self.clock = clock
         self.throttle = throttle or LoginThrottle(db, clock)
         self.events = events
+        # Who may log in with a password: "all", or "administrators" (with single sign-on).
+        self.local_login = local_login
         self._auth_cache: dict[str, _Authenticated] = {}
 
     # Users.
@@ -91,7 +107,7 @@ class UserService:
         }
         hashed = None
         if password is not None:
-            credentials.check_password_strength(password)
+            credentials.check_password_strength(password, (identifier, display_name or ""))
             hashed = await asyncio.to_thread(credentials.hash_password, password)
         async with self.db.transaction() as conn:
             if await records.fetch_one(conn, user_table, {"identifier": identifier}):
@@ -114,7 +130,16 @@ class UserService:
         async with self.db.read() as conn:
             return await self._user(conn, identifier)
 
-    async def update_user(self, identifier: str, changes: Mapping[str, Any]) -> User:
+    async def update_user(
+        self,
+        identifier: str,
+        changes: Mapping[str, Any],
+        *,
+        revoke_tokens: bool = False,
+        keep_token: str | None = None,
+    ) -> User:
+        """Change a user. A new password (a reset) ends every login session of theirs, and
+        with `revoke_tokens` every API token too, except `keep_token` (the caller's own)."""
         unknown = sorted(set(changes) - USER_FIELDS)
         if unknown:
             raise InvalidInput(f"unknown fields: {', '.join(unknown)}")
@@ -129,15 +154,19 @@ class UserService:
             if not isinstance(changes["is_enabled"], bool):
                 raise InvalidInput("is_enabled must be true or false")
             values["is_enabled"] = changes["is_enabled"]
+        if changes.get("groups") is not None:
+            values["groups"] = check_groups(changes["groups"])
         hashed = None
         if changes.get("password") is not None:
-            password = credentials.check_password_strength(changes["password"])
+            known = (identifier, str(changes.get("display_name") or ""))
+            password = credentials.check_password_strength(changes["password"], known)
             hashed = await asyncio.to_thread(credentials.hash_password, password)
         async with self.db.transaction() as conn:
             await self._user(conn, identifier)
             await records.update(conn, user_table, {"identifier": identifier}, values)
             if hashed is not None:
                 await self._store_password(conn, identifier, hashed)
+                await _end_sessions(conn, identifier, revoke_tokens, keep_token)
             user = await self._user(conn, identifier)
         self._credentials_changed()
         return user
@@ -146,6 +175,11 @@ class UserService:
         async with self.db.transaction() as conn:
             if not await records.delete(conn, user_table, {"identifier": identifier}):
                 raise NotFound(f"no user {identifier!r}")
+            await member_storage.delete_user_memberships(conn, identifier)
+        self._credentials_changed()
+
+    def access_changed(self) -> None:
+        """Someone's rights changed elsewhere (a project member): forget cached lookups."""
         self._credentials_changed()
 
     def _credentials_changed(self) -> None:
@@ -216,24 +250,66 @@ class UserService:
         user = await self.check_password(identifier, password)
         if user is None:
             raise Unauthenticated("wrong user or password")  # the attempt stays a failure
+        if self.local_login == "administrators" and "administrator" not in user.roles:
+            raise Unauthenticated(
+                "password login is kept for administrators here: sign in with single sign-on"
+            )  # the attempt stays a failure too
         await self.throttle.succeeded(attempt)
-        expiration = self.clock.now() + LOGIN_TOKEN_LIFETIME
-        return await self.create_token(user.identifier, "login", expiration)
+        return await self.open_session(user.identifier)
 
-    async def change_password(self, identifier: str, old_password: str, new_password: str) -> None:
-        credentials.check_password_strength(new_password)
+    async def open_session(self, identifier: str) -> tuple[Token, str]:
+        """A login session (the website's cookie, `POST /me/login`): a token marked
+        `is_session`, which lasts LOGIN_TOKEN_LIFETIME and ends when the password changes."""
+        expiration = self.clock.now() + LOGIN_TOKEN_LIFETIME
+        return await self.create_token(identifier, "login", expiration, is_session=True)
+
+    async def change_password(
+        self,
+        identifier: str,
+        old_password: str,
+        new_password: str,
+        *,
+        address: str,
+        keep_token: str | None = None,
+        revoke_tokens: bool = False,
+    ) -> int:
+        """Change one's own password. Wrong old passwords count as failed logins (the login
+        throttle, per user and `address`). Every other login session of the user ends, and
+        with `revoke_tokens` every API token too, except `keep_token` (the credential the
+        change is made with); the number of sessions and tokens ended."""
+        if not isinstance(old_password, str) or not isinstance(new_password, str):
+            raise InvalidInput("old_password and new_password must be strings")
+        user = await self.get_user(identifier)
+        credentials.check_password_strength(new_password, (identifier, user.display_name))
+        attempt = await self.throttle.begin(identifier, address)
         if await self.check_password(identifier, old_password) is None:
-            raise InvalidInput("the old password is wrong")
+            raise InvalidInput("the old password is wrong")  # the attempt stays a failure
+        await self.throttle.succeeded(attempt)
         hashed = await asyncio.to_thread(credentials.hash_password, new_password)
         async with self.db.transaction() as conn:
             await self._store_password(conn, identifier, hashed)
+            ended = await _end_sessions(conn, identifier, revoke_tokens, keep_token)
+        self._credentials_changed()
+        return ended
 
     # Tokens.
 
     async def create_token(
-        self, identifier: str, description: str | None, expiration_date: datetime | None
+        self,
+        identifier: str,
+        description: str | None,
+        expiration_date: datetime | None,
+        *,
+        scopes: list[str] | None = None,
+        projects: list[str] | None = None,
+        creator: Access | None = None,
+        is_session: bool = False,
     ) -> tuple[Token, str]:
-        """A new token; its secret is returned here and never again."""
+        """A new token; its secret is returned here and never again. `scopes` and `projects`
+        narrow it (None: all its user's rights); a `creator` limited to projects may only make
+        tokens limited to some of them, and names only projects it may read."""
+        scopes = check_scopes(scopes)
+        projects = check_token_projects(projects, creator)
         now = self.clock.now()
         if expiration_date is None:
             expiration_date = now + DEFAULT_TOKEN_LIFETIME
@@ -245,6 +321,8 @@ class UserService:
         token_id = str(uuid.uuid4())
         async with self.db.transaction() as conn:
             await self._user(conn, identifier)
+            if projects:
+                await _projects_exist(conn, projects)
             await records.insert(
                 conn,
                 auth_table,
@@ -255,6 +333,9 @@ class UserService:
                     "description": check_text(description or "", "description", max_length=1000),
                     **_hashed_columns(credentials.hash_token(secret)),
                     "expiration_date": expiration_date,
+                    "scopes": scopes,
+                    "projects": projects,
+                    "is_session": is_session,
                 },
             )
             row = await records.fetch_one(conn, auth_table, {"identifier": token_id})
@@ -322,8 +403,10 @@ class UserService:
                 .where(auth_table.c.secret == digest, auth_table.c.type == TOKEN)
             )
             row = (await conn.execute(query)).mappings().first()
-        if row is None or not hmac.compare_digest(row["secret"], digest):
-            return None
+            if row is None or not hmac.compare_digest(row["secret"], digest):
+                return None
+            groups = list(row["user_groups"] or [])
+            joined = await member_storage.memberships(conn, row["user"], groups)
         last_used = row["last_used_date"]
         if last_used is None or now - last_used > LAST_USED_PRECISION:
             async with self.db.transaction() as conn:
@@ -333,8 +416,11 @@ class UserService:
                     .values(last_used_date=now)
                 )
         found_user = User.from_row({c.name: row[f"user_{c.name}"] for c in user_table.c})
+        access = Access.build(
+            found_user.roles, highest_roles(joined), row["scopes"], row["projects"]
+        )
         found = _Authenticated(
-            Caller(user=found_user, token=row["identifier"]),
+            Caller(user=found_user, token=row["identifier"], access=access),
             row["expiration_date"],
             time.monotonic(),
         )
@@ -342,6 +428,18 @@ class UserService:
             self._auth_cache.clear()
         self._auth_cache[digest] = found
         return found
+
+
+async def _end_sessions(
+    conn: AsyncConnection, identifier: str, tokens_too: bool, keep: str | None
+) -> int:
+    """Delete the user's login sessions (and API tokens when `tokens_too`), except `keep`."""
+    query = auth_table.delete().where(auth_table.c.user == identifier, auth_table.c.type == TOKEN)
+    if not tokens_too:
+        query = query.where(auth_table.c.is_session.is_(True))
+    if keep is not None:
+        query = query.where(auth_table.c.identifier != keep)
+    return int((await conn.execute(query)).rowcount)
 
 
 async def still_allowed(db: Database, tokens: Iterable[str], role: str, now: datetime) -> set[str]:
@@ -362,6 +460,14 @@ async def still_allowed(db: Database, tokens: Iterable[str], role: str, now: dat
         for r in rows
         if (r.expiration_date is None or r.expiration_date > now) and role in r.roles
     }
+
+
+async def _projects_exist(conn: AsyncConnection, projects: list[str]) -> None:
+    query = sa.select(project_table.c.identifier).where(project_table.c.identifier.in_(projects))
+    found = set((await conn.execute(query)).scalars())
+    for project in projects:
+        if project not in found:
+            raise InvalidInput(f"no project {project!r}")
 
 
 def _hashed_columns(hashed: credentials.HashedSecret) -> dict[str, Any]:

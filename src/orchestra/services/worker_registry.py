@@ -5,18 +5,24 @@ record and the decisions on the runs it says it holds (reconciliation), its live
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock, utcnow
-from orchestra.errors import Forbidden
+from orchestra.errors import Conflict, Forbidden
 from orchestra.protocol import messages as m
 from orchestra.services.events import Events
 from orchestra.services.run_endings import RunEndings
 from orchestra.storage import running
 from orchestra.storage import workers as worker_storage
 from orchestra.storage.engine import Database
+
+# The user of `orchestra server --workers N`'s local workers (server.py): approved at their
+# first connection, even where new workers wait for an administrator's approval.
+LOCAL_WORKER_USER = "local-worker"
 
 
 class WorkerRegistry:
@@ -30,11 +36,20 @@ class WorkerRegistry:
         self.master = master
 
     async def register(
-        self, owner: str, hello: m.Hello, *, reconcile: bool = False
+        self,
+        owner: str,
+        hello: m.Hello,
+        *,
+        reconcile: bool = False,
+        live_for: float = 0.0,
+        require_approval: bool = False,
     ) -> tuple[bool, dict[str, m.RunDecision] | None]:
-        """Create or update the worker record for a connecting worker; returns its is_enabled,
-        and with `reconcile` the decisions on the runs it holds, made in the same transaction
-        (see `reconcile`). A worker identifier that belongs to another user is refused."""
+        """Create or update the worker record for a connecting worker; returns whether it may
+        take runs (enabled and approved), and with `reconcile` the decisions on the runs it
+        holds, made in the same transaction (see `reconcile`). A worker identifier that
+        belongs to another user is refused (Forbidden), and so is one connected to another
+        master that vouched for it within `live_for` seconds (Conflict). With
+        `require_approval` a new identifier is recorded unapproved."""
         now = self.clock.now()
         values = {
             "owner": owner,
@@ -55,19 +70,39 @@ class WorkerRegistry:
                 # A concurrent registration of the same identifier (another master) fails
                 # this one on the key: the connection closes and the worker comes back.
                 stamp = utcnow()  # as records.insert dates rows: the wall clock
-                values.update(creation_date=stamp, update_date=stamp, is_enabled=True)
+                is_approved = not require_approval or owner == LOCAL_WORKER_USER
+                values.update(
+                    creation_date=stamp, update_date=stamp, is_enabled=True, is_approved=is_approved
+                )
                 await worker_storage.insert(conn, hello.identifier, values)
-                is_enabled = True
+                is_enabled = is_approved
             else:
                 if row["owner"] != owner:
                     raise Forbidden(f"worker {hello.identifier!r} belongs to another user")
+                if self._live_elsewhere(row, now - timedelta(seconds=live_for)):
+                    raise Conflict(
+                        f"worker {hello.identifier!r} is connected to another master; "
+                        "a second connection is refused"
+                    )
                 await worker_storage.update(conn, hello.identifier, values)
-                is_enabled = bool(row["is_enabled"])
+                is_enabled = bool(row["is_enabled"]) and bool(row["is_approved"])
             if reconcile:
                 decisions, requeued = await self._reconcile_in(conn, hello.identifier, hello.runs)
         if requeued:
             self.events.publish("dispatch")
         return is_enabled, decisions
+
+    def _live_elsewhere(self, row: Mapping[str, Any], vouched_after: datetime) -> bool:
+        """Whether another master holds the worker's connection and vouched for it lately
+        (a master vouches every heartbeat interval; one that died stops)."""
+        master, seen = row["master"], row["last_seen_date"]
+        return (
+            bool(row["is_active"])
+            and master is not None
+            and master != self.master
+            and seen is not None
+            and seen > vouched_after
+        )
 
     async def reconcile(self, worker: str, reported: Sequence[str]) -> dict[str, m.RunDecision]:
         """Compare the runs a reconnecting worker holds with what the database says.

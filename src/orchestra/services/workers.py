@@ -1,4 +1,5 @@
-"""Workers from the users' side: list, show, enable, disable, rename, disconnect, delete."""
+"""Workers from the users' side: list, show, enable, disable, approve, rename, disconnect,
+delete."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import worker as worker_table
 
-WORKER_FIELDS = frozenset({"is_enabled", "display_name"})
+WORKER_FIELDS = frozenset({"is_enabled", "is_approved", "display_name"})
 
 
 class WorkerService:
@@ -50,10 +51,11 @@ class WorkerService:
         values: dict[str, Any] = {}
         if changes.get("display_name") is not None:
             values["display_name"] = check_text(changes["display_name"], "display_name")
-        if changes.get("is_enabled") is not None:
-            if not isinstance(changes["is_enabled"], bool):
-                raise InvalidInput("is_enabled must be true or false")
-            values["is_enabled"] = changes["is_enabled"]
+        for flag in ("is_enabled", "is_approved"):
+            if changes.get(flag) is not None:
+                if not isinstance(changes[flag], bool):
+                    raise InvalidInput(f"{flag} must be true or false")
+                values[flag] = changes[flag]
         async with self.db.transaction() as conn:
             await self._worker(conn, identifier)
             await records.update(conn, worker_table, {"identifier": identifier}, values)

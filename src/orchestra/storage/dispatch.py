@@ -98,8 +98,8 @@ async def claim(
     uncapped: bool = False,
 ) -> dict[str, Run]:
     """One guarded UPDATE gives each run to its worker while the run is pending and the worker
-    enabled and staying (`uncapped`: and the run's job and project have no cap); returns the
-    runs it changed, with their steps (nothing is read back but the steps)."""
+    enabled, approved and staying (`uncapped`: and the run's job and project have no cap);
+    returns the runs it changed, with their steps (nothing is read back but the steps)."""
     pairs = list(assignments.items())
     if not pairs:
         return {}

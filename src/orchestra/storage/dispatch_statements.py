@@ -158,8 +158,9 @@ RUNNING_COUNTS = (
 RUN_KEYS = sa.select(run_table.c.identifier, run_table.c.project, run_table.c.job).where(
     run_table.c.identifier.in_(sa.bindparam("runs", expanding=True))
 )
-# A run goes to a worker only while it is pending and the worker enabled and staying: the
-# database, not the master's session, says so (a worker disabled a moment ago gets nothing).
+# A run goes to a worker only while it is pending and the worker enabled, approved and
+# staying: the database, not the master's session, says so (a worker disabled a moment ago
+# gets nothing).
 # One statement claims a pass's runs for all their workers (`claim_of(count)`, built once per
 # number of runs): run r<i> goes to worker w<i>. An `uncapped` claim (one made outside a
 # transaction that read the caps) takes only runs whose job and project have no cap.
@@ -196,6 +197,7 @@ def claim_of(count: int, uncapped: bool = False) -> Any:
                 sa.exists().where(
                     worker_table.c.identifier == chosen,
                     worker_table.c.is_enabled.is_(True),
+                    worker_table.c.is_approved.is_(True),
                     worker_table.c.should_disconnect.is_(False),
                 ),
                 *(_UNCAPPED if uncapped else ()),
@@ -278,7 +280,7 @@ claimed AS (
         AND EXISTS (
             SELECT 1 FROM worker
             WHERE worker.identifier = (CAST(:workers AS VARCHAR[]))[head.rank]
-                AND worker.is_enabled AND NOT worker.should_disconnect)
+                AND worker.is_enabled AND worker.is_approved AND NOT worker.should_disconnect)
     RETURNING {returning}, head.rank AS claim_rank
 )
 SELECT info.blocked, info.found, claimed.*, {steps}

@@ -18,8 +18,16 @@ from orchestra.storage.schema import worker as worker_table
 
 _INSERT = worker_table.insert()
 _EXCEPTIONS = sa.select(
-    worker_table.c.identifier, worker_table.c.is_enabled, worker_table.c.should_disconnect
-).where(sa.or_(worker_table.c.is_enabled.is_(False), worker_table.c.should_disconnect.is_(True)))
+    worker_table.c.identifier,
+    sa.and_(worker_table.c.is_enabled, worker_table.c.is_approved).label("takes_runs"),
+    worker_table.c.should_disconnect,
+).where(
+    sa.or_(
+        worker_table.c.is_enabled.is_(False),
+        worker_table.c.is_approved.is_(False),
+        worker_table.c.should_disconnect.is_(True),
+    )
+)
 
 
 async def lock(conn: AsyncConnection, identifier: str) -> Mapping[str, Any] | None:
@@ -63,10 +71,12 @@ async def vouch(
 
 
 async def disabled_or_leaving(conn: AsyncConnection) -> dict[str, tuple[bool, bool]]:
-    """(is_enabled, should_disconnect) of the workers disabled or asked to disconnect: the
-    exceptions only (every other worker is enabled and staying)."""
+    """(takes runs: enabled and approved, should_disconnect) of the workers disabled, not
+    approved or asked to disconnect: the exceptions only (every other worker is enabled,
+    approved and staying)."""
     return {
-        r.identifier: (r.is_enabled, r.should_disconnect) for r in await conn.execute(_EXCEPTIONS)
+        r.identifier: (bool(r.takes_runs), bool(r.should_disconnect))
+        for r in await conn.execute(_EXCEPTIONS)
     }
 
 

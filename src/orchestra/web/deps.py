@@ -8,8 +8,8 @@ from fastapi import Depends, Query, Request
 from starlette.requests import HTTPConnection
 
 from orchestra.domain.pages import DEFAULT_LIMIT, MAX_LIMIT
-from orchestra.domain.permissions import require
-from orchestra.errors import Unauthenticated
+from orchestra.domain.permissions import Action
+from orchestra.errors import Forbidden, NotFound, Unauthenticated
 from orchestra.services.container import Services
 from orchestra.services.users import Caller
 from orchestra.web.auth import authenticate
@@ -29,7 +29,8 @@ async def get_services(connection: HTTPConnection) -> Services:
 
 async def authorize(request: HTTPConnection) -> None:
     """Router-wide dependency: look the matched route up in the permission table, authenticate
-    the caller and refuse (401 or 403) unless the table grants the route to their roles.
+    the caller and refuse unless they may do it (in the route's project, if it has one): 401
+    anonymous, 404 a project they may not see (as an unknown one), else 403.
     WebSocket endpoints check the same table themselves, to close with a reason."""
     if request.scope["type"] != "http":
         return
@@ -37,8 +38,30 @@ async def authorize(request: HTTPConnection) -> None:
     route = request.scope["route"]
     action = permission_for(request.method, route.path)
     caller = await authenticate(request, services_of(request).users)
-    require(caller.user.roles if caller else None, action)
+    check_access(caller, action, route_project(request, route.path))
     request.state.caller = caller
+
+
+def route_project(request: HTTPConnection, path: str) -> str | None:
+    """The project a route acts in: its `{project}` path parameter, if it has one."""
+    if "{project}" not in path:
+        return None
+    project = request.path_params.get("project")
+    return project if isinstance(project, str) else None
+
+
+def check_access(caller: Caller | None, action: Action, project: str | None) -> None:
+    """Raise Unauthenticated, NotFound (a project the caller may not see, answered as an
+    unknown project) or Forbidden unless the caller may do `action` (in `project`)."""
+    if action is Action.PUBLIC:
+        return
+    if caller is None:
+        raise Unauthenticated()
+    if caller.access.may(action, project):
+        return
+    if project is not None and not caller.access.sees(project):
+        raise NotFound(f"no project {project!r}")
+    raise Forbidden(f"this needs the permission {action.value}")
 
 
 async def get_caller(request: Request) -> Caller:

@@ -1,5 +1,6 @@
 """The one table that maps every route to the permission it needs. A route without a row makes
-the application refuse to start; a caller without the permission gets 401 or 403."""
+the application refuse to start; a caller without the permission gets 401 or 403, or 404 on a
+route under /projects/{project} whose project they may not see (web/deps.py `check_access`)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     # The caller's own profile.
     ("GET", f"{API}/me"): P.SELF,
     ("POST", f"{API}/me/logout"): P.SELF,
-    ("POST", f"{API}/me/password"): P.SELF,
+    ("POST", f"{API}/me/password"): P.SELF_WRITE,
     ("GET", f"{API}/me/tokens"): P.SELF,
-    ("POST", f"{API}/me/tokens"): P.SELF,
-    ("DELETE", f"{API}/me/tokens/{{token}}"): P.SELF,
+    ("POST", f"{API}/me/tokens"): P.TOKEN_CREATE,
+    ("DELETE", f"{API}/me/tokens/{{token}}"): P.SELF_WRITE,
     # Users and their tokens.
     # The audit log: who changed what (auditors and administrators).
     ("GET", f"{API}/audit"): P.USER_READ,
@@ -38,7 +39,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("POST", f"{API}/users/{{user}}/tokens"): P.USER_WRITE,
     ("DELETE", f"{API}/users/{{user}}/tokens/{{token}}"): P.USER_WRITE,
     # Projects, jobs and schedules.
-    ("GET", f"{API}/projects"): P.PROJECT_READ,
+    ("GET", f"{API}/projects"): P.PROJECT_LIST,  # filtered to the projects one may read
     ("POST", f"{API}/projects"): P.PROJECT_WRITE,
     ("GET", f"{API}/projects/{{project}}"): P.PROJECT_READ,
     ("PUT", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
@@ -57,7 +58,15 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("PUT", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
     ("PATCH", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
     ("DELETE", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
-    ("POST", f"{API}/apply"): P.PROJECT_WRITE,
+    ("POST", f"{API}/apply"): P.PROJECT_APPLY,  # project.write checked in each project
+    # Project members (administrators change them).
+    ("GET", f"{API}/projects/{{project}}/members"): P.PROJECT_READ,
+    ("POST", f"{API}/projects/{{project}}/members"): P.MEMBER_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/members/{{member:path}}"): P.MEMBER_WRITE,
+    # Project secrets: names and dates for readers, values written by operators, never read.
+    ("GET", f"{API}/projects/{{project}}/secrets"): P.PROJECT_READ,
+    ("PUT", f"{API}/projects/{{project}}/secrets/{{name}}"): P.SECRET_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/secrets/{{name}}"): P.SECRET_WRITE,
     # Runs and their logs.
     ("GET", f"{API}/projects/{{project}}/runs"): P.RUN_READ,
     ("GET", f"{API}/projects/{{project}}/runs/{{run}}"): P.RUN_READ,
@@ -76,15 +85,21 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     # The website.
     ("GET", "/login"): P.PUBLIC,
     ("POST", "/login"): P.PUBLIC,
+    ("GET", "/login/sso"): P.PUBLIC,  # single sign-on (web/site/sso.py)
+    ("GET", "/login/sso/callback"): P.PUBLIC,
     ("POST", "/logout"): P.SELF,
     ("GET", "/"): P.SELF,
     ("GET", "/profile"): P.SELF,
-    ("POST", "/profile/password"): P.SELF,
-    ("POST", "/profile/tokens"): P.SELF,
-    ("POST", "/profile/tokens/{token}/revoke"): P.SELF,
-    ("GET", "/projects"): P.PROJECT_READ,
+    ("POST", "/profile/password"): P.SELF_WRITE,
+    ("POST", "/profile/tokens"): P.TOKEN_CREATE,
+    ("POST", "/profile/tokens/{token}/revoke"): P.SELF_WRITE,
+    ("GET", "/projects"): P.PROJECT_LIST,
+    ("POST", "/projects/{project}/members"): P.MEMBER_WRITE,
+    ("POST", "/projects/{project}/members/remove"): P.MEMBER_WRITE,
     ("GET", "/projects/{project}"): P.PROJECT_READ,
     ("POST", "/projects/{project}/state"): P.PROJECT_WRITE,
+    ("POST", "/projects/{project}/secrets"): P.SECRET_WRITE,
+    ("POST", "/projects/{project}/secrets/{name}/delete"): P.SECRET_WRITE,
     ("GET", "/projects/{project}/jobs/{job}"): P.PROJECT_READ,
     ("POST", "/projects/{project}/jobs/{job}/state"): P.PROJECT_WRITE,
     ("POST", "/projects/{project}/jobs/{job}/trigger"): P.RUN_TRIGGER,
@@ -99,6 +114,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", "/workers"): P.WORKER_READ,
     ("GET", "/workers/{worker}"): P.WORKER_READ,
     ("POST", "/workers/{worker}/state"): P.WORKER_WRITE,
+    ("POST", "/workers/{worker}/approval"): P.WORKER_APPROVE,
     ("POST", "/workers/{worker}/disconnect"): P.WORKER_WRITE,
     ("GET", "/audit"): P.USER_READ,
     ("GET", "/users"): P.USER_READ,

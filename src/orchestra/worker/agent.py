@@ -27,9 +27,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from orchestra import __version__
 from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
+from orchestra.worker.data_dir import give_workspace, prepare_data_dir
 from orchestra.worker.execution import RunExecution, disk_full
 from orchestra.worker.journal import Journal
 from orchestra.worker.limits import ProcessGroups
+from orchestra.worker.run_as import RunAs
 from orchestra.worker.sandbox import Sandbox, start_sandbox
 from orchestra.worker.spares import Spares
 from orchestra.worker.spawner_client import Spawner
@@ -63,6 +65,10 @@ class WorkerOptions:
     # and what they must not see besides the data directory (a token file, a server's files).
     sandbox: str = "auto"
     hidden: list[Path] = field(default_factory=list)
+    # The OS user steps run as (--run-as; None: the worker's own), and the umask they get (the
+    # one the worker was started with, before it made its own files private: worker/app.py).
+    run_as: RunAs | None = None
+    step_umask: int | None = None
 
 
 @dataclass
@@ -113,11 +119,17 @@ class Agent:
     async def run(self) -> int:
         if not self._prepare_sandbox():
             return 2
-        self.options.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(self.options.data_dir, self.options.run_as)
         self.spares.reset()
         self.groups = ProcessGroups(self.options.identifier)
-        await self.spawner.start(self._environment)
+        run_as = self.options.run_as
+        environment = self._environment if run_as is None else run_as.environment(self._environment)
+        await self.spawner.start(environment, run_as, self.options.step_umask)
+        if run_as is not None:
+            log.info(
+                "steps run as %s; this worker's journals and token are not theirs to read",
+                run_as.describe(),
+            )
         self._recover()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -133,7 +145,9 @@ class Agent:
         """Whether bwrap works here, found by running it once, said in the log and in the
         `sandbox` property; False when every step must be sandboxed and none can be."""
         hidden = [self.options.data_dir, *self.options.hidden]
-        found = start_sandbox(self.options.sandbox, hidden, self.options.properties)
+        found = start_sandbox(
+            self.options.sandbox, hidden, self.options.properties, self.options.run_as
+        )
         if found is None:
             return False
         self.sandbox = found
@@ -446,17 +460,21 @@ class Agent:
             number += 1
             candidate = base.with_name(f"{base.name}@{number}")
         base.parent.mkdir(parents=True, exist_ok=True)
+        give_workspace(candidate, self.options.run_as)
         return candidate
 
 
 # Never handed to a step: a job's command must not act as its worker, nor reach the database
 # of a server whose local worker this is.
-WORKER_ONLY_VARIABLES = frozenset({"ORCHESTRA_TOKEN", "ORCHESTRA_DATABASE_URL"})
+# Orchestra's own variables (the worker's token, the instance key and the database's URL a shell
+# may have exported, the client's settings) are the worker's, never its steps': each step gets
+# the ORCHESTRA_* variables of its run instead (worker/execution.py).
+WORKER_ONLY_PREFIX = "ORCHESTRA_"
 
 
 def step_base_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The worker's environment as its steps see it: without the worker's own token."""
-    return {k: v for k, v in environ.items() if k not in WORKER_ONLY_VARIABLES}
+    """The worker's environment as its steps see it: without Orchestra's own variables."""
+    return {k: v for k, v in environ.items() if not k.upper().startswith(WORKER_ONLY_PREFIX)}
 
 
 def _websocket_url(url: str) -> str:

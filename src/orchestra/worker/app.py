@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 from collections.abc import Callable
 
 from orchestra.worker import cpu_policy
@@ -17,6 +18,9 @@ PR_SET_DUMPABLE = 4
 
 def run_worker(options: WorkerOptions) -> None:
     not_dumpable()
+    # The worker's files (journals, logs of steps) are its own; its steps get the umask it
+    # was started with.
+    options.step_umask = os.umask(0o077)
     cpu_policy.yield_on_wakeup()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         code = runner.run(Agent(options).run())

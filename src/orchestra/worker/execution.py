@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from orchestra.domain.commands import CommandContext, render_command
+from orchestra.domain.commands import CommandContext, render_command, render_environment
 from orchestra.errors import InvalidInput
 from orchestra.protocol.messages import MAX_OUTPUT_CHUNK
 from orchestra.worker import limits as step_limits
-from orchestra.worker.journal import Journal
+from orchestra.worker.journal import WITHHELD_REASON, Journal
 from orchestra.worker.limits import ProcessGroups
 from orchestra.worker.sandbox import Sandbox
 from orchestra.worker.spawner_client import Spawner
@@ -154,12 +154,20 @@ class RunExecution:
     async def _run_step(self, index: int) -> str:
         assignment = self.journal.assignment
         step = assignment.steps[index]
+        if self.journal.withheld:
+            self._emit("step_started", step=index, date=_now())
+            return await self._fail_to_start(index, WITHHELD_REASON)
+        context = self._context()
         try:
-            argv = render_command(step.command, self._context())
+            argv = render_command(step.command, context)
         except InvalidInput as exc:
             self._emit("step_started", step=index, date=_now())
             return await self._fail_to_start(index, f"cannot render the command: {exc}")
-        variables = self._step_variables()
+        try:
+            variables = self._step_variables(context)
+        except InvalidInput as exc:
+            self._emit("step_started", step=index, date=_now())
+            return await self._fail_to_start(index, f"cannot render the environment: {exc}")
         self.journal.workspace.mkdir(parents=True, exist_ok=True)
         sandboxed = self.sandbox.wanted(assignment.sandbox is not None)
         if sandboxed and not self.sandbox.available:
@@ -182,6 +190,7 @@ class RunExecution:
             self.journal.step_log(index),
             self.journal.step_exit(index),
             applied.request(),
+            mask=assignment.secrets,  # masked before they reach the disk (worker/spawner.py)
         )
         started: dict[str, Any] = {"pid": pid}
         if sandboxed:
@@ -337,12 +346,16 @@ class RunExecution:
             workspace=str(self.journal.workspace),
             parameters=assignment.parameters,
             environment=self.environment,
+            secrets=assignment.secret_values or {},
         )
 
-    def _step_variables(self) -> dict[str, str]:
-        """What a step's environment adds to the worker's own (which the spawner has)."""
+    def _step_variables(self, context: CommandContext) -> dict[str, str]:
+        """What a step's environment adds to the worker's own (which the spawner has): its
+        job's environment, rendered, then Orchestra's own variables (the job may not set
+        ORCHESTRA_* names: domain/commands.py refuses them)."""
         assignment = self.journal.assignment
         return {
+            **render_environment(assignment.environment, context),
             "ORCHESTRA_RUN": assignment.run,
             "ORCHESTRA_PROJECT": assignment.project,
             "ORCHESTRA_JOB": assignment.job,

@@ -3,7 +3,15 @@ output and exit status. Nothing leaves it before the master has acknowledged it,
 connection or a restarted agent loses nothing.
 
 Layout of runs/<run>/: assignment.json, workspace (the directory used), events.jsonl (one
-event per line, numbered from 1), step-<i>.log (the process output), step-<i>.exit.
+event per line, numbered from 1), step-<i>.log (the process output), step-<i>.exit, and
+`withheld` when the assignment had secret values.
+
+Every file is the worker's alone (0600, in directories of mode 0700). The secret values of a
+run (its assignment's `secrets`, and wherever else they appear in it) are kept in memory only:
+assignment.json holds them masked, and the spawner masks them in a step's output before it is
+written to step-<i>.log. A worker that restarts during such a run therefore no longer has
+them: the step that was running goes on (its spawner still masks it), and a step not started
+yet ends `exception` (docs/security.md, "Local workers, files and OS users").
 """
 
 from __future__ import annotations
@@ -22,6 +30,27 @@ log = logging.getLogger(__name__)
 # Fields of journaled events that are the worker's alone (a step's pid, whether it runs in a
 # sandbox): kept for a restarted agent, never sent.
 _WORKER_ONLY_FIELDS = ("kind", "pid", "sandboxed")
+# Fields of an assignment that name things and hold no value of a job's: kept as they are in
+# assignment.json; secret values are masked in all the others.
+_NAMING_FIELDS = frozenset(
+    {
+        "type",
+        "run",
+        "project",
+        "job",
+        "workspace",
+        "abort_grace",
+        "url",
+        "timeout",
+        "sandbox",
+        "limits",
+    }
+)
+WITHHELD = "withheld"
+WITHHELD_REASON = (
+    "the worker restarted during this run, and it keeps no secret value on disk: "
+    "this step cannot have them; run the job again"
+)
 
 
 class Journal:
@@ -32,6 +61,8 @@ class Journal:
         self.events: list[dict[str, Any]] = []
         self._unsaved: list[str] = []
         self.acknowledged = 0
+        # Whether the run's secret values are gone (the journal was reloaded from disk).
+        self.withheld = False
         self._events_fd = _open_append(directory / "events.jsonl")
 
     @property
@@ -52,9 +83,13 @@ class Journal:
         the master sent it (it is written as it came, not encoded again)."""
         directory = root / assignment.run
         if spares is None or not spares.take(directory):
-            directory.mkdir(parents=True, exist_ok=True)
-        (directory / "workspace").write_text(str(workspace))
-        _write_atomic(directory / "assignment.json", text or m.encode(assignment))
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_atomic(directory / "workspace", str(workspace))
+        text = text or m.encode(assignment)
+        if any(assignment.secrets):
+            text = _without_secrets(text, assignment.secrets)
+            _write_atomic(directory / WITHHELD, "")
+        _write_atomic(directory / "assignment.json", text)
         return cls(directory, assignment, workspace)
 
     @classmethod
@@ -66,6 +101,7 @@ class Journal:
         except (OSError, ValueError):
             return None
         journal = cls(directory, assignment, workspace)
+        journal.withheld = (directory / WITHHELD).exists()
         path = directory / "events.jsonl"
         good = 0
         with open(path, "rb") as handle:
@@ -244,13 +280,35 @@ class Journal:
             spares.give(self.directory)
 
 
+def _without_secrets(text: str, secrets: list[str]) -> str:
+    """The assignment's JSON with every secret value masked (asterisks of its length) outside
+    the fields that name things, and no `secrets` list."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def masked(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in values:
+                value = value.replace(secret, "*" * len(secret))
+            return value
+        if isinstance(value, list):
+            return [masked(v) for v in value]
+        if isinstance(value, dict):
+            return {k: masked(v) for k, v in value.items()}
+        return value
+
+    document = json.loads(text)
+    document.pop("secrets", None)
+    return json.dumps({k: v if k in _NAMING_FIELDS else masked(v) for k, v in document.items()})
+
+
 def _open_append(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
     # Renamed into place whole; not fsynced: what this guards against is the agent's death, and

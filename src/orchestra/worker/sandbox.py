@@ -21,8 +21,10 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestra.domain.matching import SANDBOX_PROPERTY
+from orchestra.worker.run_as import RunAs
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "always", "never")
@@ -102,8 +104,9 @@ def hidden_paths(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(found)
 
 
-def prepare(mode: str, hidden: Iterable[Path] = ()) -> Sandbox:
-    """This worker's sandbox: bwrap found and run once as a step would be (unless `never`)."""
+def prepare(mode: str, hidden: Iterable[Path] = (), run_as: RunAs | None = None) -> Sandbox:
+    """This worker's sandbox: bwrap found and run once as a step would be (unless `never`),
+    as the `run_as` user when the steps run as one."""
     if mode not in MODES:
         raise ValueError(f"--sandbox must be one of {', '.join(MODES)}")
     paths = hidden_paths(hidden)
@@ -113,16 +116,18 @@ def prepare(mode: str, hidden: Iterable[Path] = ()) -> Sandbox:
     if bwrap is None:
         problem = "bwrap is not installed (Debian's bubblewrap package)"
         return Sandbox(mode, problem=problem, hidden=paths)
-    failed = probe(bwrap, paths)
+    failed = probe(bwrap, paths, run_as)
     if failed is not None:
         return Sandbox(mode, problem=failed, hidden=paths)
     return Sandbox(mode, bwrap=bwrap, hidden=paths)
 
 
-def start_sandbox(mode: str, hidden: Iterable[Path], properties: dict[str, str]) -> Sandbox | None:
+def start_sandbox(
+    mode: str, hidden: Iterable[Path], properties: dict[str, str], run_as: RunAs | None = None
+) -> Sandbox | None:
     """A worker's sandbox at its start, said in its log and in its `sandbox` property (set in
     `properties`); None when every step must be sandboxed (`always`) and none can be."""
-    sandbox = prepare(mode, hidden)
+    sandbox = prepare(mode, hidden, run_as)
     value = sandbox.property_value()
     if value is not None:
         properties[SANDBOX_PROPERTY] = value
@@ -143,11 +148,15 @@ def start_sandbox(mode: str, hidden: Iterable[Path], properties: dict[str, str])
     return sandbox
 
 
-def probe(bwrap: str, hidden: Sequence[Path] = ()) -> str | None:
-    """Run `true` in a sandbox without network, as a step would run: None when it works, else
-    what went wrong."""
+def probe(bwrap: str, hidden: Sequence[Path] = (), run_as: RunAs | None = None) -> str | None:
+    """Run `true` in a sandbox without network, as a step would run (as `run_as`, if given):
+    None when it works, else what went wrong."""
     with tempfile.TemporaryDirectory(prefix="orchestra-sandbox-probe-") as directory:
         argv = [bwrap, *options(Path(directory), False, hidden), "--", "true"]
+        identity: dict[str, Any] = {}
+        if run_as is not None:
+            os.chown(directory, run_as.uid, run_as.gid)
+            identity = {"user": run_as.uid, "group": run_as.gid, "extra_groups": run_as.groups}
         try:
             done = subprocess.run(
                 argv,
@@ -155,6 +164,7 @@ def probe(bwrap: str, hidden: Sequence[Path] = ()) -> str | None:
                 capture_output=True,
                 timeout=PROBE_TIMEOUT,
                 check=False,
+                **identity,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return f"bwrap does not run: {exc}"

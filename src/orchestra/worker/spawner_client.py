@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestra.worker import cpu_policy
+from orchestra.worker.run_as import RunAs
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,24 @@ class Spawner:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def start(self, environment: Mapping[str, str]) -> None:
-        """Start the spawner with `environment`, the base of every step's."""
+    async def start(
+        self,
+        environment: Mapping[str, str],
+        run_as: RunAs | None = None,
+        umask: int | None = None,
+    ) -> None:
+        """Start the spawner with `environment`, the base of every step's; its steps run as
+        `run_as` (None: the worker's own user) with `umask` (None: the worker's)."""
+        arguments = list(cpu_policy.spawner_arguments())
+        if run_as is not None:
+            arguments += ["--run-as", run_as.spawner_argument()]
+        if umask is not None:
+            arguments += ["--umask", f"{umask:o}"]
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "orchestra.worker.spawner",
-            *cpu_policy.spawner_arguments(),
+            *arguments,
             env=dict(environment),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -46,10 +58,12 @@ class Spawner:
         log_path: Path,
         exit_path: Path,
         limits: Mapping[str, object] | None = None,
+        mask: Sequence[str] = (),
     ) -> tuple[int | None, str | None]:
         """Start a step, its environment the agent's (which the spawner inherited) plus
-        `variables`, under `limits` (the request's fields of worker/limits.StepLimits);
-        (pid, None) or (None, the reason it could not start)."""
+        `variables`, under `limits` (the request's fields of worker/limits.StepLimits), its
+        output written to `log_path` with the values of `mask` masked (before they reach the
+        disk); (pid, None) or (None, the reason it could not start)."""
         assert self._process is not None and self._process.stdin is not None
         self._next += 1
         ident = self._next
@@ -66,6 +80,8 @@ class Spawner:
             "exit": str(exit_path),
             **(limits or {}),
         }
+        if mask:
+            request["mask"] = list(mask)
         async with self._lock:
             self._process.stdin.write(json.dumps(request).encode() + b"\n")
             await self._process.stdin.drain()

@@ -40,9 +40,16 @@ async def logout(caller: CallerDep, services: ServicesDep) -> Response:
 
 
 @router.post("/me/password", status_code=204)
-async def change_password(body: PasswordIn, caller: CallerDep, services: ServicesDep) -> Response:
+async def change_password(
+    body: PasswordIn, request: Request, caller: CallerDep, services: ServicesDep
+) -> Response:
     await services.users.change_password(
-        caller.user.identifier, body.old_password, body.new_password
+        caller.user.identifier,
+        body.old_password,
+        body.new_password,
+        address=request.client.host if request.client else "unknown",
+        keep_token=caller.token,
+        revoke_tokens=body.revoke_tokens,
     )
     return Response(status_code=204)
 
@@ -61,7 +68,12 @@ async def create_token(
 ) -> TokenCreated:
     body = body or TokenIn()
     token, secret = await services.users.create_token(
-        caller.user.identifier, body.description, body.expiration_date
+        caller.user.identifier,
+        body.description,
+        body.expiration_date,
+        scopes=body.scopes,
+        projects=body.projects,
+        creator=caller.access,
     )
     return TokenCreated(**TokenOut.model_validate(token).model_dump(), secret=secret)
 

@@ -22,7 +22,7 @@ from orchestra.web.api.schemas import (
     SchedulePatch,
     SchedulePut,
 )
-from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["projects"])
@@ -46,9 +46,11 @@ def schedule_out(schedule: Schedule) -> ScheduleOut:
 
 @router.get("/projects", response_model=Page[ProjectOut])
 async def list_projects(
-    services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
+    caller: CallerDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[ProjectOut]:
-    items, next_cursor = await services.projects.list_projects(cursor, limit)
+    """The projects the caller may read (all of them for a global reader)."""
+    readable = caller.access.readable_projects()
+    items, next_cursor = await services.projects.list_projects(cursor, limit, readable)
     return Page(items=[ProjectOut.model_validate(p) for p in items], next_cursor=next_cursor)
 
 

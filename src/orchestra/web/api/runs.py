@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from orchestra.domain.models import Run, RunStep
 from orchestra.web.api.schemas import ForceIn, Page, RunOut, TriggerIn
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
+from orchestra.web.follow import while_allowed
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["runs"])
@@ -133,10 +134,16 @@ async def force(
     "/projects/{project}/runs/{run}/log", response_class=StreamingResponse, responses=LOG_RESPONSES
 )
 async def run_log(
-    project: str, run: str, services: ServicesDep, offset: Offset = 0, follow: Follow = False
+    project: str,
+    run: str,
+    request: Request,
+    services: ServicesDep,
+    offset: Offset = 0,
+    follow: Follow = False,
 ) -> StreamingResponse:
-    read = services.runs.follow_log if follow else services.runs.read_log
-    return _text(await read(project, run, offset))
+    if follow:
+        return _text(while_allowed(request, await services.runs.follow_log(project, run, offset)))
+    return _text(await services.runs.read_log(project, run, offset))
 
 
 @router.get(
@@ -148,12 +155,15 @@ async def step_log(
     project: str,
     run: str,
     index: Annotated[int, Path(ge=0, le=10_000)],
+    request: Request,
     services: ServicesDep,
     offset: Offset = 0,
     follow: Follow = False,
 ) -> StreamingResponse:
-    read = services.runs.follow_log if follow else services.runs.read_log
-    return _text(await read(project, run, offset, index))
+    if follow:
+        chunks = await services.runs.follow_log(project, run, offset, index)
+        return _text(while_allowed(request, chunks))
+    return _text(await services.runs.read_log(project, run, offset, index))
 
 
 def _text(chunks: object) -> StreamingResponse:

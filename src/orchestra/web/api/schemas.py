@@ -43,6 +43,7 @@ class UserOut(Out):
     identifier: str
     display_name: str
     roles: list[str]
+    groups: list[str] = Field(default_factory=list)
     is_enabled: bool
     creation_date: datetime
     update_date: datetime
@@ -59,8 +60,11 @@ class UserIn(Body):
 class UserPatch(Body):
     display_name: str | None = None
     roles: list[str] | None = None
+    groups: list[str] | None = None
     is_enabled: bool | None = None
     password: str | None = None
+    # With a new password: revoke the user's API tokens too (their login sessions always end).
+    revoke_tokens: bool | None = None
 
 
 class TokenOut(Out):
@@ -71,6 +75,8 @@ class TokenOut(Out):
     last_used_date: datetime | None
     creation_date: datetime
     update_date: datetime
+    scopes: list[str] | None = None  # None: all of its user's rights
+    projects: list[str] | None = None  # None: every project its user may reach
 
 
 class TokenCreated(TokenOut):
@@ -80,6 +86,8 @@ class TokenCreated(TokenOut):
 class TokenIn(Body):
     description: str | None = None
     expiration_date: datetime | None = None
+    scopes: list[str] | None = None  # read, trigger, write, admin; None: all of the user's
+    projects: list[str] | None = None  # project identifiers; None: not limited
 
 
 class LoginIn(Body):
@@ -96,6 +104,8 @@ class LoginOut(BaseModel):
 class PasswordIn(Body):
     old_password: str = Field(max_length=2000)
     new_password: str = Field(max_length=2000)
+    # Revoke one's API tokens too (other login sessions always end; the caller's stays).
+    revoke_tokens: bool = False
 
 
 # Projects, jobs, schedules.
@@ -202,6 +212,7 @@ class JobOut(Out):
     retention: dict[str, Any] | None = None
     sandbox: dict[str, Any] | None = None
     limits: dict[str, int] | None = None
+    environment: dict[str, str] | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -219,6 +230,11 @@ class JobControls(Body):
     )
     limits: LimitsDef | None = Field(
         default=None, description="limits of each step's processes (docs/isolation.md)"
+    )
+    environment: dict[str, str] | None = Field(
+        default=None,
+        description="variables of the steps' processes, {NAME: template}: the command "
+        "template fields and {secrets[NAME]} (ORCHESTRA_* names are reserved)",
     )
 
 
@@ -371,6 +387,7 @@ class WorkerOut(Out):
     display_name: str
     properties: dict[str, Any]
     is_enabled: bool
+    is_approved: bool
     is_active: bool
     should_disconnect: bool
     executors: int
@@ -381,6 +398,8 @@ class WorkerOut(Out):
 
 class WorkerPatch(Body):
     is_enabled: bool | None = None
+    # Administrators only (worker.approve): a new worker takes runs once approved.
+    is_approved: bool | None = None
     display_name: str | None = None
 
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from orchestra import __version__
 from orchestra.web.api.schemas import ApplyChange, ApplyIn, ApplyOut, HealthOut
-from orchestra.web.deps import ServicesDep
+from orchestra.web.deps import CallerDep, ServicesDep
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["system"])
@@ -26,6 +26,6 @@ async def health(services: ServicesDep) -> HealthOut | JSONResponse:
 
 
 @router.post("/apply", response_model=ApplyOut)
-async def apply(body: ApplyIn, services: ServicesDep) -> ApplyOut:
-    changes = await services.apply.apply(body.model_dump())
+async def apply(body: ApplyIn, caller: CallerDep, services: ServicesDep) -> ApplyOut:
+    changes = await services.apply.apply(body.model_dump(), caller.access)
     return ApplyOut(changes=[ApplyChange(**vars(c)) for c in changes])

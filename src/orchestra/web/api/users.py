@@ -13,7 +13,7 @@ from orchestra.web.api.schemas import (
     UserOut,
     UserPatch,
 )
-from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["users"])
@@ -45,8 +45,15 @@ async def get_user(user: str, services: ServicesDep) -> UserOut:
 
 
 @router.patch("/users/{user}", response_model=UserOut)
-async def update_user(user: str, body: UserPatch, services: ServicesDep) -> UserOut:
-    return UserOut.model_validate(await services.users.update_user(user, body.changes()))
+async def update_user(
+    user: str, body: UserPatch, caller: CallerDep, services: ServicesDep
+) -> UserOut:
+    changes = body.changes()
+    revoke_tokens = bool(changes.pop("revoke_tokens", False))
+    updated = await services.users.update_user(
+        user, changes, revoke_tokens=revoke_tokens, keep_token=caller.token
+    )
+    return UserOut.model_validate(updated)
 
 
 @router.delete("/users/{user}", status_code=204)
@@ -65,10 +72,17 @@ async def list_user_tokens(
 
 @router.post("/users/{user}/tokens", response_model=TokenCreated, status_code=201)
 async def create_user_token(
-    user: str, services: ServicesDep, body: TokenIn | None = None
+    user: str, caller: CallerDep, services: ServicesDep, body: TokenIn | None = None
 ) -> TokenCreated:
     body = body or TokenIn()
-    token, secret = await services.users.create_token(user, body.description, body.expiration_date)
+    token, secret = await services.users.create_token(
+        user,
+        body.description,
+        body.expiration_date,
+        scopes=body.scopes,
+        projects=body.projects,
+        creator=caller.access,
+    )
     return TokenCreated(**TokenOut.model_validate(token).model_dump(), secret=secret)
 
 

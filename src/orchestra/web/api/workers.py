@@ -1,11 +1,13 @@
-"""/workers: list, show, enable, disable, rename, disconnect and delete workers."""
+"""/workers: list, show, enable, disable, approve, rename, disconnect and delete workers."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from orchestra.domain.permissions import Action
+from orchestra.errors import Forbidden
 from orchestra.web.api.schemas import Page, WorkerOut, WorkerPatch
-from orchestra.web.deps import Cursor, Limit, ServicesDep
+from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.permissions import API
 
 router = APIRouter(prefix=API, tags=["workers"])
@@ -25,8 +27,14 @@ async def get_worker(worker: str, services: ServicesDep) -> WorkerOut:
 
 
 @router.patch("/workers/{worker}", response_model=WorkerOut)
-async def update_worker(worker: str, body: WorkerPatch, services: ServicesDep) -> WorkerOut:
-    return WorkerOut.model_validate(await services.workers.update_worker(worker, body.changes()))
+async def update_worker(
+    worker: str, body: WorkerPatch, services: ServicesDep, caller: CallerDep
+) -> WorkerOut:
+    changes = body.changes()
+    # The route needs worker.write (operators); approving needs more.
+    if "is_approved" in changes and not caller.access.may(Action.WORKER_APPROVE):
+        raise Forbidden(f"this needs the permission {Action.WORKER_APPROVE.value}")
+    return WorkerOut.model_validate(await services.workers.update_worker(worker, changes))
 
 
 @router.post("/workers/{worker}/disconnect", response_model=WorkerOut)

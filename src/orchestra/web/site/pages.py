@@ -11,7 +11,8 @@ from fastapi.staticfiles import StaticFiles
 
 from orchestra.errors import OrchestraError
 from orchestra.web.errors import error_response
-from orchestra.web.site import pages_admin, pages_runs
+from orchestra.web.site import pages_admin, pages_members, pages_runs, pages_secrets
+from orchestra.web.site import sso as sso_pages
 from orchestra.web.site.render import render
 from orchestra.web.site.security import LoginRequired, site_authorize
 
@@ -22,6 +23,9 @@ def site_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(site_authorize)], include_in_schema=False)
     router.include_router(pages_runs.router)
     router.include_router(pages_admin.router)
+    router.include_router(sso_pages.router)
+    router.include_router(pages_secrets.router)
+    router.include_router(pages_members.router)
     return router
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -14,7 +13,14 @@ from orchestra.errors import Conflict, InvalidInput, TooManyRequests, Unauthenti
 from orchestra.web.site.forms import back, form_of, text
 from orchestra.web.site.pages_runs import services_of
 from orchestra.web.site.render import render
-from orchestra.web.site.security import LOGIN_CSRF_COOKIE, clear_session, is_secure, set_session
+from orchestra.web.site.security import (
+    LOGIN_CSRF_COOKIE,
+    clear_session,
+    login_form_csrf,
+    new_login_form,
+    set_login_cookie,
+    set_session,
+)
 
 router = APIRouter()
 Cursor = Annotated[str | None, Query(max_length=1000)]
@@ -31,12 +37,9 @@ def _safe_next(target: str | None) -> str:
 async def login_page(request: Request, next: str | None = None) -> Response:
     if request.state.caller is not None:
         return back(_safe_next(next))
-    token = secrets.token_urlsafe(32)
-    request.state.csrf_token = token
+    nonce = new_login_form(request)
     response = render(request, "login.html", next=_safe_next(next))
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=is_secure(request)
-    )
+    set_login_cookie(response, request, nonce)
     return response
 
 
@@ -50,7 +53,7 @@ async def login(request: Request) -> Response:
     try:
         token, secret = await services_of(request).users.login(user, password, address)
     except (Unauthenticated, TooManyRequests, InvalidInput) as exc:
-        request.state.csrf_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        request.state.csrf_token = login_form_csrf(request)
         return render(
             request,
             "login.html",
@@ -90,12 +93,17 @@ async def change_password(request: Request) -> Response:
     form = await form_of(request)
     caller = request.state.caller
     try:
-        await services_of(request).users.change_password(
-            caller.user.identifier, text(form, "old_password"), text(form, "new_password")
+        ended = await services_of(request).users.change_password(
+            caller.user.identifier,
+            text(form, "old_password"),
+            text(form, "new_password"),
+            address=request.client.host if request.client else "unknown",
+            keep_token=caller.token,
+            revoke_tokens=form.get("revoke_tokens") == "true",
         )
-    except InvalidInput as exc:
+    except (InvalidInput, TooManyRequests) as exc:
         return back("/profile", error=str(exc))
-    return back("/profile", "Password changed.")
+    return back("/profile", f"Password changed; {ended} other sessions or tokens ended.")
 
 
 @router.post("/profile/tokens")
@@ -119,8 +127,17 @@ async def _create_token(request: Request, user: str, template: str, path: str) -
     form = await form_of(request)
     services = services_of(request)
     description = text(form, "description", required=False)
+    scopes = [s for s in form.getlist("scopes") if isinstance(s, str)] or None
+    projects = text(form, "projects", required=False).replace(",", " ").split() or None
     try:
-        token, secret = await services.users.create_token(user, description or None, None)
+        token, secret = await services.users.create_token(
+            user,
+            description or None,
+            None,
+            scopes=scopes,
+            projects=projects,
+            creator=request.state.caller.access,
+        )
     except InvalidInput as exc:
         return back(path, error=str(exc))
     found = await services.users.get_user(user)
@@ -166,6 +183,16 @@ async def worker_state(request: Request, worker: str) -> Response:
     enabled = form.get("is_enabled") == "true"
     await services_of(request).workers.update_worker(worker, {"is_enabled": enabled})
     return back(f"/workers/{worker}", f"Worker {'enabled' if enabled else 'disabled'}.")
+
+
+@router.post("/workers/{worker}/approval")
+async def worker_approval(request: Request, worker: str) -> Response:
+    form = await form_of(request)
+    approved = form.get("is_approved") == "true"
+    await services_of(request).workers.update_worker(worker, {"is_approved": approved})
+    return back(
+        f"/workers/{worker}", "Worker approved." if approved else "Worker's approval withdrawn."
+    )
 
 
 @router.post("/workers/{worker}/disconnect")
@@ -228,16 +255,23 @@ async def user_page(request: Request, user: str) -> Response:
 @router.post("/users/{user}")
 async def update_user(request: Request, user: str) -> Response:
     form = await form_of(request)
+    groups = [g.strip() for g in text(form, "groups", required=False).splitlines() if g.strip()]
     changes: dict[str, object] = {
         "display_name": text(form, "display_name"),
         "roles": [r for r in form.getlist("roles") if isinstance(r, str)],
         "is_enabled": form.get("is_enabled") == "true",
+        "groups": groups,
     }
     password = text(form, "password", required=False)
     if password:
         changes["password"] = password
     try:
-        await services_of(request).users.update_user(user, changes)
+        await services_of(request).users.update_user(
+            user,
+            changes,
+            revoke_tokens=form.get("revoke_tokens") == "true",
+            keep_token=request.state.caller.token,
+        )
     except InvalidInput as exc:
         return back(f"/users/{user}", error=str(exc))
     return back(f"/users/{user}", "User saved.")

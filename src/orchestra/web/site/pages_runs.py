@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from orchestra.domain.models import Run
 from orchestra.domain.permissions import Action, allowed
 from orchestra.domain.schedules import preview
 from orchestra.domain.statuses import RunStatus
-from orchestra.errors import InvalidInput, OrchestraError
+from orchestra.errors import InvalidInput, NotFound, OrchestraError
 from orchestra.services.container import Services
+from orchestra.web.follow import while_allowed
 from orchestra.web.site.forms import back, form_of
 from orchestra.web.site.render import duration, render
 from orchestra.web.site.render import format_date as _date
@@ -34,18 +36,37 @@ def services_of(request: Request) -> Services:
 async def home(request: Request) -> Response:
     services = services_of(request)
     roles = request.state.caller.user.roles
+    access = request.state.caller.access
+    readable = access.readable_projects()
     context: dict[str, Any] = {"recent": [], "running": [], "workers": []}
-    if allowed(roles, Action.RUN_READ):
+    context["show_runs"] = access.may(Action.RUN_READ) or bool(readable)
+    if access.may(Action.RUN_READ):
         context["running"], _ = await services.runs.list_runs(None, status="running", limit=20)
         context["recent"], _ = await services.runs.list_runs(None, limit=20)
+    elif readable:  # a member: the runs of their projects only
+        context["running"] = await _runs_in(services, readable, "running")
+        context["recent"] = await _runs_in(services, readable, None)
     if allowed(roles, Action.WORKER_READ):
         context["workers"], _ = await services.workers.list_workers(None, 50)
     return render(request, "home.html", **context)
 
 
+async def _runs_in(services: Services, projects: frozenset[str], status: str | None) -> list[Run]:
+    """The 20 newest runs (of this status) of these projects (the first 50 of them)."""
+    runs: list[Run] = []
+    for project in sorted(projects)[:50]:
+        try:
+            found, _ = await services.runs.list_runs(project, status=status, limit=20)
+        except NotFound:  # deleted since
+            continue
+        runs.extend(found)
+    return sorted(runs, key=lambda r: r.creation_date, reverse=True)[:20]
+
+
 @router.get("/projects")
 async def projects(request: Request, cursor: Cursor = None) -> Response:
-    items, next_cursor = await services_of(request).projects.list_projects(cursor, 50)
+    readable = request.state.caller.access.readable_projects()
+    items, next_cursor = await services_of(request).projects.list_projects(cursor, 50, readable)
     return render(request, "projects.html", projects=items, next_cursor=next_cursor)
 
 
@@ -56,7 +77,19 @@ async def project_page(request: Request, project: str) -> Response:
     jobs, _ = await services.projects.list_jobs(project, None, 500)
     schedules, _ = await services.projects.list_schedules(project, None, 500)
     grid = await services.runs.latest_per_job(project, [j.identifier for j in jobs], 12)
-    return render(request, "project.html", project=found, jobs=jobs, schedules=schedules, grid=grid)
+    secrets, _ = await services.secrets.list_secrets(project, None, 500)
+    members, _ = await services.members.list_members(project, None, 500)
+    return render(
+        request,
+        "project.html",
+        project=found,
+        jobs=jobs,
+        schedules=schedules,
+        grid=grid,
+        secrets=secrets,
+        members=members,
+        member_roles=["viewer", "operator"],
+    )
 
 
 @router.post("/projects/{project}/state")
@@ -104,6 +137,10 @@ async def trigger(request: Request, project: str, job: str) -> Response:
         for key, value in form.items()
         if key.startswith("parameter.") and isinstance(value, str)
     }
+    # Secret parameters' fields are empty unless typed in: empty, the default (never shown) holds.
+    for key, value in form.items():
+        if key.startswith("secret.") and isinstance(value, str) and value:
+            parameters[key[len("secret.") :]] = value
     source = {"type": "website", "user": request.state.caller.user.identifier}
     try:
         run = await services.runs.trigger(project, job, parameters, source)
@@ -173,8 +210,12 @@ async def run_log(
     download: bool = False,
 ) -> Response:
     services = services_of(request)
-    read = services.runs.follow_log if follow else services.runs.read_log
-    chunks = await read(project, run, offset, step)
+    if follow:
+        chunks = while_allowed(
+            request, await services.runs.follow_log(project, run, offset, step), allow_cookie=True
+        )
+    else:
+        chunks = await services.runs.read_log(project, run, offset, step)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
     if download:
         headers["Content-Disposition"] = f'attachment; filename="{project}-{run}.log"'

@@ -67,10 +67,13 @@ environment.globals["version"] = __version__
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a page with the caller, their permissions and the CSRF token in context."""
     caller = getattr(request.state, "caller", None)
-    roles = caller.user.roles if caller else None
+    page_project = request.path_params.get("project")
 
-    def can(action: str) -> bool:
-        return allowed(roles, Action(action))
+    def can(action: str, project: str | None = None) -> bool:
+        """May the caller do this, in `project` (by default the page's own, if any)?"""
+        if caller is None:
+            return allowed(None, Action(action))
+        return bool(caller.access.may(Action(action), project or page_project))
 
     html = environment.get_template(template).render(
         request=request,
