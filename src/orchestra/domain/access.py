@@ -39,6 +39,7 @@ MEMBER_ACTIONS = frozenset(
         Action.SECRET_WRITE,
         Action.RUN_TRIGGER,
         Action.RUN_CONTROL,
+        Action.RUN_APPROVE,
     }
 )
 MEMBER_GRANTS: dict[str, frozenset[Action]] = {
@@ -62,10 +63,12 @@ def _scope_actions() -> dict[str, frozenset[Action] | None]:
         for a in Action
         if a.value.endswith(".read") or a in (Action.PUBLIC, Action.SELF, Action.PROJECT_LIST)
     )
-    trigger = read | {Action.RUN_TRIGGER, Action.RUN_CONTROL, Action.WORKER_CONNECT}
-    approve = getattr(Action, "RUN_APPROVE", None)  # approvals belong with triggers
-    if approve is not None:
-        trigger |= {approve}
+    trigger = read | {
+        Action.RUN_TRIGGER,
+        Action.RUN_CONTROL,
+        Action.RUN_APPROVE,
+        Action.WORKER_CONNECT,
+    }
     write = trigger | {Action.PROJECT_WRITE, Action.SECRET_WRITE, Action.PROJECT_APPLY}
     return {
         Scope.READ.value: frozenset(read),

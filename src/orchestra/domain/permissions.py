@@ -28,6 +28,7 @@ class Action(StrEnum):
     RUN_READ = "run.read"
     RUN_TRIGGER = "run.trigger"
     RUN_CONTROL = "run.control"  # cancel, abort
+    RUN_APPROVE = "run.approve"  # approve or reject a pipeline run's approval node
     WORKER_READ = "worker.read"
     WORKER_WRITE = "worker.write"  # enable, disable, rename, disconnect
     WORKER_DELETE = "worker.delete"
@@ -52,6 +53,7 @@ GRANTS: dict[Role, frozenset[Action]] = {
             Action.SECRET_WRITE,
             Action.RUN_TRIGGER,
             Action.RUN_CONTROL,
+            Action.RUN_APPROVE,
             Action.WORKER_WRITE,
         }
     ),

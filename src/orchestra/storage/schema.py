@@ -195,6 +195,11 @@ run = sa.Table(
     sa.Column("sandbox", JSON, nullable=True),
     sa.Column("limits", JSON, nullable=True),
     sa.Column("environment", JSON, nullable=True),
+    # What its steps wrote to ORCHESTRA_RESULTS, {KEY: value} (0010).
+    sa.Column("results", JSON, nullable=True),
+    # The pipeline run and node that started this run, if one did (0010).
+    sa.Column("pipeline_run", UUID, nullable=True),
+    sa.Column("pipeline_node", IDENTIFIER, nullable=True),
     *_dates(),
     sa.Index("ix_run_creation", "creation_date", "identifier"),
     sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),
@@ -204,6 +209,7 @@ run = sa.Table(
     sa.Index("ix_run_status_creation", "status", "creation_date"),
     sa.Index("ix_run_dispatch", "status", "project", "priority", "creation_date"),
     sa.Index("ix_run_worker_status", "worker", "status"),
+    sa.Index("ix_run_pipeline_run", "pipeline_run"),
 )
 
 run_step = sa.Table(
@@ -243,7 +249,9 @@ schedule = sa.Table(
     ),
     sa.Column("identifier", IDENTIFIER, primary_key=True),
     sa.Column("display_name", sa.Text(), nullable=False),
-    sa.Column("job", IDENTIFIER, nullable=False),
+    # What it triggers: a job, or a pipeline (0010); exactly one of the two.
+    sa.Column("job", IDENTIFIER, nullable=True),
+    sa.Column("pipeline", IDENTIFIER, nullable=True),
     sa.Column("parameters", JSON, nullable=False),
     sa.Column("expression", sa.Text(), nullable=False),
     sa.Column("time_zone", sa.String(100), nullable=False),
@@ -264,6 +272,84 @@ schedule = sa.Table(
     *_dates(),
     sa.Index("ix_schedule_due", "is_enabled", "next_due_date"),
     sa.Index("ix_schedule_queued", "queued_due_date"),
+)
+
+# Pipelines: graphs of nodes (a job, or an approval) in a project; `nodes` as the API shows them.
+pipeline = sa.Table(
+    "pipeline",
+    metadata,
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("identifier", IDENTIFIER, primary_key=True),
+    sa.Column("display_name", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("nodes", JSON, nullable=False),
+    sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    *_dates(),
+)
+
+# A pipeline's run, with its own copy of the pipeline's nodes (later edits change no run).
+# `advance_date`: set when something happened that may let a node start or the run end (a node's
+# run ended, a decision, a cancel), cleared by the master that advanced it; a master's sweep picks
+# up what one that died left.
+pipeline_run = sa.Table(
+    "pipeline_run",
+    metadata,
+    sa.Column("identifier", UUID, primary_key=True),
+    sa.Column(
+        "project",
+        IDENTIFIER,
+        sa.ForeignKey("project.identifier", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("pipeline", IDENTIFIER, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("secret_parameters", JSON, nullable=True),
+    sa.Column("source", JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("nodes", JSON, nullable=False),
+    sa.Column("should_cancel", sa.Boolean(), nullable=False),
+    sa.Column("advance_date", UTCDateTime(), nullable=True),
+    sa.Column("start_date", UTCDateTime(), nullable=True),
+    sa.Column("completion_date", UTCDateTime(), nullable=True),
+    *_dates(),
+    sa.Index("ix_pipeline_run_project_creation", "project", "creation_date", "identifier"),
+    sa.Index(
+        "ix_pipeline_run_project_pipeline_creation",
+        "project",
+        "pipeline",
+        "creation_date",
+        "identifier",
+    ),
+    sa.Index("ix_pipeline_run_advance", "advance_date"),
+    sa.Index("ix_pipeline_run_status", "status"),
+)
+
+# The state of each node of a pipeline run: its status, its run (job nodes), its decision
+# (approval nodes).
+pipeline_node = sa.Table(
+    "pipeline_node",
+    metadata,
+    sa.Column(
+        "pipeline_run",
+        UUID,
+        sa.ForeignKey("pipeline_run.identifier", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("node", IDENTIFIER, primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("run", UUID, nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("decided_by", IDENTIFIER, nullable=True),
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("decision_date", UTCDateTime(), nullable=True),
+    *_dates(),
+    sa.Index("ix_pipeline_node_run", "run"),
 )
 
 # One row per due time a schedule handled (fired, or skipped and why): the unique key makes
