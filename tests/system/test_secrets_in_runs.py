@@ -116,6 +116,12 @@ def test_a_step_gets_its_secrets_as_arguments_and_variables_and_they_are_masked_
     assert TOKEN not in log and PASSWORD not in log
     stored = database_bytes(cluster.database_url)
     assert TOKEN.encode() not in stored and PASSWORD.encode() not in stored
+    # Nor in what the server and the worker wrote to their own logs (stdout and stderr).
+    process_logs = {path.name: path.read_bytes() for path in cluster.directory.glob("*.log")}
+    assert process_logs, "the processes' logs"
+    for value in (TOKEN, PASSWORD):
+        found = [name for name, data in process_logs.items() if value.encode() in data]
+        assert found == [], f"{value} in the processes' logs {found}"
 
 
 def test_a_sandboxed_step_gets_its_variables_too(cluster: Cluster) -> None:
