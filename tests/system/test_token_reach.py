@@ -7,6 +7,7 @@ and finds the token in none of them (docs/security.md, "Local workers, files and
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -52,7 +53,11 @@ def probe_steps(api: Api, properties: dict[str, str]) -> dict[str, dict[str, Any
     found, and the raw log checked for `token` by the caller."""
     found = {}
     for job, extra in (("open", {}), ("boxed", {"sandbox": {"network": False}})):
-        api.put_job(job, [py(ANCESTORS)], properties=properties, **extra)
+        # A sandboxed step has a private /tmp: the interpreter by its real path, which a
+        # virtual environment under /tmp (a fresh clone there) does not hide.
+        command = py(ANCESTORS)
+        command[0] = os.path.realpath(command[0])
+        api.put_job(job, [command], properties=properties, **extra)
         run = api.trigger(job)
         api.wait_for_status(run, "succeeded", timeout=60)
         log = api.log(run).decode()
