@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
+ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"]
 
 
 def workloads() -> dict[str, Callable[..., object]]:
@@ -39,6 +39,7 @@ def workloads() -> dict[str, Callable[..., object]]:
         w6_schedules,
         w7_scale_out,
         w8_sandbox,
+        w9_pipelines,
     )
 
     return {
@@ -51,6 +52,7 @@ def workloads() -> dict[str, Callable[..., object]]:
         "W6": w6_schedules.run,
         "W7": w7_scale_out.run,
         "W8": w8_sandbox.run,
+        "W9": w9_pipelines.run,
     }
 
 

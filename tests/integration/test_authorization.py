@@ -77,6 +77,8 @@ JOB = {
     "parameters": [{"key": "who", "default": "world"}],
     "steps": [{"name": "s1", "command": ["echo", "{parameters[who]}"]}],
 }
+PIPELINE = {"identifier": "pl", "nodes": [{"identifier": "n", "job": "j"}]}
+GATED = {"identifier": "gated", "nodes": [{"identifier": "g", "approval": {}}]}
 # The answer an allowed caller gets from each route, given the world built below. Routes not
 # listed here (added later) only have to answer something else than 401 or 403.
 SUCCESS: dict[tuple[str, str], int] = {
@@ -118,6 +120,12 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("PUT", "/api/v1/projects/{project}/schedules/{schedule}"): 200,
     ("PATCH", "/api/v1/projects/{project}/schedules/{schedule}"): 200,
     ("DELETE", "/api/v1/projects/{project}/schedules/{schedule}"): 204,
+    ("GET", "/api/v1/projects/{project}/pipelines"): 200,
+    ("POST", "/api/v1/projects/{project}/pipelines"): 201,
+    ("GET", "/api/v1/projects/{project}/pipelines/{pipeline}"): 200,
+    ("PUT", "/api/v1/projects/{project}/pipelines/{pipeline}"): 200,
+    ("PATCH", "/api/v1/projects/{project}/pipelines/{pipeline}"): 200,
+    ("DELETE", "/api/v1/projects/{project}/pipelines/{pipeline}"): 204,
     ("POST", "/api/v1/apply"): 200,
     ("GET", "/api/v1/projects/{project}/runs"): 200,
     ("GET", "/api/v1/projects/{project}/runs/{run}"): 200,
@@ -125,6 +133,13 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("GET", "/api/v1/projects/{project}/runs/{run}/steps/{index}/log"): 200,
     ("POST", "/api/v1/projects/{project}/runs/{run}/cancel"): 200,
     ("POST", "/api/v1/projects/{project}/runs/{run}/abort"): 200,
+    ("POST", "/api/v1/projects/{project}/runs/{run}/rerun"): 201,
+    ("POST", "/api/v1/projects/{project}/pipelines/{pipeline}/trigger"): 201,
+    ("GET", "/api/v1/projects/{project}/pipeline-runs"): 200,
+    ("GET", "/api/v1/projects/{project}/pipeline-runs/{run}"): 200,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/cancel"): 200,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/approve"): 200,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/reject"): 200,
     ("GET", "/api/v1/workers"): 200,
     ("GET", "/api/v1/workers/{worker}"): 200,
     ("PATCH", "/api/v1/workers/{worker}"): 200,
@@ -183,6 +198,8 @@ class World:
         await self.services.projects.create_schedule(
             "p", {"identifier": "s", "job": "j", "expression": "@daily"}
         )
+        await self.services.pipelines.create_pipeline("p", PIPELINE)
+        await self.services.pipelines.create_pipeline("p", GATED)
         self.run = await self.pending_run()
         await insert_worker(self.services, "w1", "worker")
 
@@ -225,6 +242,7 @@ class World:
             "project": "p",
             "job": "j",
             "schedule": "s",
+            "pipeline": "pl",
             "run": self.run,
             "user": "target",
             "worker": "w1",
@@ -319,6 +337,16 @@ async def _deleted_schedule(world: World, caller: str) -> Prepared:
     return {"schedule": schedule}, None, None
 
 
+async def _new_pipeline(world: World, caller: str) -> Prepared:
+    return {}, {**PIPELINE, "identifier": world.fresh("new-pipeline")}, None
+
+
+async def _deleted_pipeline(world: World, caller: str) -> Prepared:
+    pipeline = world.fresh("old-pipeline")
+    await world.services.pipelines.create_pipeline("p", {**PIPELINE, "identifier": pipeline})
+    return {"pipeline": pipeline}, None, None
+
+
 async def _new_member(world: World, caller: str) -> Prepared:
     user = world.fresh("new-member")
     await world.services.users.create_user(user)
@@ -337,6 +365,18 @@ async def _cancelled_run(world: World, caller: str) -> Prepared:
 
 async def _aborted_run(world: World, caller: str) -> Prepared:
     return {"run": await world.running_run()}, None, None
+
+
+async def _final_run(world: World, caller: str) -> Prepared:
+    identifier = await world.pending_run()
+    await world.services.runs.cancel("p", identifier)  # final: it may be re-run
+    return {"run": identifier}, None, None
+
+
+async def _pipeline_run(world: World, caller: str) -> Prepared:
+    """A running pipeline run whose node g waits for a decision."""
+    shown = await world.services.pipeline_runs.trigger("p", "gated", {}, {"type": "test"})
+    return {"run": shown["identifier"], "node": "g"}, None, None
 
 
 async def _deleted_worker(world: World, caller: str) -> Prepared:
@@ -378,11 +418,21 @@ _PREPARE: dict[tuple[str, str], Callable[[World, str], Awaitable[Prepared]]] = {
     ),
     ("PATCH", "/api/v1/projects/{project}/schedules/{schedule}"): _body({"display_name": "S"}),
     ("DELETE", "/api/v1/projects/{project}/schedules/{schedule}"): _deleted_schedule,
+    ("POST", "/api/v1/projects/{project}/pipelines"): _new_pipeline,
+    ("PUT", "/api/v1/projects/{project}/pipelines/{pipeline}"): _body(dict(PIPELINE)),
+    ("PATCH", "/api/v1/projects/{project}/pipelines/{pipeline}"): _body({"description": "d"}),
+    ("DELETE", "/api/v1/projects/{project}/pipelines/{pipeline}"): _deleted_pipeline,
     ("POST", "/api/v1/apply"): _body({"projects": [{"identifier": "p", "display_name": "P"}]}),
     ("POST", "/api/v1/projects/{project}/members"): _new_member,
     ("DELETE", "/api/v1/projects/{project}/members/{member:path}"): _deleted_member,
     ("POST", "/api/v1/projects/{project}/runs/{run}/cancel"): _cancelled_run,
     ("POST", "/api/v1/projects/{project}/runs/{run}/abort"): _aborted_run,
+    ("POST", "/api/v1/projects/{project}/runs/{run}/rerun"): _final_run,
+    ("POST", "/api/v1/projects/{project}/pipelines/{pipeline}/trigger"): _body({"parameters": {}}),
+    ("GET", "/api/v1/projects/{project}/pipeline-runs/{run}"): _pipeline_run,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/cancel"): _pipeline_run,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/approve"): _pipeline_run,
+    ("POST", "/api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/reject"): _pipeline_run,
     ("PATCH", "/api/v1/workers/{worker}"): _body({"display_name": "Worker one"}),
     ("DELETE", "/api/v1/workers/{worker}"): _deleted_worker,
 }
@@ -407,6 +457,7 @@ MEMBER_MAY = {
         Action.SECRET_WRITE,
         Action.RUN_TRIGGER,
         Action.RUN_CONTROL,
+        Action.RUN_APPROVE,
     },
 }
 _READ_SCOPE = {a for a in Action if a.value.endswith(".read")} | {
@@ -414,11 +465,17 @@ _READ_SCOPE = {a for a in Action if a.value.endswith(".read")} | {
     Action.SELF,
     Action.PROJECT_LIST,
 }
-_TRIGGER_SCOPE = _READ_SCOPE | {Action.RUN_TRIGGER, Action.RUN_CONTROL, Action.WORKER_CONNECT}
+_TRIGGER_SCOPE = _READ_SCOPE | {
+    Action.RUN_TRIGGER,
+    Action.RUN_CONTROL,
+    Action.RUN_APPROVE,
+    Action.WORKER_CONNECT,
+}
 SCOPE_MAY = {
     "read": _READ_SCOPE,
     "trigger": _TRIGGER_SCOPE,
-    "write": _TRIGGER_SCOPE | {Action.PROJECT_WRITE, Action.SECRET_WRITE, Action.PROJECT_APPLY},
+    "write": _TRIGGER_SCOPE
+    | {Action.PROJECT_WRITE, Action.PROJECT_DELETE, Action.SECRET_WRITE, Action.PROJECT_APPLY},
 }
 OUTSIDE_PROJECTS = {Action.SELF, Action.TOKEN_CREATE, Action.PROJECT_LIST, Action.PROJECT_APPLY}
 APPLY = ("POST", "/api/v1/apply")
@@ -552,6 +609,12 @@ CONTRACT_ROLES: dict[str, set[str]] = {
     "PUT /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
     "PATCH /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
     "DELETE /api/v1/projects/{project}/schedules/{schedule}": OPERATORS,
+    "GET /api/v1/projects/{project}/pipelines": READERS,
+    "POST /api/v1/projects/{project}/pipelines": OPERATORS,
+    "GET /api/v1/projects/{project}/pipelines/{pipeline}": READERS,
+    "PUT /api/v1/projects/{project}/pipelines/{pipeline}": OPERATORS,
+    "PATCH /api/v1/projects/{project}/pipelines/{pipeline}": OPERATORS,
+    "DELETE /api/v1/projects/{project}/pipelines/{pipeline}": OPERATORS,
     "POST /api/v1/apply": LOGGED_IN,  # then project.write in each project of the document
     "GET /api/v1/projects/{project}/runs": RUN_READERS,
     "GET /api/v1/projects/{project}/runs/{run}": RUN_READERS,
@@ -559,6 +622,13 @@ CONTRACT_ROLES: dict[str, set[str]] = {
     "GET /api/v1/projects/{project}/runs/{run}/steps/{index}/log": RUN_READERS,
     "POST /api/v1/projects/{project}/runs/{run}/cancel": OPERATORS,
     "POST /api/v1/projects/{project}/runs/{run}/abort": OPERATORS,
+    "POST /api/v1/projects/{project}/runs/{run}/rerun": OPERATORS | {"worker"},
+    "POST /api/v1/projects/{project}/pipelines/{pipeline}/trigger": OPERATORS | {"worker"},
+    "GET /api/v1/projects/{project}/pipeline-runs": RUN_READERS,
+    "GET /api/v1/projects/{project}/pipeline-runs/{run}": RUN_READERS,
+    "POST /api/v1/projects/{project}/pipeline-runs/{run}/cancel": OPERATORS,
+    "POST /api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/approve": OPERATORS,
+    "POST /api/v1/projects/{project}/pipeline-runs/{run}/nodes/{node}/reject": OPERATORS,
     "GET /api/v1/workers": READERS,
     "GET /api/v1/workers/{worker}": READERS,
     "PATCH /api/v1/workers/{worker}": OPERATORS,

@@ -470,3 +470,65 @@ async def test_a_rotation_encrypts_what_was_stored_in_clear_and_moves_the_rest(
     }
     compact_sqlite(services.db.url)  # SQLite's free pages and WAL kept the values in clear
     assert not [v for v in VALUES if v in await database_text(services)]
+
+
+async def test_lone_surrogates_in_secret_values_are_refused_with_a_422(
+    api: RecordingClient, make_user: MakeUser, services: Services
+) -> None:
+    """JSON may carry "\\ud800", which no UTF-8 text holds: every way a secret value comes in
+    answers 422 and stores nothing, where it used to answer 500."""
+    headers = await admin_token(make_user)
+    await project_with_secret_job(api, headers)
+    json_headers = {**headers, "content-type": "application/json"}
+    attempts = [
+        ("PUT", f"{API}/projects/p/secrets/S", b'{"value": "\\ud800"}'),
+        ("POST", f"{API}/projects/p/jobs/j/trigger", b'{"parameters": {"token": "\\ud800"}}'),
+        (
+            "PATCH",
+            f"{API}/projects/p/jobs/j",
+            b'{"parameters": [{"key": "token", "secret": true, "default": "\\udfff"}]}',
+        ),
+        (
+            "POST",
+            f"{API}/projects/p/schedules",
+            b'{"identifier": "s", "job": "j", "expression": "0 3 * * *",'
+            b' "parameters": {"token": "\\ud800"}}',
+        ),
+    ]
+    for method, path, body in attempts:
+        answer = await api.request(method, path, content=body, headers=json_headers)
+        assert answer.status_code == 422, (method, path, answer.status_code, answer.text)
+        assert "Unicode" in answer.json()["detail"], answer.text
+    listed = await api.get(f"{API}/projects/p/secrets", headers=headers)
+    assert listed.json()["items"] == []
+    runs = await api.get(f"{API}/projects/p/runs", headers=headers)
+    assert runs.json()["items"] == []
+    assert await stored_job_default(services) != "\ud800"
+
+
+async def test_a_ciphertext_copied_into_another_projects_schedule_stays_text(
+    api: RecordingClient, make_user: MakeUser, services: Services
+) -> None:
+    """Someone with a copy of the database and an operator's rights in another project puts a
+    secret default's ciphertext as a schedule's value of a parameter that is not secret: the
+    run gets the text as it is, never the secret; and a key rotation is not stopped by it."""
+    from orchestra.services.key_rotation import reencrypt_all
+    from orchestra.services.keyring import new_key
+
+    headers = await admin_token(make_user)
+    await project_with_secret_job(api, headers)
+    stolen = await stored_job_default(services)
+    assert Keyring.is_encrypted(stolen)
+    assert (await api.put(f"{API}/projects/q", json={}, headers=headers)).status_code == 201
+    plain_job = {"steps": [{"name": "a", "command": ["true"]}], "parameters": [{"key": "x"}]}
+    put = await api.put(f"{API}/projects/q/jobs/echo", json=plain_job, headers=headers)
+    assert put.status_code == 201, put.text
+    schedule = {"job": "echo", "expression": "* * * * *", "parameters": {"x": stolen}}
+    put = await api.put(f"{API}/projects/q/schedules/s", json=schedule, headers=headers)
+    assert put.status_code == 201, put.text
+    assert await services.scheduler.tick(services.clock.now() + timedelta(minutes=2)) >= 1
+    runs = (await api.get(f"{API}/projects/q/runs", headers=headers)).json()["items"]
+    assert [run["parameters"]["x"] for run in runs] == [stolen]
+    assert DEFAULT not in str(await run_values(services, runs[0]["identifier"]))
+    report = await reencrypt_all(services.db, Keyring([new_key(), *services.keyring.keys]))
+    assert report.complete, report

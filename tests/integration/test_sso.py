@@ -111,6 +111,15 @@ async def test_a_disabled_user_is_refused(services: Services) -> None:
         await sso.provision(claims("s-5", preferred_username="gina"))
 
 
+async def test_no_one_signs_in_as_the_local_workers_account(services: Services) -> None:
+    """Their workers are approved without an administrator: an identity provider's user named
+    like them would get approved workers of their own."""
+    sso = sso_of(services)
+    with pytest.raises(SignInRefused, match="reserved"):
+        await sso.provision(claims("s-lw", preferred_username="local-worker"))
+    assert [u.identifier for u in (await services.users.list_users(None, 100))[0]] == []
+
+
 async def test_the_identifier_claim_must_be_an_identifier(services: Services) -> None:
     sso = sso_of(services)
     with pytest.raises(SignInRefused, match="cannot be a user identifier"):
@@ -223,8 +232,9 @@ def test_a_whole_sign_in_ends_in_a_session_of_the_new_user(site: SsoSite, walk: 
     user = site.client.request("GET", "/users/dana", 200).json()
     assert user["display_name"] == "Dana D" and user["roles"] == ["operator"]
     assert user["groups"] == ["ops", "team-a"]
+    # A login session is not an API token: not listed with them.
     tokens = site.client.request("GET", "/users/dana/tokens", 200).json()["items"]
-    assert [t["description"] for t in tokens] == ["login"]
+    assert tokens == []
     with sqlite3.connect(site.database_url.removeprefix("sqlite:///")) as database:
         query = "SELECT is_session FROM user_authentication WHERE user = 'dana'"
         assert database.execute(query).fetchall() == [(1,)]  # a login session, not a token

@@ -87,6 +87,7 @@ RUNS = [
         steps=[step(0), step(1, status=StepStatus.FAILED, exit_code=2, timeout=1.5)]),
     run(steps=[], creation_date=NOW.replace(microsecond=0), timeout=0.1),
     run(sandbox={"network": False}, limits={"memory_mb": 512, "cpu_seconds": 60}),
+    run(results={"package": "p-1.0.tar.gz", "url": "https://x/?a=1"}),
 ]  # fmt: skip
 
 

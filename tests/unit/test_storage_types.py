@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from orchestra.storage.schema import UTCDateTime
+from orchestra.storage.column_types import UTCDateTime
 
 
 @pytest.mark.parametrize(

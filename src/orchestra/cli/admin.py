@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestra.cli.stray_database import refuse_stray_database
 from orchestra.domain.durations import parse_duration
 from orchestra.settings import load_settings
 
@@ -34,6 +35,7 @@ def _services(database: str | None, data_dir: Path | None) -> Services:
     from orchestra.storage.migrate import upgrade
 
     settings = load_settings({"database_url": database, "data_dir": data_dir})
+    refuse_stray_database(database, data_dir, settings.resolved_database_url)
     upgrade(settings.resolved_database_url)
     keyring = load_keyring(settings)
     verify_key(settings.resolved_database_url, keyring)
@@ -46,6 +48,7 @@ def migrate(database: Database = None, data_dir: DataDir = None) -> None:
     from orchestra.storage.migrate import upgrade
 
     settings = load_settings({"database_url": database, "data_dir": data_dir})
+    refuse_stray_database(database, data_dir, settings.resolved_database_url)
     upgrade(settings.resolved_database_url)
     typer.echo("database is up to date")
 
@@ -127,6 +130,7 @@ def rotate_key(
         {"database_url": database, "data_dir": data_dir, "secret_key_file": secret_key_file}
     )
     url = settings.resolved_database_url
+    refuse_stray_database(database, data_dir, url)
     upgrade(url)
     path = keys.key_file_path(settings)
     from_environment = bool(settings.secret_key)

@@ -1,18 +1,19 @@
-"""The HTTP client behind `orchestra apply` and `orchestra run`: ORCHESTRA_URL, ORCHESTRA_USER
-and ORCHESTRA_TOKEN, and API errors turned into one-line OrchestraErrors."""
+"""The client behind the CLI's commands: orchestra.client.Client (ORCHESTRA_URL,
+ORCHESTRA_USER, ORCHESTRA_TOKEN), its errors turned into OrchestraErrors that the CLI's one
+boundary prints as one line, and a log's stream for `--follow` (cli/follow.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from orchestra import client as api
+from orchestra.client.connection import stream_timeout
+from orchestra.client.responses import error_of
 from orchestra.errors import InvalidInput, OrchestraError
-
-API = "/api/v1"
 
 
 class Unreachable(OrchestraError):
@@ -20,53 +21,57 @@ class Unreachable(OrchestraError):
     its database away) said it is unavailable for now: 502, 503 or 504."""
 
 
-UNAVAILABLE = frozenset({502, 503, 504})
-# A stream with nothing to read for this long is taken for a connection that silently died (a
-# host gone without a reset): a follower then connects again, from the byte it reached.
-STREAM_READ_TIMEOUT = 120.0
+class ApiFailure(OrchestraError):
+    """The API refused the call: `status` and the API's `detail`."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class Client:
+@contextmanager
+def translated() -> Iterator[None]:
+    """The client's errors as the CLI's: one line each, the status first."""
+    try:
+        yield
+    except api.Unreachable as exc:
+        raise Unreachable(str(exc)) from None
+    except api.ApiError as exc:
+        raise ApiFailure(str(exc), exc.status) from None
+    except api.ClientError as exc:
+        raise OrchestraError(str(exc)) from None
+
+
+class Client(api.Client):
     def __init__(self, url: str | None = None, user: str | None = None, token: str | None = None):
-        self.url = (url or os.environ.get("ORCHESTRA_URL") or "http://127.0.0.1:8080").rstrip("/")
-        user = user if user is not None else os.environ.get("ORCHESTRA_USER")
-        token = token if token is not None else os.environ.get("ORCHESTRA_TOKEN")
-        if not token:
+        super().__init__(url, user=user, token=token)
+        if not self.connection.token:
+            self.close()
             raise OrchestraError("set ORCHESTRA_TOKEN (and ORCHESTRA_USER) to a token of yours")
-        auth: httpx.Auth | None = httpx.BasicAuth(user, token) if user else None
-        headers = {} if user else {"Authorization": f"Bearer {token}"}
-        self.http = httpx.Client(
-            base_url=self.url + API, auth=auth, headers=headers, timeout=httpx.Timeout(30.0)
-        )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        with self._errors():
-            response = self.http.request(method, path, **kwargs)
-        _check(response)
-        return response.json() if response.content else None
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Any:
+        with translated():
+            return super().request(method, path, params=params, json=json)
 
     @contextmanager
     def stream(self, path: str, params: dict[str, Any]) -> Iterator[httpx.Response]:
-        with self._errors():
-            with self.http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT)
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _check(response)
-                yield response
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
+        """The streamed answer of GET path (a log), once it says it succeeded."""
+        with translated():
+            response = self._send(
+                "GET", path, params=params, stream=True, timeout=stream_timeout(30.0)
+            )
         try:
-            yield
-        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-            raise Unreachable(f"cannot reach {self.url}: {exc}") from None
-        except httpx.HTTPError as exc:
-            raise OrchestraError(f"cannot reach {self.url}: {exc}") from None
-
-    def close(self) -> None:
-        self.http.close()
+            if response.status_code >= 400:
+                response.read()
+                _check(response)
+            try:
+                yield response
+            except httpx.TransportError as exc:
+                raise Unreachable(f"connection to {self.url} lost: {exc}") from None
+        finally:
+            response.close()
 
 
 def key_values(items: list[str] | None, option: str) -> dict[str, str]:
@@ -81,11 +86,8 @@ def key_values(items: list[str] | None, option: str) -> dict[str, str]:
 
 
 def _check(response: httpx.Response) -> None:
+    """Nothing for a success; the CLI's error for a failure (Unreachable for 502, 503, 504)."""
     if response.status_code < 400:
         return
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = response.text[:200]
-    error = Unreachable if response.status_code in UNAVAILABLE else OrchestraError
-    raise error(f"{response.status_code}: {detail}")
+    with translated():
+        raise error_of(response)

@@ -1,178 +1,145 @@
-"""`orchestra run trigger|list|show|log|cancel|abort`."""
+"""`orchestra run trigger|list|show|log|cancel|abort|rerun`. A run may be named by a unique
+prefix of its identifier (cli/run_ids.py)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
 
-from orchestra.cli.http import Client, Unreachable, key_values
+from orchestra.cli import run_ids
+from orchestra.cli.common import (
+    Format,
+    Output,
+    ProjectArg,
+    connect,
+    key_values,
+    show_many,
+    show_one,
+)
+from orchestra.cli.follow import follow as follow_run
+from orchestra.cli.http import Client, translated
 
-app = typer.Typer(help="Trigger and follow runs.", no_args_is_help=True)
-ACTIVE = ("pending", "running")
-# How long `--follow` tries to reach the server again after its stream dropped, and how long
-# it pauses between tries.
-RECONNECT_SECONDS = 60.0
-RECONNECT_PAUSE = 0.5
-
-
-def _show(run: dict[str, Any]) -> None:
-    typer.echo(json.dumps(run, indent=2, ensure_ascii=False))
+app = typer.Typer(
+    help="Trigger, follow, list, cancel, abort and re-run runs.", no_args_is_help=True
+)
+RunArg = Annotated[str, typer.Argument(help="the run's identifier, or a unique prefix (8+)")]
+Parameters = Annotated[
+    list[str] | None, typer.Option("--parameter", "-p", metavar="KEY=VALUE", help="repeat")
+]
+Follow = Annotated[
+    bool, typer.Option("--follow", help="stream the log, retries included; exit 0 only on success")
+]
+COLUMNS = ("identifier", "job", "status", "worker", "creation_date")
 
 
 def _follow(client: Client, project: str, run: str) -> int:
-    """Stream the log to stdout until the run ends, then its retries' in turn (each attempt is
-    a run of its own, made in the transaction that ends the one before); 0 if the last attempt
-    succeeded, 1 if not."""
-    followed = {run}
-    reached = False
-    while True:
-        final = _follow_one(client, project, run, reached)
-        reached = True
-        reason = f" ({final['reason']})" if final.get("reason") else ""
-        typer.echo(f"run {run} {final['status']}{reason}", err=True)
-        retry = final.get("retried_by")
-        if not retry or retry in followed:
-            return 0 if final["status"] == "succeeded" else 1
-        followed.add(retry)
-        typer.echo(f"attempt {final['attempt'] + 1} is run {retry}", err=True)
-        run = retry
+    """The log to stdout and, on stderr, each step's start, why a pending run waits, and the
+    end with the failing step and its exit code (cli/follow.py); retries followed in turn."""
+    return follow_run(client, project, run)
 
 
-def _follow_one(client: Client, project: str, run: str, reached: bool) -> dict[str, Any]:
-    """Stream one run's log to stdout until the run ends, and return it then. Once the server
-    was reached, a connection that drops (a server restarted, a proxy's 502 or idle timeout, a
-    host gone silent) is opened again from the byte reached, for up to RECONNECT_SECONDS
-    without an answer."""
-    out = sys.stdout.buffer
-    offset, lost_since = 0, None
-    while True:
-        start = offset
-        try:
-            params = {"follow": "true", "offset": str(offset)}
-            with client.stream(f"/projects/{project}/runs/{run}/log", params) as response:
-                reached, lost_since = True, None
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    out.flush()
-                    offset += len(chunk)
-            state: dict[str, Any] = client.request("GET", f"/projects/{project}/runs/{run}")
-            if state["status"] not in ACTIVE:
-                return state
-        except Unreachable as error:
-            if not reached:
-                raise  # never reached: a wrong URL or a server down is said at once
-            now = time.monotonic()
-            if lost_since is None:
-                lost_since = now
-                typer.echo(f"{error}; reconnecting", err=True)
-            elif now - lost_since > RECONNECT_SECONDS:
-                raise
-        if offset == start:
-            time.sleep(RECONNECT_PAUSE)  # nothing came: do not hammer a server coming back
+def _started(client: Client, project: str, run: dict[str, Any], follow: bool) -> None:
+    """A new run: its identifier, or with `follow` its log to its end (the exit status)."""
+    if not follow:
+        typer.echo(run["identifier"])
+        return
+    typer.echo(f"run {run['identifier']} triggered", err=True)
+    raise typer.Exit(_follow(client, project, run["identifier"]))
 
 
 @app.command("trigger")
 def trigger(
-    project: str,
-    job: str,
-    parameter: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeat")] = None,
-    follow: Annotated[
-        bool, typer.Option(help="stream the log, retries included; exit 0 only on success")
-    ] = False,
+    project: ProjectArg, job: str, parameter: Parameters = None, follow: Follow = False
 ) -> None:
-    """Trigger a run of a job."""
-    client = Client()
-    try:
-        run = client.request(
-            "POST",
-            f"/projects/{project}/jobs/{job}/trigger",
-            json={"parameters": key_values(parameter, "--parameter")},
-        )
-        if not follow:
-            typer.echo(run["identifier"])
-            return
-        typer.echo(f"run {run['identifier']} triggered", err=True)
-        code = _follow(client, project, run["identifier"])
-    finally:
-        client.close()
-    raise typer.Exit(code)
+    """Trigger a run of a job; print its identifier."""
+    parameters = key_values(parameter, "--parameter")
+    with connect() as client:
+        run = client.trigger(project, job, parameters)
+        _started(client, project, run, follow)
+
+
+@app.command("rerun")
+def rerun(project: ProjectArg, run: RunArg, follow: Follow = False) -> None:
+    """Run a final run's job again with the same parameters; print the new run's identifier."""
+    with connect() as client:
+        new = client.rerun(project, run_ids.run(client, project, run))
+        _started(client, project, new, follow)
 
 
 @app.command("list")
 def list_runs(
-    project: str,
+    project: ProjectArg,
     job: Annotated[str | None, typer.Option(help="only this job's runs")] = None,
     status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
     worker: Annotated[str | None, typer.Option(help="only runs on this worker")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="at most this many, newest first (default 20; every run with -o json)"
+        ),
+    ] = None,
+    output: Output = Format.text,
 ) -> None:
     """List runs, newest first."""
-    client = Client()
-    params = {"job": job, "status": status, "worker": worker, "limit": limit}
-    try:
-        page = client.request(
-            "GET", f"/projects/{project}/runs", params={k: v for k, v in params.items() if v}
-        )
-    finally:
-        client.close()
-    for run in page["items"]:
-        typer.echo(
-            f"{run['identifier']}  {run['job']:<20} {run['status']:<10} {run['creation_date']}"
-        )
+    if limit is None and output is Format.text:
+        limit = 20
+    with connect() as client:
+        runs = client.runs(project, job=job, status=status, worker=worker)
+        show_many(_first(runs, limit), output, COLUMNS)
+
+
+def _first(items: Any, limit: int | None) -> Any:
+    for count, item in enumerate(items):
+        if limit is not None and count >= limit:
+            return
+        yield item
 
 
 @app.command("show")
-def show(project: str, run: str) -> None:
-    """Show a run as JSON."""
-    client = Client()
-    try:
-        _show(client.request("GET", f"/projects/{project}/runs/{run}"))
-    finally:
-        client.close()
+def show(project: ProjectArg, run: RunArg, output: Output = Format.json) -> None:
+    """Show a run (JSON unless -o text)."""
+    with connect() as client:
+        show_one(client.run(project, run_ids.run(client, project, run)), output)
 
 
 @app.command("log")
 def log(
-    project: str,
-    run: str,
+    project: ProjectArg,
+    run: RunArg,
     follow: Annotated[
-        bool, typer.Option(help="keep streaming until the run (and its retries) end")
+        bool, typer.Option("--follow", help="keep streaming until the run (and its retries) end")
     ] = False,
 ) -> None:
     """Print a run's log."""
-    client = Client()
-    try:
+    with connect() as client:
+        identifier = run_ids.run(client, project, run)
         if follow:
-            raise typer.Exit(_follow(client, project, run))
-        with client.stream(f"/projects/{project}/runs/{run}/log", {}) as response:
-            for chunk in response.iter_bytes():
+            raise typer.Exit(_follow(client, project, identifier))
+        with translated():
+            for chunk in client.stream_log(project, identifier):
                 sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
-    finally:
-        client.close()
 
 
 @app.command("cancel")
-def cancel(project: str, run: str) -> None:
+def cancel(project: ProjectArg, run: RunArg, output: Output = Format.text) -> None:
     """Cancel a pending run."""
-    client = Client()
-    try:
-        result = client.request("POST", f"/projects/{project}/runs/{run}/cancel")
-    finally:
-        client.close()
-    typer.echo(f"run {result['identifier']} {result['status']}")
+    with connect() as client:
+        result = client.post(f"/projects/{project}/runs/{run_ids.run(client, project, run)}/cancel")
+    if output is Format.json:
+        show_one(result, output)
+    else:
+        typer.echo(f"run {result['identifier']} {result['status']}")
 
 
 @app.command("abort")
-def abort(project: str, run: str) -> None:
+def abort(project: ProjectArg, run: RunArg, output: Output = Format.text) -> None:
     """Abort a running run."""
-    client = Client()
-    try:
-        result = client.request("POST", f"/projects/{project}/runs/{run}/abort")
-    finally:
-        client.close()
-    typer.echo(f"run {result['identifier']}: abort requested")
+    with connect() as client:
+        result = client.post(f"/projects/{project}/runs/{run_ids.run(client, project, run)}/abort")
+    if output is Format.json:
+        show_one(result, output)
+    else:
+        typer.echo(f"run {result['identifier']}: abort requested")

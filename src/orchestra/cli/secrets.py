@@ -3,12 +3,13 @@ stdin, never from the command line (which `ps` and shell histories show)."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from typing import Annotated
 
 import typer
 
-from orchestra.cli.http import Client
+from orchestra.cli.common import Format, Output, ProjectArg, connect, print_json
 from orchestra.errors import InvalidInput
 
 app = typer.Typer(
@@ -17,21 +18,15 @@ app = typer.Typer(
 
 
 @app.command("list")
-def list_secrets(project: str) -> None:
+def list_secrets(project: ProjectArg, output: Output = Format.text) -> None:
     """List a project's secrets: names and dates."""
-    client = Client()
-    try:
-        cursor = None
-        while True:
-            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-            page = client.request("GET", f"/projects/{project}/secrets", params=params)
-            for secret in page["items"]:
-                typer.echo(f"{secret['name']:<40} updated {secret['update_date']}")
-            cursor = page["next_cursor"]
-            if not cursor:
-                return
-    finally:
-        client.close()
+    with connect() as client:
+        secrets = client.items(f"/projects/{project}/secrets")
+        if output is Format.json:
+            print_json(list(secrets))
+            return
+        for secret in secrets:
+            typer.echo(f"{secret['name']:<40} updated {secret['update_date']}")
 
 
 @app.command("set")
@@ -44,26 +39,22 @@ def set_secret(
 ) -> None:
     """Set a secret to the value read from stdin (created, or replaced)."""
     if sys.stdin.isatty():
-        typer.echo(f"Value of {name} (then Ctrl-D):", err=True)
-    value = sys.stdin.read()
+        # Typed at a terminal: not echoed, one line (a multi-line value comes on a pipe).
+        value = getpass.getpass(f"Value of {name}: ")
+    else:
+        value = sys.stdin.read()
     if not keep_newline:
         value = value.removesuffix("\n").removesuffix("\r")
     if not value:
         raise InvalidInput("the value read from stdin is empty")
-    client = Client()
-    try:
-        client.request("PUT", f"/projects/{project}/secrets/{name}", json={"value": value})
-    finally:
-        client.close()
+    with connect() as client:
+        client.put(f"/projects/{project}/secrets/{name}", {"value": value})
     typer.echo(f"secret {name} of project {project} set")
 
 
 @app.command("delete")
 def delete_secret(project: str, name: str) -> None:
     """Delete a secret."""
-    client = Client()
-    try:
-        client.request("DELETE", f"/projects/{project}/secrets/{name}")
-    finally:
-        client.close()
+    with connect() as client:
+        client.delete(f"/projects/{project}/secrets/{name}")
     typer.echo(f"secret {name} of project {project} deleted")

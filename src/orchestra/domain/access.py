@@ -69,7 +69,12 @@ def _scope_actions() -> dict[str, frozenset[Action] | None]:
         Action.RUN_APPROVE,
         Action.WORKER_CONNECT,
     }
-    write = trigger | {Action.PROJECT_WRITE, Action.SECRET_WRITE, Action.PROJECT_APPLY}
+    write = trigger | {
+        Action.PROJECT_WRITE,
+        Action.PROJECT_DELETE,
+        Action.SECRET_WRITE,
+        Action.PROJECT_APPLY,
+    }
     return {
         Scope.READ.value: frozenset(read),
         Scope.TRIGGER.value: frozenset(trigger),

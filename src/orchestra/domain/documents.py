@@ -10,6 +10,7 @@ from orchestra.domain import controls, cron
 from orchestra.domain.commands import check_command, check_environment, check_workspace
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.parameters import parse_parameters
+from orchestra.domain.pipelines import pipeline_shape
 from orchestra.domain.schedules import check_expression, parse_policies
 from orchestra.errors import InvalidInput
 
@@ -41,6 +42,7 @@ SCHEDULE_FIELDS = frozenset(
         "identifier",
         "display_name",
         "job",
+        "pipeline",
         "parameters",
         "expression",
         "time_zone",
@@ -168,7 +170,7 @@ def parse_schedule(raw: object) -> dict[str, Any]:
     return {
         "identifier": identifier,
         "display_name": check_text(data.get("display_name") or identifier, "display_name"),
-        "job": check_identifier(data.get("job"), "job"),
+        **_schedule_target(data),
         "parameters": parameters,
         "expression": check_expression(data.get("expression")),
         "time_zone": time_zone,
@@ -177,9 +179,20 @@ def parse_schedule(raw: object) -> dict[str, Any]:
     }
 
 
+def _schedule_target(data: Mapping[str, Any]) -> dict[str, str | None]:
+    """What a schedule triggers: exactly one of a job and a pipeline (the other null)."""
+    job, pipeline = data.get("job"), data.get("pipeline")
+    if (job is None) == (pipeline is None):
+        raise InvalidInput("a schedule names exactly one of job and pipeline")
+    if job is not None:
+        return {"job": check_identifier(job, "job"), "pipeline": None}
+    return {"job": None, "pipeline": check_identifier(pipeline, "pipeline")}
+
+
 def parse_document(raw: object) -> list[dict[str, Any]]:
     """Validate a whole apply document, collecting every error with its path, before anything is
-    stored. Returns the projects, each with parsed `jobs` and `schedules` lists."""
+    stored. Returns the projects, each with parsed `jobs` and `schedules` lists and its
+    `pipelines` (their shape only: they are checked against the jobs when applied)."""
     errors: list[str] = []
     projects: list[dict[str, Any]] = []
     if not isinstance(raw, Mapping):
@@ -194,7 +207,7 @@ def parse_document(raw: object) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             errors.append(f"{where}: must be a mapping")
             continue
-        fields = {k: v for k, v in item.items() if k not in ("jobs", "schedules")}
+        fields = {k: v for k, v in item.items() if k not in ("jobs", "schedules", "pipelines")}
         try:
             project = parse_project(fields)
         except InvalidInput as exc:
@@ -207,12 +220,21 @@ def parse_document(raw: object) -> list[dict[str, Any]]:
         project["schedules"] = _parse_children(
             item.get("schedules"), parse_schedule, f"{where}.schedules", errors
         )
+        project["pipelines"] = _parse_children(
+            item.get("pipelines"), pipeline_shape, f"{where}.pipelines", errors
+        )
         job_ids = {j["identifier"] for j in project["jobs"]}
+        pipeline_ids = {p["identifier"] for p in project["pipelines"]}
         for s_index, sched in enumerate(project["schedules"]):
-            if sched["job"] not in job_ids:
+            if sched["job"] is not None and sched["job"] not in job_ids:
                 errors.append(
                     f"{where}.schedules[{s_index}]: job {sched['job']!r} is not defined "
                     "in this project's jobs"
+                )
+            if sched["pipeline"] is not None and sched["pipeline"] not in pipeline_ids:
+                errors.append(
+                    f"{where}.schedules[{s_index}]: pipeline {sched['pipeline']!r} is not "
+                    "defined in this project's pipelines"
                 )
         projects.append(project)
     if errors:

@@ -147,6 +147,11 @@ class Run:
     waiting_reason: str | None = None
     # The job's environment, copied at trigger like its steps ({NAME: template}) or None.
     environment: dict[str, str] | None = None
+    # What its steps wrote to ORCHESTRA_RESULTS ({KEY: value}, domain/results.py) or None.
+    results: dict[str, str] | None = None
+    # The pipeline run and node that started it, if one did.
+    pipeline_run: str | None = None
+    pipeline_node: str | None = None
 
     def shown_parameters(self) -> dict[str, str]:
         """The parameters as people may see them: secret values masked."""
@@ -165,7 +170,8 @@ class Schedule:
     project: str
     identifier: str
     display_name: str
-    job: str
+    job: str | None  # exactly one of job and pipeline
+    pipeline: str | None
     parameters: dict[str, str]
     expression: str
     time_zone: str

@@ -40,6 +40,11 @@ def _scalar(value: object, where: str) -> str:
         raise InvalidInput(f"{where} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidInput(f"{where} must not contain NUL")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{where} must be valid Unicode (no lone surrogates)") from None
     if len(value) > MAX_VALUE_LENGTH:
         raise InvalidInput(f"{where} is longer than {MAX_VALUE_LENGTH} characters")
     return value

@@ -25,6 +25,9 @@ class Action(StrEnum):
     PROJECT_APPLY = "project.apply"  # apply a document: project.write checked in each project
     PROJECT_READ = "project.read"
     PROJECT_WRITE = "project.write"
+    # Deleting a whole project (its members and secrets with it): global operators, never a
+    # project's own operator members.
+    PROJECT_DELETE = "project.delete"
     RUN_READ = "run.read"
     RUN_TRIGGER = "run.trigger"
     RUN_CONTROL = "run.control"  # cancel, abort
@@ -50,6 +53,7 @@ GRANTS: dict[Role, frozenset[Action]] = {
         _READ
         | {
             Action.PROJECT_WRITE,
+            Action.PROJECT_DELETE,
             Action.SECRET_WRITE,
             Action.RUN_TRIGGER,
             Action.RUN_CONTROL,

@@ -8,9 +8,12 @@ waiting. A pass's assignments to one worker go out in one write.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
+from orchestra import metrics
 from orchestra.domain.dispatch import DISPATCH_BATCH, Candidate, assign, plain_order
 from orchestra.domain.models import Run
 from orchestra.master.session import RIDE_SECONDS, Sessions
@@ -57,6 +60,13 @@ class Dispatcher:
     async def dispatch_once(self) -> bool:
         """Assign what can be assigned now; True if a full batch went out (look again)."""
         DISPATCH_PASSES.inc()
+        started = time.perf_counter()
+        try:
+            return await self._dispatch_once()
+        finally:
+            metrics.DISPATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _dispatch_once(self) -> bool:
         free = {w: s.free for w, s in self.sessions.items() if s.free > 0}
         if not free:
             self.backlog = True  # not looked at: whoever frees an executor signals
@@ -79,7 +89,9 @@ class Dispatcher:
         # stay pending when not every candidate was matched (or a worker was disabled).
         self.backlog = dispatched.full or len(dispatched.won) < len(dispatched.candidates)
         by_worker: dict[str, list[Run]] = {}
+        now = datetime.now(UTC)
         for run in dispatched.won:
+            metrics.run_started(run.project, run.creation_date, now)
             by_worker.setdefault(dispatched.assignments[run.identifier], []).append(run)
         for worker, runs in by_worker.items():
             await self._send_assignments(worker, runs)

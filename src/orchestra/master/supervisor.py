@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from orchestra.master.control import ControlLoop
 from orchestra.master.dispatcher import Dispatcher
 from orchestra.master.endpoint import WorkerEndpoint
+from orchestra.master.pipelines import PipelineLoop
 from orchestra.master.session import Sessions
 from orchestra.master.upkeep import Upkeep
 from orchestra.protocol import messages as m
@@ -59,6 +60,7 @@ class Master:
         )
         self.control = ControlLoop(services, self.sessions, side.control)
         self.upkeep = Upkeep(services, self.sessions, side.registry, side.leases, side.retention)
+        self.pipelines = PipelineLoop(services)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self, websocket: WebSocket, receive: Any = None) -> None:
@@ -71,6 +73,7 @@ class Master:
             "maintenance": self.upkeep.maintenance,
             "schedules": self.upkeep.schedules,
             "retention": self.upkeep.retention_sweep,
+            "pipelines": self.pipelines.loop,
         }
         for name, loop in loops.items():
             self._tasks.append(asyncio.create_task(self._forever(loop, name), name=name))

@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
+from orchestra.domain import results as results_rules
 from orchestra.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
@@ -99,6 +100,22 @@ class StepOutput(Message):
     data: Annotated[str, Field(max_length=MAX_OUTPUT_CHUNK * 4 // 3 + 8)] | bytes
 
 
+def _bounded_results(value: dict[str, str] | None) -> dict[str, str] | None:
+    """A step's results as the master takes them (domain/results.py): keys by the pattern,
+    storable values, at most the run's limit in all."""
+    if value is None:
+        return None
+    for key, text in value.items():
+        if not results_rules.valid_key(key):
+            raise ValueError(f"result key {key[:20]!r} does not match {results_rules.KEY_PATTERN}")
+        problem = results_rules.problem_with_value(text)
+        if problem is not None:
+            raise ValueError(f"the value of result {key!r} {problem}")
+    if results_rules.results_size(value) > results_rules.MAX_RESULTS_BYTES:
+        raise ValueError(f"results over {results_rules.MAX_RESULTS_BYTES} bytes")
+    return value
+
+
 class StepEnded(Message):
     kind: Literal["step_ended"] = "step_ended"
     sequence: EventSequence
@@ -106,6 +123,13 @@ class StepEnded(Message):
     status: EndStatus
     exit_code: ExitCode | None = None
     date: Date
+    # What the step wrote to its ORCHESTRA_RESULTS file (docs/protocol.md); left out when
+    # none, so that a master older than it still takes the step's end.
+    results: Annotated[
+        dict[str, str] | None,
+        Field(exclude_if=lambda value: value is None),
+        AfterValidator(_bounded_results),
+    ] = None
 
 
 class RunEnded(Message):

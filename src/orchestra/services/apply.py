@@ -1,6 +1,6 @@
-"""Apply a configuration document: create or update its projects, jobs and schedules in one
-transaction. Idempotent: applying the same document twice changes nothing the second time.
-Things absent from the document are left alone."""
+"""Apply a configuration document: create or update its projects, jobs, pipelines and
+schedules in one transaction. Idempotent: applying the same document twice changes nothing
+the second time. Things absent from the document are left alone."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from orchestra.domain.documents import parse_document
 from orchestra.domain.models import Job
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.permissions import Action
+from orchestra.domain.pipelines import check_pipeline
 from orchestra.errors import Forbidden, InvalidInput
 from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring
@@ -25,10 +26,12 @@ from orchestra.services.parameter_secrets import (
     seal_schedule_values,
     secret_keys,
 )
+from orchestra.services.pipelines import check_schedule_pipeline, project_jobs
 from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
+from orchestra.storage.schema import pipeline as pipeline_table
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import schedule as schedule_table
 
@@ -63,6 +66,7 @@ class ApplyService:
             for project in projects:
                 jobs = project.pop("jobs")
                 schedules = project.pop("schedules")
+                pipelines = project.pop("pipelines")
                 identifier = project["identifier"]
                 keys = {"identifier": identifier}
                 changes.append(
@@ -76,8 +80,13 @@ class ApplyService:
                         self.keyring, job["parameters"], stored and stored["parameters"]
                     )
                     changes.append(await _put(conn, job_table, keys, {**job, **keys}, "job", name))
+                changes += await apply_pipelines(conn, identifier, pipelines)
                 for schedule in schedules:
                     keys = {"project": identifier, "identifier": schedule["identifier"]}
+                    if schedule["pipeline"] is not None:
+                        values = await check_schedule_pipeline(conn, identifier, schedule)
+                        changes.append(await _put_schedule(conn, values, keys, self.clock.now()))
+                        continue
                     job_row = await records.fetch_one(
                         conn, job_table, {"project": identifier, "identifier": schedule["job"]}
                     )
@@ -106,6 +115,35 @@ class ApplyService:
         self.events.publish("dispatch")
         self.events.publish(SCHEDULES)
         return changes
+
+
+async def _put_schedule(
+    conn: AsyncConnection, schedule: Mapping[str, Any], keys: Mapping[str, Any], now: Any
+) -> Change:
+    name = f"{keys['project']}/{keys['identifier']}"
+    due = {
+        "next_due_date": next_due_date(keys["project"], dict(schedule), now),
+        "queued_due_date": None,
+    }
+    return await _put(conn, schedule_table, keys, {**schedule, **keys}, "schedule", name, due)
+
+
+async def apply_pipelines(
+    conn: AsyncConnection, project: str, pipelines: list[dict[str, Any]]
+) -> list[Change]:
+    """Check each pipeline against the project's jobs (the document's, just written, and the
+    stored ones) and store it."""
+    jobs = await project_jobs(conn, project)
+    changes: list[Change] = []
+    for raw in pipelines:
+        try:
+            values = check_pipeline(raw, jobs)
+        except InvalidInput as exc:
+            raise InvalidInput(f"pipeline {raw['identifier']!r}: {exc}") from None
+        keys = {"project": project, "identifier": values["identifier"]}
+        name = f"{project}/{values['identifier']}"
+        changes.append(await _put(conn, pipeline_table, keys, {**values, **keys}, "pipeline", name))
+    return changes
 
 
 async def _put(

@@ -10,6 +10,8 @@ from orchestra.services.audit import AuditService
 from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring, load_keyring
 from orchestra.services.members import MemberService
+from orchestra.services.pipeline_runs import PipelineRunService
+from orchestra.services.pipelines import PipelineService
 from orchestra.services.projects import ProjectService
 from orchestra.services.runs import RunService
 from orchestra.services.scheduler import Scheduler
@@ -37,6 +39,8 @@ class Services:
     keyring: Keyring
     secrets: SecretService
     members: MemberService
+    pipelines: PipelineService
+    pipeline_runs: PipelineRunService
     sso: SsoService | None  # single sign-on, when configured
 
     @classmethod
@@ -67,6 +71,8 @@ class Services:
             keyring=keyring,
             secrets=SecretService(db, clock, keyring),
             members=MemberService(db, users.access_changed),
+            pipelines=PipelineService(db, clock, events),
+            pipeline_runs=PipelineRunService(db, clock, events, runs, keyring),
             sso=sso,
         )
 

@@ -83,7 +83,7 @@ def _job_row(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _values_row(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """A run's or a schedule's values of secret parameters (a run's are named with it, a
-    schedule's by its job; a schedule's encrypted values are all its job's once)."""
+    schedule's by its job)."""
     values = row["parameters"]
     if not isinstance(values, Mapping):
         return None
@@ -91,8 +91,9 @@ def _values_row(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | Non
         secret = set(row["secret_parameters"] or ())
     else:
         declared = row["job_parameters"] if isinstance(row["job_parameters"], list) else []
+        # Only the job's secret parameters: a value of another one that looks like ciphertext
+        # is text someone wrote (it would otherwise count as unreadable and stop a rotation).
         secret = {p.get("key") for p in declared if isinstance(p, Mapping) and p.get("secret")}
-        secret |= {k for k, v in values.items() if Keyring.is_encrypted(v)}
     new = {k: sealer.value(v, PARAMETER_CONTEXT) if k in secret else v for k, v in values.items()}
     return None if new == values else {"parameters": new}
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from orchestra import metrics
 from orchestra.clock import Clock
 from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.services import pipeline_marks
 from orchestra.services.events import Events
 from orchestra.services.run_endings import RunEndings
 from orchestra.storage import running
@@ -53,8 +55,12 @@ class Leases:
                 )
                 if moved:
                     await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
+                    metrics.RUNS_EXPIRED.inc()
+            marked = await pipeline_marks.runs_ended(conn, expired, now)
         for run_id in expired:
             self.events.publish(f"run:{run_id}")
+        if marked:
+            pipeline_marks.advance_soon(self.events)
         return len(expired)
 
     async def expire_leases(

@@ -9,14 +9,18 @@ a schedule's, to trigger from it (services/scheduler.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.domain.models import Job, Schedule
 from orchestra.domain.parameters import Parameter
 from orchestra.errors import InvalidInput
 from orchestra.services.keyring import Keyring, KeyringError
+from orchestra.storage.schema import job as job_table
 
 CONTEXT = "parameter"
 MASK = "***"
@@ -107,14 +111,35 @@ def shown_schedule(schedule: Schedule) -> Schedule:
     return replace(schedule, parameters=shown)
 
 
-def opened_schedule_values(keyring: Keyring, values: object) -> object:
-    """A schedule's stored values as given (decrypted), for a trigger that encrypts them again;
-    a value that does not decrypt is passed on as it is."""
+def secret_keys_of(job_parameters: object) -> frozenset[str]:
+    """The keys of the secret parameters in a job's stored `parameters` column."""
+    if not isinstance(job_parameters, list):
+        return frozenset()
+    return frozenset(p["key"] for p in job_parameters if isinstance(p, Mapping) and p.get("secret"))
+
+
+async def job_secret_keys(conn: AsyncConnection, project: str, job: str) -> frozenset[str]:
+    """The keys of the secret parameters of a stored job (none if there is no such job)."""
+    declared = await conn.scalar(
+        sa.select(job_table.c.parameters).where(
+            job_table.c.project == project, job_table.c.identifier == job
+        )
+    )
+    return secret_keys_of(declared)
+
+
+def opened_schedule_values(
+    keyring: Keyring, values: object, secret: Collection[str] = frozenset()
+) -> object:
+    """A schedule's stored values as given, those of its job's `secret` parameters decrypted,
+    for a trigger that encrypts them again; a value that does not decrypt is passed on as it
+    is. Only the job's secret parameters are opened: a value of another parameter that looks
+    like ciphertext (copied from elsewhere) stays the text it is, never a way to decrypt."""
     if not isinstance(values, Mapping):
         return values
     opened = dict(values)
     for key, value in values.items():
-        if Keyring.is_encrypted(value):
+        if key in secret and Keyring.is_encrypted(value):
             try:
                 opened[key] = keyring.decrypt(value, CONTEXT)
             except KeyringError:

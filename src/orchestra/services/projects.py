@@ -23,6 +23,7 @@ from orchestra.services.parameter_secrets import (
     shown_job,
     shown_schedule,
 )
+from orchestra.services.pipelines import check_schedule_pipeline, pipeline_naming_job
 from orchestra.services.scheduler import SCHEDULES, next_due_date
 from orchestra.storage import records
 from orchestra.storage.engine import Database
@@ -175,6 +176,9 @@ class ProjectService:
             )
             if used_by:
                 raise Conflict(f"job {identifier!r} is triggered by schedule {used_by!r}")
+            named_by = await pipeline_naming_job(conn, project, identifier)
+            if named_by:
+                raise Conflict(f"job {identifier!r} is run by pipeline {named_by!r}")
             await records.delete(conn, job_table, {"project": project, "identifier": identifier})
 
     async def _job(self, conn: AsyncConnection, project: str, identifier: str) -> Job:
@@ -270,7 +274,10 @@ class ProjectService:
         self, conn: AsyncConnection, project: str, values: Mapping[str, Any], stored: object
     ) -> dict[str, Any]:
         """A schedule must name an existing job and give it parameters it accepts; its values
-        with those of the job's secret parameters encrypted (`stored`: the values it had)."""
+        with those of the job's secret parameters encrypted (`stored`: the values it had).
+        A schedule of a pipeline: services/pipelines.py."""
+        if values.get("pipeline") is not None:
+            return await check_schedule_pipeline(conn, project, values)
         try:
             job = await self._job(conn, project, values["job"])
         except NotFound as exc:
@@ -359,6 +366,7 @@ def _schedule_fields(schedule: Schedule) -> dict[str, Any]:
         "identifier": schedule.identifier,
         "display_name": schedule.display_name,
         "job": schedule.job,
+        "pipeline": schedule.pipeline,
         "parameters": schedule.parameters,
         "expression": schedule.expression,
         "time_zone": schedule.time_zone,

@@ -15,16 +15,20 @@ look-up per report with output, no query and no pass over the data).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra import metrics
 from orchestra.clock import Clock
 from orchestra.domain.masking import mask
 from orchestra.domain.models import Row
 from orchestra.domain.statuses import StepStatus
 from orchestra.errors import ProtocolError
 from orchestra.protocol import messages as m
+from orchestra.services import pipeline_marks
 from orchestra.services.events import Events
 from orchestra.services.group_commit import GroupCommit, Waiting
 from orchestra.services.report_plan import (
@@ -74,10 +78,14 @@ class ReportApplier:
     async def report(self, worker: str, report: m.Report) -> ReportResult:
         """Apply a worker's report, in a transaction shared with the reports of other runs
         arriving meanwhile (see `apply_reports`); a ProtocolError if it breaks the protocol."""
-        output = sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
-        if output > REPORT_GROUP_BYTES:
-            return await self.apply_report(worker, report)
-        return await self._reports.submit((worker, report))
+        started = time.perf_counter()
+        try:
+            output = sum(len(e.data) for e in report.events if isinstance(e, m.StepOutput))
+            if output > REPORT_GROUP_BYTES:
+                return await self.apply_report(worker, report)
+            return await self._reports.submit((worker, report))
+        finally:
+            metrics.REPORT_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_reports(
         self, group: list[Waiting[tuple[str, m.Report], ReportResult]]
@@ -124,6 +132,7 @@ class ReportApplier:
     ) -> list[ReportResult | ProtocolError]:
         writes = ReportWrites()
         outcomes: list[ReportResult | ProtocolError] = []
+        ended: list[tuple[Row, dict[str, Any]]] = []  # runs ended: their rows and changes
         masks = await self._masks_of(reports)  # read before the transaction, if at all
         async with self.db.transaction() as conn:
             rows = await run_storage.lock_runs(conn, [report.run for _, report in reports])
@@ -140,8 +149,22 @@ class ReportApplier:
                     continue
                 if report.run in masks:
                     _mask_output(planned, masks[report.run])
+                if isinstance(outcomes[-1], ReportResult) and outcomes[-1].finished:
+                    ended += _ending(rows[report.run], planned)
                 writes.merge(planned)
             await self._write(conn, writes)
+            finished = [
+                report.run
+                for (_, report), outcome in zip(reports, outcomes, strict=True)
+                if isinstance(outcome, ReportResult) and outcome.finished
+            ]
+            marked = await pipeline_marks.runs_ended(conn, finished, self.clock.now())
+        if marked:  # after the commit: the pipelines loop finds the marks
+            pipeline_marks.advance_soon(self.events)
+        for row, change in ended:  # committed
+            start = change.get("start_date") or row["start_date"]
+            end = change.get("completion_date")
+            metrics.run_ended(row["project"], row["job"], change["status"], start, end)
         return outcomes
 
     async def _masks_of(
@@ -196,6 +219,7 @@ class ReportApplier:
                     status=changes.get("status"),
                     completion_date=changes.get("completion_date"),
                     reason=changes.get("reason"),
+                    results=changes.get("results"),
                 )
             )
             for (guard, _), rows in writes.steps.items():
@@ -250,6 +274,12 @@ class ReportApplier:
         )
         await running.note_late_report(conn, row["identifier"], note)
         log.warning("run %s: %s", row["identifier"], note)
+
+
+def _ending(row: Row, planned: ReportWrites) -> list[tuple[Row, dict[str, Any]]]:
+    """The run's row and the change that ends it, among a report's planned changes."""
+    changes = [c for group in planned.runs.values() for c in group if c.get("status")]
+    return [(row, changes[-1])] if changes else []
 
 
 def _mask_output(writes: ReportWrites, masks: tuple[bytes, ...]) -> None:

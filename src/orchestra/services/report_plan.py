@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestra.domain.controls import retry_from_row
 from orchestra.domain.models import Row
+from orchestra.domain.results import MAX_RESULTS_BYTES, merge_results, results_size
 from orchestra.domain.statuses import (
     RunStatus,
     StepStatus,
@@ -77,7 +78,8 @@ class ReportWrites:
 
 def as_left(worker: str, sequence: int) -> Row:
     """A run's row as a worker left it, for `plan`: running there, at event `sequence` (the
-    statement applying the plan holds it to that)."""
+    statement applying the plan holds it to that). Its results are not known: the plan's
+    `results` are then the report's alone, which that statement merges into the run's."""
     return {
         "worker": worker,
         "status": RunStatus.RUNNING.value,
@@ -130,6 +132,7 @@ def plan(
     steps: dict[int, dict[str, Any]] = {}  # step -> the columns its events set
     finished = False
     ended_at: datetime | None = None
+    results: dict[str, str] | None = None  # the report's steps' results, merged in order
     for event in report.events:
         if event.sequence <= sequence:
             continue  # sent again (its acknowledgement was lost): applied already
@@ -159,6 +162,8 @@ def plan(
             steps.setdefault(event.step, {}).update(
                 status=event.status, exit_code=event.exit_code, completion_date=event.date
             )
+            if event.results:
+                results = merge_results(results, event.results)
         elif isinstance(event, m.RunEnded) and not finished:
             finished = True
             changes.update(
@@ -175,11 +180,22 @@ def plan(
         guard = step_guard(StepStatus(columns["status"]))
         shape = (guard, tuple(columns))
         writes.steps.setdefault(shape, []).append({"run": report.run, "index": index, **columns})
+    if results is not None:
+        changes["results"] = _with_results(report.run, row.get("results"), results)
     changes.update(identifier=report.run, event_sequence=sequence, log_size=log_size)
     writes.runs.setdefault(tuple(changes), []).append(changes)
     if finished and retry_from_row(row["retry"]) is not None:
         writes.retried.append(report.run)
     return ReportResult(sequence, finished=finished)
+
+
+def _with_results(run: str, stored: object, new: dict[str, str]) -> dict[str, str]:
+    """The run's results with a report's merged in: a ProtocolError past the run's limit
+    (the worker bounds them before it sends them)."""
+    merged = merge_results(stored if isinstance(stored, dict) else None, new) or {}
+    if results_size(merged) > MAX_RESULTS_BYTES:
+        raise ProtocolError(f"run {run}: results over the run's limit of {MAX_RESULTS_BYTES} bytes")
+    return merged
 
 
 def _check_end(

@@ -12,9 +12,12 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra import metrics
 from orchestra.clock import Clock
 from orchestra.domain.controls import retry_from_row
+from orchestra.domain.models import Run
 from orchestra.domain.statuses import RunStatus, StepStatus
+from orchestra.services import pipeline_marks
 from orchestra.services.events import Events
 from orchestra.services.runs import RunService
 from orchestra.storage import running
@@ -50,16 +53,21 @@ class RunEndings:
             await run_storage.end_running_steps(conn, run_id, StepStatus.EXCEPTION, now)
             await run_storage.skip_pending_steps(conn, run_id, StepStatus.SKIPPED)
             log.warning("run %s ended exception: %s", run_id, reason)
-            await self.after_final(conn, run_id)
+            run = await self.after_final(conn, run_id)
+            if run is not None:
+                metrics.run_ended(run.project, run.job, run.status.value, run.start_date, now)
+            if await pipeline_marks.runs_ended(conn, [run_id], now):
+                # Published before the caller's commit: the pipelines loop picks it up then.
+                pipeline_marks.advance_soon(self.events)
             self.events.publish(f"run:{run_id}")
         return moved
 
-    async def after_final(self, conn: AsyncConnection, run_id: str) -> None:
+    async def after_final(self, conn: AsyncConnection, run_id: str) -> Run | None:
         """A run just ended: retry it if its policy says so (in the same transaction, so a
-        retry is never lost nor made twice: `retry_of` is unique)."""
+        retry is never lost nor made twice: `retry_of` is unique). The run, as it ended."""
         run = await run_storage.get_run(conn, run_id)
         if run is None:
-            return
+            return None
         retry = retry_from_row(run.retry)
         if retry is not None and retry.applies(run.status.value, run.attempt):
             retried = await self.runs.retry_in(conn, run, retry)
@@ -72,3 +80,4 @@ class RunEndings:
                 retried.identifier,
             )
             self.events.publish("dispatch")
+        return run

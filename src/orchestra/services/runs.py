@@ -22,6 +22,7 @@ from orchestra.domain.models import Job, Row, Run
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
+from orchestra.services import pipeline_marks
 from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring
 from orchestra.services.parameter_secrets import seal_run_values
@@ -281,6 +282,8 @@ class RunService:
                 "sandbox": original.sandbox,
                 "limits": original.limits,
                 "environment": original.environment,
+                "pipeline_run": original.pipeline_run,
+                "pipeline_node": original.pipeline_node,
             },
             [{"name": s.name, "command": s.command, "timeout": s.timeout} for s in original.steps],
         )
@@ -378,8 +381,11 @@ class RunService:
             if not moved:
                 raise Conflict("the run changed while cancelling it; look again")
             await run_storage.skip_pending_steps(conn, identifier, StepStatus.SKIPPED)
+            marked = await pipeline_marks.runs_ended(conn, [identifier], now)
             run = await self._run(conn, project, identifier)
         self.events.publish(f"run:{identifier}")
+        if marked:
+            pipeline_marks.advance_soon(self.events)
         return run
 
     async def abort(self, project: str, identifier: str) -> Run:
@@ -431,9 +437,12 @@ class RunService:
             step_status = StepStatus.ABORTED if status == "aborted" else StepStatus.EXCEPTION
             await run_storage.end_running_steps(conn, identifier, step_status, now)
             await run_storage.skip_pending_steps(conn, identifier, StepStatus.SKIPPED)
+            marked = await pipeline_marks.runs_ended(conn, [identifier], now)
             run = await self._run(conn, project, identifier)
         self.events.publish(f"run:{identifier}")
         self.events.publish("control")
+        if marked:
+            pipeline_marks.advance_soon(self.events)
         return run
 
     async def read_log(

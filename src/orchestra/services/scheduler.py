@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,12 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock, utcnow
 from orchestra.domain import cron
-from orchestra.domain.schedules import Catchup, Overlap, Plan, ScheduleState, plan, seed
+from orchestra.domain.schedules import Plan, ScheduleState, plan, seed
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
+from orchestra.services import pipeline_schedules
 from orchestra.services.events import Events
-from orchestra.services.parameter_secrets import opened_schedule_values
+from orchestra.services.parameter_secrets import (
+    job_secret_keys,
+    opened_schedule_values,
+    secret_keys_of,
+)
 from orchestra.services.runs import RunService
+from orchestra.services.schedule_rows import firing_key, firing_row, keys_in, state_of
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
@@ -117,8 +122,9 @@ class Scheduler:
     async def _handle_chunk(
         self, chunk: list[tuple[str, str]], now: datetime, plans: dict[tuple[Any, ...], Plan]
     ) -> int:
-        try:
-            return await self._handle_batch(chunk, now, plans)
+        try:  # a batch leaves the schedules of pipelines, handled one by one after it
+            created = await self._handle_batch(chunk, now, plans)
+            return created + await pipeline_schedules.after_batch(self, chunk, now)
         except Exception:
             # A firing that conflicts (recorded meanwhile) or anything unexpected: the batch
             # was rolled back whole; each schedule is handled alone instead.
@@ -142,13 +148,14 @@ class Scheduler:
             # row locks: its dialect leaves the clause out).
             query = (
                 sa.select(schedule_table)
-                .where(_keys_in(schedule_table, keys))
+                .where(keys_in(schedule_table, keys))
                 .with_for_update(skip_locked=True)
             )
             rows = [
                 r
                 for r in (await conn.execute(query)).mappings().all()
                 if r["is_enabled"]
+                and r["pipeline"] is None
                 and r["next_due_date"] is not None
                 and (r["next_due_date"] <= now or r["queued_due_date"] is not None)
             ]
@@ -168,7 +175,7 @@ class Scheduler:
             jobs = {
                 (j["project"], j["identifier"]): j
                 for j in (
-                    await conn.execute(sa.select(job_table).where(_keys_in(job_table, wanted)))
+                    await conn.execute(sa.select(job_table).where(keys_in(job_table, wanted)))
                 ).mappings()
             }
             projects = set(
@@ -208,7 +215,7 @@ class Scheduler:
                 )
                 decided = plans.get(key)
                 if decided is None:
-                    decided = plans[key] = plan(_state_of(row, previous_active), now)
+                    decided = plans[key] = plan(state_of(row, previous_active), now)
                 last_run = row["last_run"]
                 for due in decided.fire:
                     made = pending.get(
@@ -223,7 +230,7 @@ class Scheduler:
                             conn, row, jobs, projects, warnings
                         )
                     if isinstance(made, str):
-                        firings.append(_firing(row, due, None, "skipped", made, stamp))
+                        firings.append(firing_row(row, due, None, "skipped", made, stamp))
                         continue
                     values = {
                         **made[0],
@@ -231,11 +238,11 @@ class Scheduler:
                         "source": {"type": "schedule", "schedule": row["identifier"]},
                     }
                     runs.append((values, made[1]))
-                    firings.append(_firing(row, due, values["identifier"], "fired", None, stamp))
+                    firings.append(firing_row(row, due, values["identifier"], "fired", None, stamp))
                     last_run = values["identifier"]
                     fired_log.append((row, due, values["identifier"]))
                 for due, reason in decided.skipped:
-                    firings.append(_firing(row, due, None, "skipped", reason, stamp))
+                    firings.append(firing_row(row, due, None, "skipped", reason, stamp))
                 last_skip_date, last_skip_reason = (
                     max(decided.skipped)
                     if decided.skipped
@@ -317,7 +324,8 @@ class Scheduler:
                 return f"no project {row['project']!r}"
             return f"no job {row['job']!r} in project {row['project']!r}"
         try:
-            given = opened_schedule_values(self.runs.keyring, row["parameters"])
+            secret = secret_keys_of(job["parameters"])
+            given = opened_schedule_values(self.runs.keyring, row["parameters"], secret)
             return await self.runs.pending_of_job(conn, job, given, {}, warnings=warnings)
         except (NotFound, InvalidInput) as exc:
             return str(exc)
@@ -360,6 +368,8 @@ class Scheduler:
                 return 0
             if row["next_due_date"] > now and row["queued_due_date"] is None:
                 return 0  # handled meanwhile by another master
+            if row["pipeline"] is not None:
+                return await pipeline_schedules.handle(conn, row, now, self.runs)
             decided = plan(await self._state(conn, row), now)
             created = 0
             last_run = row["last_run"]
@@ -391,7 +401,7 @@ class Scheduler:
                 sa.select(run_table.c.status).where(run_table.c.identifier == row["last_run"])
             )
             previous_active = status in {s.value for s in ACTIVE_RUN_STATUSES}
-        return _state_of(row, previous_active)
+        return state_of(row, previous_active)
 
     async def _fire(self, conn: AsyncConnection, row: Any, due: datetime) -> str | None:
         """Record the firing and create its run, or record why it could not run."""
@@ -402,10 +412,11 @@ class Scheduler:
                     "type": "schedule",
                     "schedule": row["identifier"],
                 }
-                given = opened_schedule_values(self.runs.keyring, row["parameters"])
+                secret = await job_secret_keys(conn, row["project"], row["job"])
+                given = opened_schedule_values(self.runs.keyring, row["parameters"], secret)
                 run = await self.runs.trigger_in(conn, row["project"], row["job"], given, source)
                 await conn.execute(
-                    firing_table.update().where(*_firing_key(row, due)).values(run=run.identifier)
+                    firing_table.update().where(*firing_key(row, due)).values(run=run.identifier)
                 )
         except Conflict:
             return None  # this due time was fired already (another master, a restart)
@@ -432,61 +443,9 @@ class Scheduler:
         *,
         strict: bool = False,
     ) -> None:
-        values = _firing(row, due, run, outcome, reason, self.clock.now())
+        values = firing_row(row, due, run, outcome, reason, self.clock.now())
         try:
             await records.insert(conn, firing_table, values)
         except Conflict:
             if strict:
                 raise
-
-
-def _state_of(row: Any, previous_active: bool) -> ScheduleState:
-    return ScheduleState(
-        expression=row["expression"],
-        time_zone=row["time_zone"],
-        seed=seed(row["project"], row["identifier"]),
-        overlap=Overlap(row["overlap"]),
-        catchup=Catchup(row["catchup"]),
-        catchup_window=row["catchup_window"],
-        catchup_max=row["catchup_max"],
-        next_due_date=row["next_due_date"],
-        queued_due_date=row["queued_due_date"],
-        previous_active=previous_active,
-    )
-
-
-def _firing(
-    row: Any, due: datetime, run: str | None, outcome: str, reason: str | None, now: datetime
-) -> dict[str, Any]:
-    return {
-        "project": row["project"],
-        "schedule": row["identifier"],
-        "due_date": due,
-        "run": run,
-        "outcome": outcome,
-        "reason": reason,
-        "creation_date": now,
-    }
-
-
-def _keys_in(table: sa.Table, keys: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
-    """Rows of `table` with these (project, identifier) keys, as one identifier list per
-    project: PostgreSQL answers `(project, identifier) IN ((...), ...)` by scanning the whole
-    table (43 ms for 200 keys among 10,000 schedules), this by its primary key index."""
-    by_project: dict[str, list[str]] = {}
-    for project, identifier in keys:
-        by_project.setdefault(project, []).append(identifier)
-    return sa.or_(
-        *(
-            sa.and_(table.c.project == project, table.c.identifier.in_(identifiers))
-            for project, identifiers in by_project.items()
-        )
-    )
-
-
-def _firing_key(row: Any, due: datetime) -> list[sa.ColumnElement[bool]]:
-    return [
-        firing_table.c.project == row["project"],
-        firing_table.c.schedule == row["identifier"],
-        firing_table.c.due_date == due,
-    ]

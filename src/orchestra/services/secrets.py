@@ -59,7 +59,11 @@ def check_name(name: str) -> str:
 def check_value(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput("a secret's value must be a non-empty string")
-    if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("a secret's value must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_VALUE_BYTES:
         raise InvalidInput(f"a secret's value must be at most {MAX_VALUE_BYTES} bytes")
     return value
 

@@ -32,11 +32,14 @@ from orchestra.oidc_settings import OidcSettings
 from orchestra.services.keyring import Keyring, KeyringError
 from orchestra.services.oidc import OidcClient, SignInInvalid
 from orchestra.services.users import UserService
+from orchestra.services.worker_registry import LOCAL_WORKER_USER
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import user as user_table
 
 log = logging.getLogger(__name__)
+# Identifiers single sign-on never gives a user.
+RESERVED_IDENTIFIERS = frozenset({LOCAL_WORKER_USER})
 
 FLOW_SECONDS = 600
 FLOW_CONTEXT = "sso:flow"
@@ -161,6 +164,12 @@ class SsoService:
                 "(letters, digits, '.', '_', '-'; at most 100 characters): ask an administrator"
             )
         assert isinstance(value, str)
+        if value in RESERVED_IDENTIFIERS:
+            # The local workers' account is approved without an administrator (worker
+            # approval): no one signs in as it.
+            raise SignInRefused(
+                f"your sign-in's {claim!r} ({value!r}) is reserved here: ask an administrator"
+            )
         return value
 
     def groups_of(self, claims: dict[str, Any]) -> list[str]:

@@ -347,8 +347,10 @@ class UserService:
     ) -> tuple[list[Token], str | None]:
         async with self.db.read() as conn:
             await self._user(conn, identifier)
-            query = sa.select(auth_table).where(
-                auth_table.c.user == identifier, auth_table.c.type == TOKEN
+            query = sa.select(auth_table).where(  # API tokens: login sessions are not listed
+                auth_table.c.user == identifier,
+                auth_table.c.type == TOKEN,
+                auth_table.c.is_session.is_(False),
             )
             rows, next_cursor = await records.page(
                 conn, query, [auth_table.c.identifier], cursor, limit

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from orchestra import metrics
 from orchestra.errors import InvalidInput
 from orchestra.storage import sqlite_driver
 
@@ -87,31 +88,36 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        if not self.is_sqlite:
-            async with self._writer.begin() as conn:
-                yield conn
-            return
-        # SQLite has one writer at a time. Writers of this process queue here, each woken as
-        # soon as the previous one ends, instead of in SQLite's busy handler, which sleeps
-        # (1, 2, 5, 10... ms) and retries. BEGIN IMMEDIATE and the busy timeout still order
-        # this process against others (an admin command on the same file).
-        # They take turns on one connection, kept checked out: a checkout, its connection
-        # object and the check-in cost SQLAlchemy's asyncio layer 75 us of a 120 us write
-        # transaction (the master runs about one per run). After a database error it is given
-        # up (it may be broken), and the next transaction opens another; after any other error
-        # its transaction was rolled back, and it serves on.
-        async with self._write_lock():
-            if self._kept is None:
-                self._kept = await self._writer.connect()
-            conn = self._kept
-            try:
-                async with conn.begin():
+        started = time.perf_counter()  # its duration: orchestra/metrics.py
+        try:
+            if not self.is_sqlite:
+                async with self._writer.begin() as conn:
                     yield conn
-            except BaseException as error:
-                if isinstance(error, exc.DBAPIError) or conn.invalidated or conn.in_transaction():
-                    self._kept = None
-                    await _close_quietly(conn)
-                raise
+                return
+            # SQLite has one writer at a time. Writers of this process queue here, each woken as
+            # soon as the previous one ends, instead of in SQLite's busy handler, which sleeps
+            # (1, 2, 5, 10... ms) and retries. BEGIN IMMEDIATE and the busy timeout still order
+            # this process against others (an admin command on the same file).
+            # They take turns on one connection, kept checked out: a checkout, its connection
+            # object and the check-in cost SQLAlchemy's asyncio layer 75 us of a 120 us write
+            # transaction (the master runs about one per run). After a database error it is given
+            # up (it may be broken), and the next transaction opens another; after any other error
+            # its transaction was rolled back, and it serves on.
+            async with self._write_lock():
+                if self._kept is None:
+                    self._kept = await self._writer.connect()
+                conn = self._kept
+                try:
+                    async with conn.begin():
+                        yield conn
+                except BaseException as error:
+                    broken = isinstance(error, exc.DBAPIError) or conn.invalidated
+                    if broken or conn.in_transaction():
+                        self._kept = None
+                        await _close_quietly(conn)
+                    raise
+        finally:
+            metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
 
     def _write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

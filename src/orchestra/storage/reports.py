@@ -12,7 +12,8 @@ the caller applies it the general way (a resent event, a run given up on, a retr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestra.domain.results import MAX_RESULTS_BYTES
 from orchestra.domain.statuses import RunStatus, StepStatus, step_sources_for
 
 
@@ -35,6 +37,8 @@ class RunChange:
     status: str | None  # the run's end, if the report ends it
     completion_date: datetime | None
     reason: str | None
+    # The report's steps' results, merged into the run's (theirs replacing its keys), or None.
+    results: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,9 @@ async def apply(
     parameters: dict[str, Any] = {"now": now, "skipped": list(skip_pending)}
     for name, _ in _RUN_COLUMNS:
         parameters[f"r_{name}"] = [getattr(run, name) for run in runs]
+    parameters["r_results"] = [
+        None if run.results is None else json.dumps(run.results) for run in runs
+    ]
     for name, _ in _STEP_COLUMNS:
         parameters[f"s_{name}"] = [getattr(step, name) for step in steps]
     result = await conn.execute(_APPLY, parameters)
@@ -81,6 +88,8 @@ _RUN_COLUMNS = (
     ("completion_date", "TIMESTAMP WITH TIME ZONE"),
     ("reason", "VARCHAR"),
 )
+# Given as JSON text (run.results merged with it: _MERGED_RESULTS).
+_RESULT_COLUMNS = (("results", "VARCHAR"),)
 _STEP_COLUMNS = (
     ("run", "VARCHAR"),
     ("index", "INTEGER"),
@@ -109,9 +118,17 @@ _REPORTED_RUN = RunStatus.RUNNING.value
 (_STARTED_FROM,) = (s.value for s in step_sources_for(StepStatus.RUNNING))
 _ENDED_FROM = StepStatus.RUNNING.value
 _SKIPPED = StepStatus.SKIPPED.value
+# A run's results with a report's merged in (a key of the report's replacing the run's), and
+# their size counted as domain/results.py counts it; the run's row is updated only within the
+# limit (past it, the transaction refuses the report).
+_MERGED_RESULTS = """(CASE WHEN json_typeof(run.results) = 'object'
+        THEN CAST(run.results AS JSONB) ELSE CAST('{}' AS JSONB) END
+    || CAST(reported.results AS JSONB))"""
+_RESULTS_SIZE = f"""(SELECT COALESCE(sum(octet_length(key) + octet_length(value) + 2), 0)
+    FROM jsonb_each_text({_MERGED_RESULTS}))"""
 
 _APPLY = sa.text(
-    f"""WITH reported AS ({_rows_of("r_", _RUN_COLUMNS)}),
+    f"""WITH reported AS ({_rows_of("r_", _RUN_COLUMNS + _RESULT_COLUMNS)}),
 applied AS (
     UPDATE run SET
         event_sequence = reported.last_sequence,
@@ -119,6 +136,8 @@ applied AS (
         status = COALESCE(reported.status, run.status),
         completion_date = COALESCE(reported.completion_date, run.completion_date),
         reason = CASE WHEN reported.status IS NULL THEN run.reason ELSE reported.reason END,
+        results = CASE WHEN reported.results IS NULL THEN run.results
+            ELSE CAST({_MERGED_RESULTS} AS JSON) END,
         update_date = CAST(:now AS TIMESTAMP WITH TIME ZONE)
     FROM reported
     WHERE run.identifier = reported.identifier
@@ -128,6 +147,7 @@ applied AS (
         -- A run ending with a retry policy is retried in the transaction (a JSON null, or
         -- none at all, is no policy).
         AND (reported.status IS NULL OR COALESCE(json_typeof(run.retry), 'null') = 'null')
+        AND (reported.results IS NULL OR {_RESULTS_SIZE} <= {MAX_RESULTS_BYTES})
     RETURNING run.identifier, reported.status AS ended
 ),
 stepped AS ({_rows_of("s_", _STEP_COLUMNS)}),

@@ -197,6 +197,9 @@ _REPORTED_COLUMNS = (
     "log_size",
     "start_date",
     "retry",
+    "results",  # a step's results are merged into them (services/report_plan.py)
+    "project",  # the labels of the metrics of a run that ends (orchestra/metrics.py)
+    "job",
 )
 _LOCK_RUNS = (
     sa.select(*(run_table.c[name] for name in _REPORTED_COLUMNS))

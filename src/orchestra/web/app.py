@@ -6,12 +6,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestra import __version__
+from orchestra.services import metrics_gauges
 from orchestra.services.container import Services
 from orchestra.web.api import audit, docs_page, me, members, projects, runs, system, users, workers
+from orchestra.web.api import pipeline_runs as pipeline_run_routes
+from orchestra.web.api import pipelines as pipeline_definitions
 from orchestra.web.api import secrets as project_secrets
 from orchestra.web.api.schemas import ErrorOut
 from orchestra.web.audit import AuditTrail
@@ -65,6 +68,8 @@ def create_app(
     api_routers = [m.router for m in (runs, system, me, users, projects, workers, audit)]
     api_routers.append(project_secrets.router)
     api_routers.append(members.router)
+    api_routers.append(pipeline_definitions.router)
+    api_routers.append(pipeline_run_routes.router)
     api_routers.append(docs_page.router)
     api_routers += [*(routers or []), _metrics_router()]
     check_table([*api_routers, *([site[0]] if site else [])])
@@ -83,7 +88,9 @@ def _metrics_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # The instance's gauges from the database, then this process's counters with them.
+        await metrics_gauges.refresh(request.app.state.services.db)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

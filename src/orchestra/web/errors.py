@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from orchestra.errors import OrchestraError, TooManyRequests, Unauthenticated
+from orchestra.errors import InvalidInput, OrchestraError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OrchestraError)
     async def _orchestra(_request: Request, exc: OrchestraError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _not_unicode(_request: Request, _exc: UnicodeEncodeError) -> JSONResponse:
+        # JSON may carry a lone surrogate ("\ud800"), which no UTF-8 text can hold: whatever
+        # tries to encode it (a cipher, a driver) refuses it, and so does the request.
+        return error_response(InvalidInput("text must be valid Unicode (no lone surrogates)"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -44,7 +44,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", f"{API}/projects/{{project}}"): P.PROJECT_READ,
     ("PUT", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
     ("PATCH", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
-    ("DELETE", f"{API}/projects/{{project}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}"): P.PROJECT_DELETE,
     ("GET", f"{API}/projects/{{project}}/jobs"): P.PROJECT_READ,
     ("POST", f"{API}/projects/{{project}}/jobs"): P.PROJECT_WRITE,
     ("GET", f"{API}/projects/{{project}}/jobs/{{job}}"): P.PROJECT_READ,
@@ -58,6 +58,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("PUT", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
     ("PATCH", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
     ("DELETE", f"{API}/projects/{{project}}/schedules/{{schedule}}"): P.PROJECT_WRITE,
+    # Pipelines' definitions (docs/pipelines.md).
+    ("GET", f"{API}/projects/{{project}}/pipelines"): P.PROJECT_READ,
+    ("POST", f"{API}/projects/{{project}}/pipelines"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/pipelines/{{pipeline}}"): P.PROJECT_READ,
+    ("PUT", f"{API}/projects/{{project}}/pipelines/{{pipeline}}"): P.PROJECT_WRITE,
+    ("PATCH", f"{API}/projects/{{project}}/pipelines/{{pipeline}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/pipelines/{{pipeline}}"): P.PROJECT_WRITE,
     ("POST", f"{API}/apply"): P.PROJECT_APPLY,  # project.write checked in each project
     # Project members (administrators change them).
     ("GET", f"{API}/projects/{{project}}/members"): P.PROJECT_READ,
@@ -75,6 +82,18 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/cancel"): P.RUN_CONTROL,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/abort"): P.RUN_CONTROL,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/force"): P.RUN_CONTROL,
+    # Pipeline runs (docs/pipelines.md).
+    ("POST", f"{API}/projects/{{project}}/pipelines/{{pipeline}}/trigger"): P.RUN_TRIGGER,
+    ("GET", f"{API}/projects/{{project}}/pipeline-runs"): P.RUN_READ,
+    ("GET", f"{API}/projects/{{project}}/pipeline-runs/{{run}}"): P.RUN_READ,
+    ("POST", f"{API}/projects/{{project}}/pipeline-runs/{{run}}/cancel"): P.RUN_CONTROL,
+    ("POST", f"{API}/projects/{{project}}/pipeline-runs/{{run}}/nodes/{{node}}/approve"): (
+        P.RUN_APPROVE
+    ),
+    ("POST", f"{API}/projects/{{project}}/pipeline-runs/{{run}}/nodes/{{node}}/reject"): (
+        P.RUN_APPROVE
+    ),
+    ("POST", f"{API}/projects/{{project}}/runs/{{run}}/rerun"): P.RUN_TRIGGER,
     # Workers.
     ("GET", f"{API}/workers"): P.WORKER_READ,
     ("GET", f"{API}/workers/{{worker}}"): P.WORKER_READ,
@@ -103,6 +122,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", "/projects/{project}/jobs/{job}"): P.PROJECT_READ,
     ("POST", "/projects/{project}/jobs/{job}/state"): P.PROJECT_WRITE,
     ("POST", "/projects/{project}/jobs/{job}/trigger"): P.RUN_TRIGGER,
+    ("GET", "/projects/{project}/pipelines/{pipeline}"): P.PROJECT_READ,
     ("GET", "/projects/{project}/schedules/{schedule}"): P.PROJECT_READ,
     ("POST", "/projects/{project}/schedules/{schedule}/state"): P.PROJECT_WRITE,
     ("GET", "/projects/{project}/runs"): P.RUN_READ,
@@ -111,6 +131,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", "/projects/{project}/runs/{run}/state"): P.RUN_READ,
     ("POST", "/projects/{project}/runs/{run}/cancel"): P.RUN_CONTROL,
     ("POST", "/projects/{project}/runs/{run}/abort"): P.RUN_CONTROL,
+    ("POST", "/projects/{project}/runs/{run}/rerun"): P.RUN_TRIGGER,
+    ("POST", "/projects/{project}/pipelines/{pipeline}/trigger"): P.RUN_TRIGGER,
+    ("GET", "/projects/{project}/pipeline-runs"): P.RUN_READ,
+    ("GET", "/projects/{project}/pipeline-runs/{run}"): P.RUN_READ,
+    ("GET", "/projects/{project}/pipeline-runs/{run}/live"): P.RUN_READ,
+    ("POST", "/projects/{project}/pipeline-runs/{run}/cancel"): P.RUN_CONTROL,
+    ("POST", "/projects/{project}/pipeline-runs/{run}/nodes/{node}/approve"): P.RUN_APPROVE,
+    ("POST", "/projects/{project}/pipeline-runs/{run}/nodes/{node}/reject"): P.RUN_APPROVE,
     ("GET", "/workers"): P.WORKER_READ,
     ("GET", "/workers/{worker}"): P.WORKER_READ,
     ("POST", "/workers/{worker}/state"): P.WORKER_WRITE,

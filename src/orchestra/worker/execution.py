@@ -24,6 +24,7 @@ from orchestra.domain.commands import CommandContext, render_command, render_env
 from orchestra.errors import InvalidInput
 from orchestra.protocol.messages import MAX_OUTPUT_CHUNK
 from orchestra.worker import limits as step_limits
+from orchestra.worker import results as step_results
 from orchestra.worker.journal import WITHHELD_REASON, Journal
 from orchestra.worker.limits import ProcessGroups
 from orchestra.worker.sandbox import Sandbox
@@ -60,6 +61,7 @@ class RunExecution:
         self._pid: int | None = None
         self._sandboxed = False  # whether the current step runs in a sandbox
         self._offset = journal.log_size()
+        self._step_groups: list[int] = []  # each step's process group, emptied at the run's end
 
     # Abort.
 
@@ -146,6 +148,11 @@ class RunExecution:
                 break
         if status in ("failed", "exception") and (full := disk_full(self.journal.directory)):
             reason = full  # the likely cause, and the one the user can act on
+        # What the steps left running in the background (in their process groups) ends with
+        # the run, so that it cannot watch the runs that come after it (docs/security.md).
+        for group in self._step_groups:
+            _signal_group(group, signal.SIGKILL)
+        self._step_groups.clear()
         self._emit("run_ended", status=status, reason=reason, date=_now())
 
     def _reason(self) -> str | None:
@@ -173,9 +180,18 @@ class RunExecution:
         if sandboxed and not self.sandbox.available:
             self._emit("step_started", step=index, date=_now())
             return await self._fail_to_start(index, self._cannot_sandbox())
+        results = self._results_path(index)
+        try:
+            step_results.prepare(results, self.spawner.run_as)
+        except OSError as exc:
+            self._emit("step_started", step=index, date=_now())
+            return await self._fail_to_start(index, f"cannot make its results file: {exc}")
+        variables["ORCHESTRA_RESULTS"] = str(results)
         if sandboxed:
             network = assignment.sandbox is None or assignment.sandbox.network
-            argv = self.sandbox.command(argv, self.journal.workspace, network=network)
+            argv = self.sandbox.command(
+                argv, self.journal.workspace, network=network, files=[results]
+            )
         applied = step_limits.step_limits(
             self._limits(), self.groups, assignment.run, index, sandboxed=sandboxed
         )
@@ -199,8 +215,10 @@ class RunExecution:
         if error is not None or pid is None:
             if applied.cgroup is not None:
                 self.groups.remove(assignment.run, index)
+            step_results.discard(results)
             return await self._fail_to_start(index, error or "cannot start the command")
         self._pid = pid
+        self._step_groups.append(pid)
         self._sandboxed = sandboxed
         if self.abort_reason is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
@@ -217,6 +235,8 @@ class RunExecution:
         pid = started.get("pid")
         log.info("run %s: resuming step %d (pid %s)", self.journal.run, index, pid)
         self._pid = pid
+        if isinstance(pid, int):
+            self._step_groups.append(pid)
         self._sandboxed = bool(started.get("sandboxed"))
         if self.abort_reason is not None and pid is not None:
             asyncio.get_running_loop().create_task(self._terminate(pid))
@@ -300,8 +320,21 @@ class RunExecution:
                     self._append_text(index, f"\n[orchestra] {said}\n")
             if counted:
                 self.groups.remove(self.journal.run, index)
-        self._emit("step_ended", step=index, status=status, exit_code=code, date=_now())
+        results, problem = step_results.collect(
+            self._results_path(index),
+            self.spawner.run_as,
+            step_results.journaled_results(self.journal.events),
+        )
+        if problem is not None:
+            self._append_text(index, f"\n[orchestra] results refused: {problem}\n")
+            if status == "succeeded":
+                status = "failed"
+        ended: dict[str, Any] = {} if results is None else {"results": results}
+        self._emit("step_ended", step=index, status=status, exit_code=code, date=_now(), **ended)
         return status
+
+    def _results_path(self, index: int) -> Path:
+        return step_results.results_path(self.journal.directory, self.journal.run, index)
 
     def _limits(self) -> dict[str, int]:
         given = self.journal.assignment.limits

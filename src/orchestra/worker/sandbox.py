@@ -62,10 +62,19 @@ class Sandbox:
         """Whether a step runs sandboxed: its job asked, or this worker sandboxes them all."""
         return asked or self.mode == "always"
 
-    def command(self, argv: Sequence[str], workspace: Path, *, network: bool = True) -> list[str]:
-        """`argv` run by bwrap in the sandbox, in `workspace`."""
+    def command(
+        self,
+        argv: Sequence[str],
+        workspace: Path,
+        *,
+        network: bool = True,
+        files: Sequence[Path] = (),
+    ) -> list[str]:
+        """`argv` run by bwrap in the sandbox, in `workspace`; `files` (a step's results file)
+        bound writable at their own paths, even under a hidden directory."""
         assert self.bwrap is not None, "no working bwrap"
-        return [self.bwrap, *options(workspace, network, self.hidden), "--", *argv]
+        bound = [a for f in files for a in ("--bind", str(f), str(f))]
+        return [self.bwrap, *options(workspace, network, self.hidden), *bound, "--", *argv]
 
 
 def options(workspace: Path, network: bool, hidden: Iterable[Path]) -> list[str]:

@@ -24,6 +24,7 @@ class Spawner:
         self._next = 0
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.run_as: RunAs | None = None  # the user its steps run as (None: the worker's)
 
     async def start(
         self,
@@ -33,6 +34,7 @@ class Spawner:
     ) -> None:
         """Start the spawner with `environment`, the base of every step's; its steps run as
         `run_as` (None: the worker's own user) with `umask` (None: the worker's)."""
+        self.run_as = run_as
         arguments = list(cpu_policy.spawner_arguments())
         if run_as is not None:
             arguments += ["--run-as", run_as.spawner_argument()]

@@ -7,7 +7,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from alembic import context
 
-from orchestra.storage.schema import UTCDateTime, metadata
+from orchestra.storage.column_types import UTCDateTime
+from orchestra.storage.schema import metadata
 
 config = context.config
 url: str = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url") or ""

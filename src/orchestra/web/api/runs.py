@@ -8,7 +8,9 @@ import pydantic_core
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from orchestra import metrics
 from orchestra.domain.models import Run, RunStep
+from orchestra.services import reruns
 from orchestra.web.api.schemas import ForceIn, Page, RunOut, TriggerIn
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.follow import while_allowed
@@ -55,6 +57,9 @@ def run_fields(run: Run) -> dict[str, Any]:
         "forced_by": run.forced_by,
         "sandbox": run.sandbox,
         "limits": run.limits,
+        "results": run.results if isinstance(run.results, dict) else {},
+        "pipeline_run": run.pipeline_run,
+        "pipeline_node": run.pipeline_node,
         "creation_date": run.creation_date,
         "update_date": run.update_date,
     }
@@ -112,7 +117,9 @@ async def get_run(project: str, run: str, services: ServicesDep) -> Response:
 
 @router.post("/projects/{project}/runs/{run}/cancel", response_model=RunOut)
 async def cancel(project: str, run: str, services: ServicesDep) -> Response:
-    return _json(run_fields(await services.runs.cancel(project, run)))
+    cancelled = await services.runs.cancel(project, run)
+    metrics.run_ended(project, cancelled.job, cancelled.status.value, None, None)
+    return _json(run_fields(cancelled))
 
 
 @router.post("/projects/{project}/runs/{run}/abort", response_model=RunOut)
@@ -127,7 +134,15 @@ async def force(
     forced = await services.runs.force(
         project, run, body.status, body.reason, caller.user.identifier
     )
+    ended = forced.completion_date
+    metrics.run_ended(project, forced.job, forced.status.value, forced.start_date, ended)
     return _json(run_fields(forced))
+
+
+@router.post("/projects/{project}/runs/{run}/rerun", response_model=RunOut, status_code=201)
+async def rerun(project: str, run: str, services: ServicesDep) -> Response:
+    """A new run of a final run's job with the same parameters (secret ones included)."""
+    return _json(run_fields(await reruns.rerun(services.runs, project, run)), 201)
 
 
 @router.get(

@@ -4,9 +4,9 @@ secret (except once, at creation) or a hash."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 Scalar = str | int | float | bool
@@ -268,7 +268,8 @@ class ScheduleOut(Out):
     project: str
     identifier: str
     display_name: str
-    job: str
+    job: str | None  # exactly one of job and pipeline
+    pipeline: str | None = None
     parameters: dict[str, Any]
     expression: str
     time_zone: str
@@ -298,7 +299,8 @@ class SchedulePolicies(Body):
 class ScheduleIn(SchedulePolicies):
     identifier: str
     display_name: str | None = None
-    job: str
+    job: str | None = None  # exactly one of job and pipeline
+    pipeline: str | None = None
     parameters: dict[str, Scalar] | None = None
     expression: str
     time_zone: str | None = None
@@ -313,6 +315,7 @@ class SchedulePatch(SchedulePolicies):
     identifier: str | None = None
     display_name: str | None = None
     job: str | None = None
+    pipeline: str | None = None
     parameters: dict[str, Scalar] | None = None
     expression: str | None = None
     time_zone: str | None = None
@@ -373,6 +376,11 @@ class RunOut(Out):
     forced_by: str | None = None
     sandbox: dict[str, Any] | None = None
     limits: dict[str, int] | None = None
+    results: Annotated[dict[str, str], BeforeValidator(lambda given: given or {})] = Field(
+        default_factory=dict, description="what its steps wrote to ORCHESTRA_RESULTS"
+    )
+    pipeline_run: str | None = Field(default=None, description="the pipeline run that started it")
+    pipeline_node: str | None = Field(default=None, description="its node in that pipeline run")
     creation_date: datetime
     update_date: datetime
 

@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from orchestra.errors import OrchestraError
 from orchestra.web.errors import error_response
 from orchestra.web.site import pages_admin, pages_members, pages_runs, pages_secrets
+from orchestra.web.site import pages_pipeline_runs as pipeline_run_pages
+from orchestra.web.site import pages_pipelines as pipeline_pages
 from orchestra.web.site import sso as sso_pages
 from orchestra.web.site.render import render
 from orchestra.web.site.security import LoginRequired, site_authorize
@@ -26,6 +28,8 @@ def site_router() -> APIRouter:
     router.include_router(sso_pages.router)
     router.include_router(pages_secrets.router)
     router.include_router(pages_members.router)
+    router.include_router(pipeline_pages.router)
+    router.include_router(pipeline_run_pages.router)
     return router
 
 

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from orchestra import metrics
 from orchestra.domain.models import Run
 from orchestra.domain.permissions import Action, allowed
 from orchestra.domain.schedules import preview
 from orchestra.domain.statuses import RunStatus
-from orchestra.errors import InvalidInput, NotFound, OrchestraError
+from orchestra.errors import Conflict, InvalidInput, NotFound, OrchestraError
+from orchestra.services import reruns
 from orchestra.services.container import Services
 from orchestra.web.follow import while_allowed
 from orchestra.web.site.forms import back, form_of
@@ -76,6 +78,7 @@ async def project_page(request: Request, project: str) -> Response:
     found = await services.projects.get_project(project)
     jobs, _ = await services.projects.list_jobs(project, None, 500)
     schedules, _ = await services.projects.list_schedules(project, None, 500)
+    pipelines, _ = await services.pipelines.list_pipelines(project, None, 500)
     grid = await services.runs.latest_per_job(project, [j.identifier for j in jobs], 12)
     secrets, _ = await services.secrets.list_secrets(project, None, 500)
     members, _ = await services.members.list_members(project, None, 500)
@@ -85,6 +88,7 @@ async def project_page(request: Request, project: str) -> Response:
         project=found,
         jobs=jobs,
         schedules=schedules,
+        pipelines=pipelines,
         grid=grid,
         secrets=secrets,
         members=members,
@@ -257,12 +261,23 @@ async def abort(request: Request, project: str, run: str) -> Response:
     return await _control(request, project, run, "abort")
 
 
+@router.post("/projects/{project}/runs/{run}/rerun")
+async def rerun(request: Request, project: str, run: str) -> Response:
+    """A new run of a final run's job with the same parameters."""
+    try:
+        new = await reruns.rerun(services_of(request).runs, project, run)
+    except Conflict as exc:
+        return back(f"/projects/{project}/runs/{run}", error=str(exc))
+    return back(f"/projects/{project}/runs/{new.identifier}", "Run triggered again.")
+
+
 async def _control(request: Request, project: str, run: str, action: str) -> Response:
     services = services_of(request)
     target = f"/projects/{project}/runs/{run}"
     try:
         if action == "cancel":
-            await services.runs.cancel(project, run)
+            cancelled = await services.runs.cancel(project, run)
+            metrics.run_ended(project, cancelled.job, cancelled.status.value, None, None)
         else:
             await services.runs.abort(project, run)
     except OrchestraError as exc:

@@ -66,6 +66,8 @@ document.addEventListener("DOMContentLoaded", () => {
       const abort = document.getElementById("abort-form");
       if (cancel) cancel.hidden = data.status !== "pending";
       if (abort) abort.hidden = data.status !== "running";
+      const rerun = document.getElementById("rerun-form");
+      if (rerun) rerun.hidden = !data.final;
       lastStatus = data.status;
     }
     const waiting = document.getElementById("waiting");
@@ -109,4 +111,33 @@ document.addEventListener("DOMContentLoaded", () => {
     setTimeout(tick, 500);
   }
   tick();
+});
+
+// The live pipeline run page: its status, graph and nodes, fetched again (server-rendered and
+// escaped) every second and a half until the pipeline run and its nodes are final. A form being
+// filled in (an approval's comment) is never replaced under the user's hands.
+document.addEventListener("DOMContentLoaded", () => {
+  const live = document.getElementById("pipeline-run-live");
+  if (!live) return;
+  const url = `/projects/${encodeURIComponent(live.dataset.project)}/pipeline-runs/${encodeURIComponent(live.dataset.run)}/live`;
+  let final = live.dataset.final === "true";
+  async function tick() {
+    if (final) return;
+    try {
+      const active = document.activeElement;
+      if (!(active && live.contains(active) && active.tagName === "INPUT")) {
+        const response = await fetch(url, { headers: { Accept: "text/html" } });
+        if (response.ok) {
+          const html = await response.text();
+          const parsed = new DOMParser().parseFromString(html, "text/html");
+          live.replaceChildren(...parsed.body.childNodes);
+          final = !live.querySelector(".s-running, .s-pending, .s-waiting");
+        }
+      }
+    } catch (error) {
+      // A failed poll (server restarting) is retried at the next tick.
+    }
+    setTimeout(tick, 1500);
+  }
+  setTimeout(tick, 1500);
 });
