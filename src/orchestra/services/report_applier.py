@@ -153,10 +153,13 @@ class ReportApplier:
                     ended += _ending(rows[report.run], planned)
                 writes.merge(planned)
             await self._write(conn, writes)
+            # Only runs of pipelines mark anything: the others cost no statement.
             finished = [
                 report.run
                 for (_, report), outcome in zip(reports, outcomes, strict=True)
-                if isinstance(outcome, ReportResult) and outcome.finished
+                if isinstance(outcome, ReportResult)
+                and outcome.finished
+                and rows[report.run].get("pipeline_run") is not None
             ]
             marked = await pipeline_marks.runs_ended(conn, finished, self.clock.now())
         if marked:  # after the commit: the pipelines loop finds the marks

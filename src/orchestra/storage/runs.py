@@ -200,6 +200,7 @@ _REPORTED_COLUMNS = (
     "results",  # a step's results are merged into them (services/report_plan.py)
     "project",  # the labels of the metrics of a run that ends (orchestra/metrics.py)
     "job",
+    "pipeline_run",  # a run of a pipeline marks it when it ends (services/pipeline_marks.py)
 )
 _LOCK_RUNS = (
     sa.select(*(run_table.c[name] for name in _REPORTED_COLUMNS))
