@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
-from orchestra.domain.schedules import Catchup, Overlap, ScheduleState, plan, seed
+from orchestra.domain.schedules import plan
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.parameter_secrets import opened_schedule_values, secret_keys_of
 from orchestra.services.pipeline_runs import PipelineRunService
 from orchestra.services.runs import RunService
+from orchestra.services.schedule_rows import firing_row, state_of
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import pipeline as pipeline_table
@@ -72,7 +73,7 @@ async def handle(
             )
         )
         active = status == "running"
-    decided = plan(_state(row, active), now)
+    decided = plan(state_of(row, active), now)
     declared = await conn.scalar(
         sa.select(pipeline_table.c.parameters).where(
             pipeline_table.c.project == row["project"],
@@ -134,31 +135,8 @@ async def _record(
     reason: str | None,
 ) -> None:
     """Record a firing; AlreadyFired if this due time has one."""
-    values = {
-        "project": row["project"],
-        "schedule": row["identifier"],
-        "due_date": due,
-        "run": run,
-        "outcome": outcome,
-        "reason": reason,
-        "creation_date": utcnow(),
-    }
+    values = firing_row(row, due, run, outcome, reason, utcnow())
     try:
         await records.insert(conn, firing_table, values)
     except Conflict:
         raise AlreadyFired() from None
-
-
-def _state(row: Any, previous_active: bool) -> ScheduleState:
-    return ScheduleState(
-        expression=row["expression"],
-        time_zone=row["time_zone"],
-        seed=seed(row["project"], row["identifier"]),
-        overlap=Overlap(row["overlap"]),
-        catchup=Catchup(row["catchup"]),
-        catchup_window=row["catchup_window"],
-        catchup_max=row["catchup_max"],
-        next_due_date=row["next_due_date"],
-        queued_due_date=row["queued_due_date"],
-        previous_active=previous_active,
-    )

@@ -173,17 +173,5 @@ async def page(
     conn: AsyncConnection, filters: Mapping[str, Any], cursor: str | None, limit: int | None
 ) -> tuple[list[Row], str | None]:
     """Pipeline runs newest first, filtered by equality on project, pipeline or status."""
-    query = sa.select(pipeline_run_table)
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(pipeline_run_table.c[name] == value)
-    rows, next_cursor = await records.page(
-        conn,
-        query,
-        [pipeline_run_table.c.creation_date, pipeline_run_table.c.identifier],
-        cursor,
-        limit,
-        descending=True,
-        types=(datetime, str),
-    )
+    rows, next_cursor = await records.page_newest(conn, pipeline_run_table, filters, cursor, limit)
     return list(rows), next_cursor

@@ -230,3 +230,27 @@ async def page(
         last = rows[-1]
         next_cursor = encode_cursor([last[c.key] for c in order])
     return rows, next_cursor
+
+
+async def page_newest(
+    conn: AsyncConnection,
+    table: sa.Table,
+    filters: Mapping[str, Any],
+    cursor: str | None,
+    limit: int | None,
+) -> tuple[Sequence[sa.RowMapping], str | None]:
+    """A page of `table`'s rows newest first (by creation_date, then identifier), filtered by
+    equality on the columns `filters` names (a None value: no filter)."""
+    query = sa.select(table)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(table.c[name] == value)
+    return await page(
+        conn,
+        query,
+        [table.c.creation_date, table.c.identifier],
+        cursor,
+        limit,
+        descending=True,
+        types=(datetime, str),
+    )

@@ -260,19 +260,7 @@ async def page_runs(
     limit: int | None,
 ) -> tuple[list[Run], str | None]:
     """Runs newest first, filtered by equality on project, job, status or worker."""
-    query = sa.select(run_table)
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(run_table.c[name] == value)
-    rows, next_cursor = await records.page(
-        conn,
-        query,
-        [run_table.c.creation_date, run_table.c.identifier],
-        cursor,
-        limit,
-        descending=True,
-        types=(datetime, str),
-    )
+    rows, next_cursor = await records.page_newest(conn, run_table, filters, cursor, limit)
     steps = await steps_of(conn, [r["identifier"] for r in rows])
     return [Run.from_row(r, steps[r["identifier"]]) for r in rows], next_cursor
 
