@@ -449,3 +449,29 @@ instance_setting = sa.Table(
     sa.Column("value", sa.Text(), nullable=False),
     sa.Column("update_date", UTCDateTime(), nullable=False),
 )
+
+# The change log (services/change_log.py): one row per change to a run, pipeline run, worker or
+# schedule, written in the transaction that made the change. It is the outbox that the live
+# event stream (GET /events) and the notifications read after a cursor; `identifier` is that
+# cursor. Rows carry no copy of the object: readers show it as it is when they read.
+event_log = sa.Table(
+    "event_log",
+    metadata,
+    sa.Column(
+        "identifier",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    # run.created, run.updated, pipeline_run.created, pipeline_run.updated, worker.updated,
+    # schedule.fired
+    sa.Column("type", sa.String(40), nullable=False),
+    # None for workers, which belong to no project.
+    sa.Column("project", IDENTIFIER, nullable=True),
+    # The run's or pipeline run's identifier, the worker's, or the schedule's.
+    sa.Column("subject", sa.String(100), nullable=False),
+    # The subject's status after the change, where it has one (notifications filter on it).
+    sa.Column("status", sa.String(20), nullable=True),
+    sa.Column("date", UTCDateTime(), nullable=False),
+    sa.Index("ix_event_log_date", "date"),
+)
