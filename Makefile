@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA := var
 PORT ?= 8080
 
-.PHONY: run test lint typecheck unit clean bench proof soak chromium bubblewrap oidc-provider
+.PHONY: run test lint typecheck unit clean bench proof soak chromium bubblewrap oidc-provider axe-core
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/lint-imports
 
 # Everything, the proof suite (tests/proof) in its smoke profile included.
-test: $(TEST_STAMP) lint chromium bubblewrap oidc-provider
+test: $(TEST_STAMP) lint chromium bubblewrap oidc-provider axe-core
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The OpenID provider of the single sign-on tests (Node's `oidc-provider`, the version its
@@ -39,6 +39,15 @@ oidc-provider: $(OIDC_DIR)/node_modules/.installed
 
 $(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# axe-core, which the accessibility tests inject into every page of the website (the version its
+# package-lock.json pins), installed from the npm registry into tests/support/axe/node_modules.
+AXE_DIR := tests/support/axe
+axe-core: $(AXE_DIR)/node_modules/.installed
+
+$(AXE_DIR)/node_modules/.installed: $(AXE_DIR)/package.json $(AXE_DIR)/package-lock.json
+	cd $(AXE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian's Chromium for the browser tests, installed when missing (as root, with apt-get).

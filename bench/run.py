@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"]
+ORDER = ["W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12"]
 
 
 def workloads() -> dict[str, Callable[..., object]]:
@@ -40,6 +40,9 @@ def workloads() -> dict[str, Callable[..., object]]:
         w7_scale_out,
         w8_sandbox,
         w9_pipelines,
+        w10_artifacts,
+        w11_events,
+        w12_webhooks,
     )
 
     return {
@@ -53,6 +56,9 @@ def workloads() -> dict[str, Callable[..., object]]:
         "W7": w7_scale_out.run,
         "W8": w8_sandbox.run,
         "W9": w9_pipelines.run,
+        "W10": w10_artifacts.run,
+        "W11": w11_events.run,
+        "W12": w12_webhooks.run,
     }
 
 

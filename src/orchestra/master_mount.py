@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 
 from orchestra.master.supervisor import Master
 from orchestra.services.container import Services
+from orchestra.web.api.runs import run_fields
 from orchestra.web.app import Hook
 from orchestra.web.permissions import API
 
@@ -17,7 +18,7 @@ WORKER_PATH = f"{API}/workers/connect"
 
 
 def master_parts(services: Services) -> tuple[list[Hook], list[Hook], list[APIRouter]]:
-    master = Master(services)
+    master = Master(services, run_view=run_fields)
     router = APIRouter(prefix=API, tags=["workers"])
 
     @router.websocket("/workers/connect")

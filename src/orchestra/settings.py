@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestra.domain.controls import MAX_RETENTION_DAYS
 from orchestra.errors import InvalidInput
+from orchestra.notify_settings import NotifySettings, load_notify
 from orchestra.oidc_settings import LOCAL_LOGIN_ALL, OVERRIDES, OidcSettings, load_oidc
 
 ROLES = ("all", "api", "master")
@@ -61,6 +62,15 @@ class Settings:
     header_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
     max_connections: int = 10_000
+    # Notifications out: private targets, timeouts, retries, SMTP (notify_settings.py).
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    # Where artifacts are kept (docs/artifacts.md): file:///PATH (default: <data_dir>/artifacts)
+    # or s3://BUCKET/PREFIX with the endpoint of an S3-compatible store (empty: AWS's), and the
+    # largest file and the most bytes of one run's files.
+    artifacts_url: str = ""
+    s3_endpoint_url: str = ""
+    artifact_max_file_bytes: int = 4096 << 20
+    artifact_max_run_bytes: int = 10240 << 20
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,6 +182,17 @@ def load_settings(
             env, "ORCHESTRA_KEEP_ALIVE_TIMEOUT", Settings.keep_alive_timeout
         ),
         max_connections=_count(env, "ORCHESTRA_MAX_CONNECTIONS", Settings.max_connections),
+        notify=load_notify(env),
+        artifacts_url=env.get("ORCHESTRA_ARTIFACTS_URL", ""),
+        s3_endpoint_url=env.get("ORCHESTRA_S3_ENDPOINT_URL", ""),
+        artifact_max_file_bytes=_count(
+            env, "ORCHESTRA_ARTIFACT_MAX_FILE_MB", Settings.artifact_max_file_bytes >> 20
+        )
+        << 20,
+        artifact_max_run_bytes=_count(
+            env, "ORCHESTRA_ARTIFACT_MAX_RUN_MB", Settings.artifact_max_run_bytes >> 20
+        )
+        << 20,
     )
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if isinstance(given.get("trusted_proxies"), str):

@@ -22,6 +22,7 @@ from orchestra.domain.statuses import RunStatus
 from orchestra.server import build_app
 from orchestra.services.container import Services
 from orchestra.storage import runs as run_storage
+from orchestra.web.api import webhooks as webhook_routes
 from orchestra.web.permissions import API, ROUTE_PERMISSIONS, check_table, router_routes
 from tests.conftest import MakeUser
 from tests.helpers import RecordingClient, auth, insert_worker, leaks, stored_secret_values
@@ -520,9 +521,16 @@ def is_api(path: str) -> bool:
     return path.startswith(f"{API}/") or path == "/metrics"
 
 
+# The live event stream answers allowed callers with a stream that never ends: its access is
+# checked by its own tests (tests/system/test_event_stream.py, test_events_api.py).
+STREAMS = {("GET", f"{API}/events")}
+
+
 def http_routes() -> list[tuple[str, str]]:
     return sorted(
-        route for route in ROUTE_PERMISSIONS if route[0] != "WEBSOCKET" and is_api(route[1])
+        route
+        for route in ROUTE_PERMISSIONS
+        if route[0] != "WEBSOCKET" and is_api(route[1]) and route not in STREAMS
     )
 
 
@@ -656,7 +664,8 @@ def test_authorization_table_grants_what_the_contract_says() -> None:
 
 def test_authorization_every_served_route_has_a_permission_row(services: Services) -> None:
     app = build_app(services)  # as `orchestra server` builds it: API, master and website
-    served = router_routes(app.state.api_routers)
+    # Webhook deliveries are served beside the routers (no user: web/api/webhooks.py).
+    served = router_routes([*app.state.api_routers, webhook_routes.router])
     assert ("WEBSOCKET", f"{API}/workers/connect") in served
     assert [route for route in served if route not in ROUTE_PERMISSIONS] == []
     # And the table names no API route that the application does not serve (the OpenAPI

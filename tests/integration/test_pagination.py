@@ -137,7 +137,7 @@ async def test_runs_pagination_is_newest_first_and_filters_by_job_and_status(
         runs[2].identifier,
     }
     none = await api.get("/api/v1/projects/p/runs", params={"worker": "w1"}, headers=auth(viewer))
-    assert none.json() == {"items": [], "next_cursor": None}
+    assert none.json() == {"items": [], "next_cursor": None, "previous_cursor": None}
     bad = await api.get(
         "/api/v1/projects/p/runs", params={"status": "sleeping"}, headers=auth(viewer)
     )

@@ -323,3 +323,53 @@ async def test_a_run_ended_exception_with_a_step_running_ends_that_step_too(
     assert (shown.status.value, shown.reason) == ("exception", "the worker failed")
     assert steps(shown)[0] == ("exception", None, at(1), at(2))
     assert [s[0] for s in steps(shown)[1:]] == ["skipped", "skipped"]
+
+
+async def test_a_whole_life_in_one_report_is_checked_against_its_own_steps(
+    services: Services,
+) -> None:
+    """One report with the run's three steps and its end (a short run's usual report; on
+    PostgreSQL the one-statement path takes it): applied, the run succeeded."""
+    execution, run = await claimed_run(services)
+    events: list[m.Event] = []
+    for index in range(3):
+        events += [
+            m.StepStarted(sequence=2 * index + 1, step=index, date=at(2 * index + 1)),
+            m.StepEnded(
+                sequence=2 * index + 2,
+                step=index,
+                status="succeeded",
+                exit_code=0,
+                date=at(2 * index + 2),
+            ),
+        ]
+    events.append(m.RunEnded(sequence=7, status="succeeded", date=at(7)))
+    result = await execution.reports.apply_report("w", m.Report(run=run, events=events))
+
+    assert result.finished and result.acknowledged == 7
+    shown = await services.runs.get_run("p", run)
+    assert (shown.status.value, shown.reason, shown.completion_date) == ("succeeded", None, at(7))
+    assert [s[0] for s in steps(shown)] == ["succeeded"] * 3
+
+
+async def test_an_end_whose_report_leaves_out_later_steps_is_checked_against_them(
+    services: Services,
+) -> None:
+    """A report with the first step's whole life and the run's `succeeded`, for a run of three
+    steps: the steps it leaves out are read (whichever path it takes), and the run ends
+    `exception`, its pending steps skipped."""
+    execution, run = await claimed_run(services)
+    events: list[m.Event] = [
+        m.StepStarted(sequence=1, step=0, date=at(1)),
+        m.StepEnded(sequence=2, step=0, status="succeeded", exit_code=0, date=at(2)),
+        m.RunEnded(sequence=3, status="succeeded", date=at(3)),
+    ]
+    result = await execution.reports.apply_report("w", m.Report(run=run, events=events))
+
+    assert result.finished and result.acknowledged == 3
+    shown = await services.runs.get_run("p", run)
+    assert shown.status.value == "exception"
+    assert shown.reason == (
+        "the worker reported the run succeeded while step 1 was pending; recorded as exception"
+    )
+    assert [s[0] for s in steps(shown)] == ["succeeded", "skipped", "skipped"]

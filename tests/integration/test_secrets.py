@@ -451,7 +451,8 @@ async def test_a_rotation_encrypts_what_was_stored_in_clear_and_moves_the_rest(
     rotated = Keyring([new_key(), *services.keyring.keys])
     report = await reencrypt_all(services.db, rotated)
     assert report.complete
-    assert report.reencrypted == {"project_secret": 1, "job": 1, "schedule": 1, "run": 1}
+    changed = {table: count for table, count in report.reencrypted.items() if count}
+    assert changed == {"project_secret": 1, "job": 1, "schedule": 1, "run": 1}
     current = Keyring(rotated.keys[:1])
     assert current.decrypt(await stored_job_default(services), "parameter") == DEFAULT
     values = await run_values(services, run["identifier"])
@@ -462,12 +463,8 @@ async def test_a_rotation_encrypts_what_was_stored_in_clear_and_moves_the_rest(
         secret = await conn.scalar(sa.select(project_secret.c.value))
     assert current.decrypt(kept["token"], "parameter") == SCHEDULED
     assert current.decrypt(secret, "secret:p:A") == PROJECT_SECRET
-    assert (await reencrypt_all(services.db, rotated)).reencrypted == {
-        "project_secret": 0,
-        "job": 0,
-        "schedule": 0,
-        "run": 0,
-    }
+    again = await reencrypt_all(services.db, rotated)
+    assert not any(again.reencrypted.values()), again.reencrypted
     compact_sqlite(services.db.url)  # SQLite's free pages and WAL kept the values in clear
     assert not [v for v in VALUES if v in await database_text(services)]
 

@@ -228,5 +228,8 @@ def test_the_graph_puts_nodes_in_columns_by_depth_and_colours_them_by_status() -
     assert 'class="pipeline-node node-approval status-waiting" data-node="ok"' in svg
     assert 'class="pipeline-node node-job" data-node="late"' in svg  # no such status: no class
     assert "<x" not in svg
+    linked = str(pipeline_svg(nodes, links={"build": '/runs/1"><x'}))
+    assert linked.count("<a href=") == 1  # only the node given a path is a link, escaped
+    assert '<a href="/runs/1&quot;&gt;&lt;x"><g class="pipeline-node node-job"' in linked
     assert '<a href="/r/late">' in svg
     assert len(re.findall(r'class="pipeline-edge"', svg)) == 3

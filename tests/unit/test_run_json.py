@@ -105,10 +105,16 @@ def test_a_run_encodes_to_the_bytes_runout_makes(shown: Run) -> None:
 
 def test_a_page_encodes_to_the_bytes_the_page_model_makes() -> None:
     for cursor in (None, "abc"):
-        model = Page[RunOut](items=[run_out(r) for r in RUNS], next_cursor=cursor)
+        model = Page[RunOut](
+            items=[run_out(r) for r in RUNS], next_cursor=cursor, previous_cursor=cursor
+        )
         expected = TypeAdapter(Page[RunOut]).dump_json(model)
         encoded = pydantic_core.to_json(
-            {"items": [run_fields(r) for r in RUNS], "next_cursor": cursor}
+            {
+                "items": [run_fields(r) for r in RUNS],
+                "next_cursor": cursor,
+                "previous_cursor": cursor,
+            }
         )
         assert encoded == expected
 

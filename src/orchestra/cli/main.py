@@ -14,6 +14,7 @@ from orchestra.cli import (
     admin,
     client,
     jobs,
+    notifications,
     pipelines,
     projects,
     runs,
@@ -71,6 +72,7 @@ app.add_typer(workers.app, name="worker")
 app.add_typer(users.app, name="user")
 app.add_typer(tokens.app, name="token")
 app.add_typer(secrets.app, name="secret")
+app.add_typer(notifications.app, name="notification")
 
 
 def main(argv: list[str] | None = None) -> None:

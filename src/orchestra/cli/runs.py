@@ -1,9 +1,10 @@
-"""`orchestra run trigger|list|show|log|cancel|abort|rerun`. A run may be named by a unique
-prefix of its identifier (cli/run_ids.py)."""
+"""`orchestra run trigger|list|show|log|cancel|abort|rerun|artifacts|download`. A run may be
+named by a unique prefix of its identifier (cli/run_ids.py)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +21,8 @@ from orchestra.cli.common import (
 )
 from orchestra.cli.follow import follow as follow_run
 from orchestra.cli.http import Client, translated
+from orchestra.client.errors import ClientError
+from orchestra.errors import InvalidInput
 
 app = typer.Typer(
     help="Trigger, follow, list, cancel, abort and re-run runs.", no_args_is_help=True
@@ -32,6 +35,7 @@ Follow = Annotated[
     bool, typer.Option("--follow", help="stream the log, retries included; exit 0 only on success")
 ]
 COLUMNS = ("identifier", "job", "status", "worker", "creation_date")
+ARTIFACT_COLUMNS = ("path", "size", "sha256")
 
 
 def _follow(client: Client, project: str, run: str) -> int:
@@ -143,3 +147,35 @@ def abort(project: ProjectArg, run: RunArg, output: Output = Format.text) -> Non
         show_one(result, output)
     else:
         typer.echo(f"run {result['identifier']}: abort requested")
+
+
+@app.command("artifacts")
+def artifacts(project: ProjectArg, run: RunArg, output: Output = Format.text) -> None:
+    """List a run's stored files (path, size, SHA-256)."""
+    with connect() as client:
+        identifier = run_ids.run(client, project, run)
+        with translated():
+            show_many(client.artifacts(project, identifier), output, ARTIFACT_COLUMNS)
+
+
+@app.command("download")
+def download(
+    project: ProjectArg,
+    run: RunArg,
+    path: Annotated[
+        str | None, typer.Argument(help="the artifact's path (default: every artifact)")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", help="the folder to write them in, at their paths")
+    ] = Path("."),
+) -> None:
+    """Download a run's artifacts (or one) into a folder; never writes outside it."""
+    with connect() as client:
+        identifier = run_ids.run(client, project, run)
+        try:
+            with translated():
+                written = client.download(project, identifier, path, output)
+        except ClientError as exc:
+            raise InvalidInput(str(exc)) from None
+    for file in written:
+        typer.echo(str(file))

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
+from orchestra.client import artifact_files
 from orchestra.client import connection as c
 from orchestra.client.documents import apply_body
-from orchestra.client.errors import ClientError, Unreachable
+from orchestra.client.errors import ApiError, ClientError, Unreachable
 from orchestra.client.responses import content_of, error_of
 from orchestra.client.retries import RetryPolicy, retries_answer, retries_failure
 
@@ -105,6 +107,50 @@ class AsyncClient:
     def runs(self, project: str, **filters: Any) -> AsyncIterator[JSON]:
         """Every run of a project, newest first (filters: job, status, worker)."""
         return self.items(f"/projects/{project}/runs", **filters)
+
+    def artifacts(self, project: str, run: str) -> AsyncIterator[JSON]:
+        """A run's stored files: {"path", "size", "sha256"} each, by path."""
+        return self.items(f"/projects/{project}/runs/{run}/artifacts")
+
+    async def download(
+        self, project: str, run: str, path: str | None = None, output: Path | str = "."
+    ) -> list[Path]:
+        """As Client.download: the artifact `path` (every one when None) written under the
+        folder `output` at its path there, checked; never outside `output` (UnsafePath)."""
+        folder = Path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = [item async for item in self.artifacts(project, run)]
+        if path is not None:
+            wanted = [a for a in wanted if a["path"] == path]
+            if not wanted:
+                raise ApiError(404, f"no artifact {path!r} in run {run!r}")
+        for item in wanted:
+            artifact_files.target(folder, item["path"])  # every path checked before any write
+        written = []
+        for item in wanted:
+            response = await self._send(
+                "GET",
+                f"/projects/{project}/runs/{run}/artifacts/{quote(item['path'])}",
+                stream=True,
+                timeout=c.stream_timeout(self._timeout),
+            )
+            try:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_of(response)
+                writer = artifact_files.Writer(folder, item["path"], item["sha256"])
+                try:
+                    async for piece in response.aiter_bytes(1 << 20):
+                        await asyncio.to_thread(writer.add, piece)
+                    written.append(writer.finish())
+                except BaseException:
+                    writer.abandon()
+                    raise
+            except httpx.TransportError as exc:
+                raise Unreachable(0, f"connection to {self.url} lost: {exc}") from None
+            finally:
+                await response.aclose()
+        return written
 
     async def rerun(self, project: str, run: str) -> JSON:
         """A new run of the same job with the same parameters."""

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
+from orchestra.client import artifact_files
 from orchestra.client import connection as c
 from orchestra.client.documents import apply_body
-from orchestra.client.errors import ClientError, Unreachable
+from orchestra.client.errors import ApiError, ClientError, Unreachable
 from orchestra.client.responses import content_of, error_of
 from orchestra.client.retries import RetryPolicy, retries_answer, retries_failure
 
@@ -158,6 +160,47 @@ class Client:
                 raise Unreachable(0, f"connection to {self.url} lost: {exc}") from None
         finally:
             response.close()
+
+    # Artifacts.
+
+    def artifacts(self, project: str, run: str) -> Iterator[JSON]:
+        """A run's stored files: {"path", "size", "sha256"} each, by path."""
+        return self.items(f"/projects/{project}/runs/{run}/artifacts")
+
+    def download(
+        self, project: str, run: str, path: str | None = None, output: Path | str = "."
+    ) -> list[Path]:
+        """Write a run's artifact `path` (every one when None) under the folder `output`, at
+        its path there; the files written. A path that would lead out of `output` (absolute,
+        with `..`) is refused (UnsafePath); each file's SHA-256 is checked."""
+        folder = Path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = list(self.artifacts(project, run))
+        if path is not None:
+            wanted = [a for a in wanted if a["path"] == path]
+            if not wanted:
+                raise ApiError(404, f"no artifact {path!r} in run {run!r}")
+        for item in wanted:
+            artifact_files.target(folder, item["path"])  # every path checked before any write
+        written = []
+        for item in wanted:
+            response = self._send(
+                "GET",
+                f"/projects/{project}/runs/{run}/artifacts/{quote(item['path'])}",
+                stream=True,
+                timeout=c.stream_timeout(self._timeout),
+            )
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_of(response)
+                pieces = response.iter_bytes(1 << 20)
+                written.append(artifact_files.write(folder, item["path"], pieces, item["sha256"]))
+            except httpx.TransportError as exc:
+                raise Unreachable(0, f"connection to {self.url} lost: {exc}") from None
+            finally:
+                response.close()
+        return written
 
     # Pipelines.
 

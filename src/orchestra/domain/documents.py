@@ -7,11 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestra.domain import controls, cron
+from orchestra.domain.artifacts import parse_artifacts
 from orchestra.domain.commands import check_command, check_environment, check_workspace
 from orchestra.domain.identifiers import check_identifier, check_text
+from orchestra.domain.notifications import parse_notification
 from orchestra.domain.parameters import parse_parameters
 from orchestra.domain.pipelines import pipeline_shape
 from orchestra.domain.schedules import check_expression, parse_policies
+from orchestra.domain.webhooks import parse_webhook
 from orchestra.errors import InvalidInput
 
 PROJECT_FIELDS = frozenset({"identifier", "display_name", "services", "is_enabled", "concurrency"})
@@ -35,6 +38,8 @@ JOB_FIELDS = frozenset(
         "sandbox",
         "limits",
         "environment",
+        "artifacts",
+        "webhook",
     }
 )
 SCHEDULE_FIELDS = frozenset(
@@ -155,6 +160,8 @@ def parse_job(raw: object) -> dict[str, Any]:
         "sandbox": controls.parse_sandbox(data.get("sandbox")),
         "limits": controls.parse_limits(data.get("limits")),
         "environment": check_environment(data.get("environment"), declared),
+        "artifacts": parse_artifacts(data.get("artifacts")),
+        "webhook": parse_webhook(data.get("webhook"), declared, "job"),
     }
 
 
@@ -207,7 +214,8 @@ def parse_document(raw: object) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             errors.append(f"{where}: must be a mapping")
             continue
-        fields = {k: v for k, v in item.items() if k not in ("jobs", "schedules", "pipelines")}
+        children = ("jobs", "schedules", "pipelines", "notifications")
+        fields = {k: v for k, v in item.items() if k not in children}
         try:
             project = parse_project(fields)
         except InvalidInput as exc:
@@ -222,6 +230,9 @@ def parse_document(raw: object) -> list[dict[str, Any]]:
         )
         project["pipelines"] = _parse_children(
             item.get("pipelines"), pipeline_shape, f"{where}.pipelines", errors
+        )
+        project["notifications"] = _parse_children(
+            item.get("notifications"), parse_notification, f"{where}.notifications", errors
         )
         job_ids = {j["identifier"] for j in project["jobs"]}
         pipeline_ids = {p["identifier"] for p in project["pipelines"]}

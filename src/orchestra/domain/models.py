@@ -67,6 +67,10 @@ class Job:
     update_date: datetime
     # Variables of its steps' processes, {NAME: template} (domain/commands.py), or None.
     environment: dict[str, str] | None = None
+    # The files to keep after the steps, [{"path", "when", "report"?}] (domain/artifacts.py).
+    artifacts: list[dict[str, Any]] | None = None
+    # Its webhook, as stored (its secret encrypted: services/webhook_secrets.py), or None.
+    webhook: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -105,6 +109,10 @@ class RunStep:
         data = {f: row[f] for f in cls.__dataclass_fields__}
         data["status"] = StepStatus(row["status"])
         return cls(**data)
+
+
+# Run fields that are no column of its row.
+_NOT_COLUMNS = frozenset({"steps", "waiting_reason", "artifacts"})
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,12 @@ class Run:
     # The pipeline run and node that started it, if one did.
     pipeline_run: str | None = None
     pipeline_node: str | None = None
+    # The job's artifacts entries, copied at trigger; its JUnit counts ({"passed", "failed",
+    # "skipped", "failures"}) or None; its stored files [{"path", "size", "sha256"}] (not a
+    # column: filled by services/artifacts.py where a run is shown).
+    artifact_rules: list[dict[str, Any]] | None = None
+    tests: dict[str, Any] | None = None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     def shown_parameters(self) -> dict[str, str]:
         """The parameters as people may see them: secret values masked."""
@@ -160,7 +174,7 @@ class Run:
 
     @classmethod
     def from_row(cls, row: Row, steps: list[RunStep] | None = None) -> Run:
-        data = {f: row[f] for f in cls.__dataclass_fields__ if f not in ("steps", "waiting_reason")}
+        data = {f: row[f] for f in cls.__dataclass_fields__ if f not in _NOT_COLUMNS}
         data["status"] = RunStatus(row["status"])
         return cls(**data, steps=steps or [])
 

@@ -24,10 +24,11 @@ from orchestra.domain.pipeline_templates import (
     parse_template,
     result_references,
 )
+from orchestra.domain.webhooks import parse_webhook
 from orchestra.errors import InvalidInput
 
 PIPELINE_FIELDS = frozenset(
-    {"identifier", "display_name", "description", "parameters", "nodes", "is_enabled"}
+    {"identifier", "display_name", "description", "parameters", "nodes", "is_enabled", "webhook"}
 )
 NODE_FIELDS = frozenset({"identifier", "job", "approval", "needs", "when", "parameters"})
 WHEN_VALUES = ("success", "failure", "always")
@@ -94,6 +95,7 @@ def check_pipeline(values: Mapping[str, Any], jobs: Mapping[str, Any]) -> dict[s
         "parameters": [p.to_dict() for p in parameters],
         "nodes": nodes,
         "is_enabled": is_enabled,
+        "webhook": parse_webhook(values.get("webhook"), declared, "pipeline"),
     }
 
 
@@ -343,6 +345,8 @@ class Pipeline:
     is_enabled: bool
     creation_date: datetime
     update_date: datetime
+    # Its webhook, as stored (its secret encrypted), or None (domain/webhooks.py).
+    webhook: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Pipeline:
@@ -357,4 +361,5 @@ class Pipeline:
             "parameters": self.parameters,
             "nodes": self.nodes,
             "is_enabled": self.is_enabled,
+            "webhook": self.webhook,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -20,6 +21,7 @@ from orchestra.master.session import RIDE_SECONDS, Sessions
 from orchestra.protocol import messages as m
 from orchestra.services.dispatch import DispatchService
 from orchestra.services.events import Events
+from orchestra.services.run_inputs import RunInputs
 from orchestra.services.run_secrets import Delivery, RunSecrets
 from orchestra.settings import Settings
 
@@ -44,6 +46,7 @@ class Dispatcher:
         self.sessions = sessions
         self.dispatch = dispatch
         self.run_secrets = run_secrets
+        self.run_inputs = RunInputs(dispatch.db)  # pipeline nodes' needs' artifacts
         # Whether the last pass may have left dispatchable runs unassigned (True until a pass
         # found none). A new worker only wakes the dispatcher when it may: with an empty
         # queue, a storm of registrations would otherwise cost a pass over every session each.
@@ -106,6 +109,7 @@ class Dispatcher:
         secret its project does not have is not sent: it ends `exception`."""
         runs: list[Run] = []
         messages: list[m.Assign] = []
+        inputs = await self.run_inputs.of(claimed)
         for run in claimed:
             delivery = await self.run_secrets.delivery(run)
             if delivery.refused is not None:
@@ -113,7 +117,7 @@ class Dispatcher:
                 await self.dispatch.give_up(run.identifier, delivery.refused)
                 continue
             runs.append(run)
-            messages.append(self._assignment(run, delivery))
+            messages.append(self._assignment(run, delivery, inputs.get(run.identifier)))
         if not runs:
             return
         session = self.sessions.get(worker)
@@ -130,7 +134,9 @@ class Dispatcher:
             self.run_secrets.forget(run.identifier)
             await self.dispatch.release(run.identifier)
 
-    def _assignment(self, run: Run, delivery: Delivery) -> m.Assign:
+    def _assignment(
+        self, run: Run, delivery: Delivery, inputs: list[dict[str, Any]] | None = None
+    ) -> m.Assign:
         return m.Assign(
             run=run.identifier,
             project=run.project,
@@ -148,4 +154,8 @@ class Dispatcher:
             limits=None if run.limits is None else m.AssignedLimits(**run.limits),
             environment=run.environment or None,
             secret_values=delivery.secret_values,
+            artifacts=[m.AssignedArtifact(**a) for a in run.artifact_rules]
+            if run.artifact_rules
+            else None,
+            inputs=[m.AssignedInput(**i) for i in inputs] if inputs else None,
         )

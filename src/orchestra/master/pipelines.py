@@ -25,5 +25,11 @@ class PipelineLoop:
     async def loop(self) -> None:
         """One turn: wait for a signal or the poll, advance what is marked."""
         signalled = await self.events.wait(ADVANCE, POLL_SECONDS)
-        while await self.pipeline_runs.advance_marked(0.0 if signalled else STALE_SECONDS):
-            pass  # a full batch may have left more
+        # Signalled after this process's commit, a mark is there: straight to the write
+        # transaction (a look first would cost the hand-over a transaction). Otherwise, and
+        # after a batch (a full one may have left more), a look first.
+        peek = not signalled
+        while await self.pipeline_runs.advance_marked(
+            0.0 if signalled else STALE_SECONDS, peek=peek
+        ):
+            peek = True

@@ -26,12 +26,14 @@ from starlette.websockets import WebSocket
 from orchestra.master.control import ControlLoop
 from orchestra.master.dispatcher import Dispatcher
 from orchestra.master.endpoint import WorkerEndpoint
+from orchestra.master.notifications import NotificationLoops
 from orchestra.master.pipelines import PipelineLoop
 from orchestra.master.session import Sessions
 from orchestra.master.upkeep import Upkeep
 from orchestra.protocol import messages as m
 from orchestra.services.container import Services
 from orchestra.services.master_side import MasterSide
+from orchestra.services.notification_relay import RunView
 
 log = logging.getLogger(__name__)
 RETRY_INTERVAL = 1.0  # a loop that failed starts again after this
@@ -42,7 +44,7 @@ def master_identity() -> str:
 
 
 class Master:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, run_view: RunView | None = None) -> None:
         self.services = services
         self.identity = master_identity()
         side = MasterSide.build(services, self.identity)
@@ -61,6 +63,8 @@ class Master:
         self.control = ControlLoop(services, self.sessions, side.control)
         self.upkeep = Upkeep(services, self.sessions, side.registry, side.leases, side.retention)
         self.pipelines = PipelineLoop(services)
+        # run_view: a run as the API shows it (the notifications' payloads), from master_mount.
+        self.notifications = NotificationLoops(services, self.identity, run_view)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self, websocket: WebSocket, receive: Any = None) -> None:
@@ -74,6 +78,8 @@ class Master:
             "schedules": self.upkeep.schedules,
             "retention": self.upkeep.retention_sweep,
             "pipelines": self.pipelines.loop,
+            "notifications-relay": self.notifications.relay_loop,
+            "notifications-send": self.notifications.send_loop,
         }
         for name, loop in loops.items():
             self._tasks.append(asyncio.create_task(self._forever(loop, name), name=name))
@@ -85,6 +91,7 @@ class Master:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.notifications.close()
         for session in list(self.sessions.values()):
             await session.close(m.CLOSE_SERVICE_RESTART, "master shutting down")
         log.info("master %s stopped", self.identity)

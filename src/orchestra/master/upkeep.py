@@ -5,13 +5,17 @@
   their lease (services/leases.py);
 - schedules: fire what is due (services/scheduler.py), asleep until the next due time;
 - retention: delete the final runs past their retention, purge old login failures.
+
+Maintenance also prunes the change log (services/change_log.py), once every PRUNE_INTERVAL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from orchestra.master.session import Sessions
+from orchestra.services import change_log
 from orchestra.services.container import Services
 from orchestra.services.leases import Leases
 from orchestra.services.retention import RetentionService
@@ -20,6 +24,7 @@ from orchestra.services.worker_registry import WorkerRegistry
 
 SCHEDULE_QUEUED_INTERVAL = 0.5
 SCHEDULE_POLL = 5.0
+PRUNE_INTERVAL = 60.0  # seconds between two prunings of the change log
 
 
 class Upkeep:
@@ -37,6 +42,7 @@ class Upkeep:
         self.registry = registry
         self.leases = leases
         self.retention = retention
+        self._pruned = 0.0  # time.monotonic() of the last pruning
 
     async def maintenance(self) -> None:
         # Once a heartbeat interval: vouching writes one row per connected worker (a worker
@@ -47,6 +53,10 @@ class Upkeep:
         await self.leases.expire_leases(
             self.settings.lease, self.settings.heartbeat_interval, self.sessions
         )
+        if time.monotonic() - self._pruned >= PRUNE_INTERVAL:
+            self._pruned = time.monotonic()
+            async with self.services.db.transaction() as conn:
+                await change_log.prune(conn, self.services.clock.now())
         await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def schedules(self) -> None:

@@ -98,6 +98,9 @@ class StepOutput(Message):
     offset: Annotated[int, Field(ge=0, le=2**53)]  # position in the whole run log
     # base64 in a text frame; the bytes themselves when the report came in a binary frame
     data: Annotated[str, Field(max_length=MAX_OUTPUT_CHUNK * 4 // 3 + 8)] | bytes
+    # When the worker read this output from the step (its lines' timestamps); workers before
+    # it was added send none, and the master then stamps the output when it stores it.
+    date: Date | None = None
 
 
 def _bounded_results(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -219,6 +222,26 @@ class AssignedLimits(Message):
     cpu_seconds: PositiveCount | None = None
 
 
+class AssignedArtifact(Message):
+    """A job's artifacts entry (docs/artifacts.md): a glob relative to the workspace, when to
+    collect it (the run's outcome), and `report: junit` for a JUnit XML report."""
+
+    path: str
+    when: Literal["success", "failure", "always"] = "success"
+    report: Literal["junit"] | None = None
+
+
+class AssignedInput(Message):
+    """An artifact of one of a pipeline node's direct needs' runs, which the worker puts in
+    the node's workspace at `path` before its first step (docs/artifacts.md)."""
+
+    run: str
+    project: str
+    path: Annotated[str, Field(min_length=1, max_length=1000)]
+    size: Annotated[int, Field(ge=0, le=2**53)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Assign(Message):
     type: Literal["assign"] = "assign"
     run: str
@@ -242,6 +265,11 @@ class Assign(Message):
     # (each value is in `secrets` too): left out when unset, as the isolation fields are.
     environment: dict[str, str] | None = None
     secret_values: dict[str, str] | None = None
+    # The job's artifacts to collect after the steps (copied to the run at trigger): left out
+    # when the job has none, as the isolation fields are.
+    artifacts: list[AssignedArtifact] | None = None
+    # A pipeline node's needs' artifacts to fetch before its first step: left out when none.
+    inputs: list[AssignedInput] | None = None
 
 
 class Ack(Message):
@@ -278,6 +306,7 @@ class OutputHeader(Message):
     step: StepIndex
     offset: Annotated[int, Field(ge=0, le=2**53)]
     size: Annotated[int, Field(ge=0, le=MAX_OUTPUT_CHUNK)]
+    date: Date | None = None
 
 
 class ReportHeader(Message):
@@ -352,7 +381,11 @@ def _decode_report_frame(frame: bytes) -> Report:
             position = end
             events.append(
                 StepOutput.model_construct(
-                    sequence=event.sequence, step=event.step, offset=event.offset, data=data
+                    sequence=event.sequence,
+                    step=event.step,
+                    offset=event.offset,
+                    data=data,
+                    date=event.date,
                 )
             )
         else:
@@ -375,7 +408,7 @@ def _decode(adapter: TypeAdapter[Any], frame: str | bytes) -> Any:
         raise ProtocolError(f"invalid message: {where}: {errors[0]['msg']}") from None
 
 
-_ASSIGN_ADDITIONS = ("sandbox", "limits", "environment", "secret_values")
+_ASSIGN_ADDITIONS = ("sandbox", "limits", "environment", "secret_values", "artifacts", "inputs")
 
 
 def encode(message: Message) -> str:

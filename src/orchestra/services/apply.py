@@ -19,6 +19,8 @@ from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.permissions import Action
 from orchestra.domain.pipelines import check_pipeline
 from orchestra.errors import Forbidden, InvalidInput
+from orchestra.notify_settings import NotifySettings
+from orchestra.services import notifications as notification_rules
 from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring
 from orchestra.services.parameter_secrets import (
@@ -26,8 +28,13 @@ from orchestra.services.parameter_secrets import (
     seal_schedule_values,
     secret_keys,
 )
-from orchestra.services.pipelines import check_schedule_pipeline, project_jobs
+from orchestra.services.pipelines import (
+    check_schedule_pipeline,
+    project_jobs,
+    seal_pipeline_webhook,
+)
 from orchestra.services.scheduler import SCHEDULES, next_due_date
+from orchestra.services.webhook_secrets import seal_webhook, webhook_context
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -44,11 +51,19 @@ class Change:
 
 
 class ApplyService:
-    def __init__(self, db: Database, clock: Clock, events: Events, keyring: Keyring) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: Events,
+        keyring: Keyring,
+        notify: NotifySettings | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.events = events
         self.keyring = keyring  # secret parameters' values (services/parameter_secrets.py)
+        self.notify = notify or NotifySettings()  # what notifications may target
 
     async def apply(self, document: object, access: Access | None = None) -> list[Change]:
         """Apply the document; with `access` (a caller's), only if it may change every
@@ -67,6 +82,7 @@ class ApplyService:
                 jobs = project.pop("jobs")
                 schedules = project.pop("schedules")
                 pipelines = project.pop("pipelines")
+                notifications = project.pop("notifications", [])
                 identifier = project["identifier"]
                 keys = {"identifier": identifier}
                 changes.append(
@@ -79,8 +95,22 @@ class ApplyService:
                     job["parameters"] = seal_job_parameters(
                         self.keyring, job["parameters"], stored and stored["parameters"]
                     )
+                    job["webhook"] = seal_webhook(
+                        self.keyring,
+                        job["webhook"],
+                        stored and stored["webhook"],
+                        webhook_context(identifier, "job", job["identifier"]),
+                    )
                     changes.append(await _put(conn, job_table, keys, {**job, **keys}, "job", name))
-                changes += await apply_pipelines(conn, identifier, pipelines)
+                changes += await apply_pipelines(conn, identifier, pipelines, self.keyring)
+                for raw in notifications:
+                    try:
+                        name, action = await notification_rules.put_in(
+                            conn, self.keyring, self.notify, identifier, raw
+                        )
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"notification {raw['identifier']!r}: {exc}") from None
+                    changes.append(Change("notification", f"{identifier}/{name}", action))
                 for schedule in schedules:
                     keys = {"project": identifier, "identifier": schedule["identifier"]}
                     if schedule["pipeline"] is not None:
@@ -129,7 +159,7 @@ async def _put_schedule(
 
 
 async def apply_pipelines(
-    conn: AsyncConnection, project: str, pipelines: list[dict[str, Any]]
+    conn: AsyncConnection, project: str, pipelines: list[dict[str, Any]], keyring: Keyring
 ) -> list[Change]:
     """Check each pipeline against the project's jobs (the document's, just written, and the
     stored ones) and store it."""
@@ -141,6 +171,10 @@ async def apply_pipelines(
         except InvalidInput as exc:
             raise InvalidInput(f"pipeline {raw['identifier']!r}: {exc}") from None
         keys = {"project": project, "identifier": values["identifier"]}
+        stored = await records.fetch_one(conn, pipeline_table, keys)
+        values["webhook"] = seal_pipeline_webhook(
+            keyring, project, values, stored and stored["webhook"]
+        )
         name = f"{project}/{values['identifier']}"
         changes.append(await _put(conn, pipeline_table, keys, {**values, **keys}, "pipeline", name))
     return changes

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from orchestra.clock import Clock
 from orchestra.domain.identifiers import check_identifier
+from orchestra.domain.pages import Listing
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import audit_event
@@ -64,12 +65,12 @@ class AuditService:
 
     async def list_events(
         self, *, actor: str | None = None, cursor: str | None = None, limit: int | None = None
-    ) -> tuple[list[AuditEvent], str | None]:
+    ) -> Listing[AuditEvent]:
         query: Any = sa.select(audit_event)
         if actor is not None:
             query = query.where(audit_event.c.actor == check_identifier(actor, "actor"))
         async with self.db.read() as conn:
-            rows, next_cursor = await records.page(
+            found = await records.page(
                 conn,
                 query,
                 [audit_event.c.identifier],
@@ -78,4 +79,4 @@ class AuditService:
                 descending=True,
                 types=(int,),
             )
-        return [AuditEvent(**row) for row in rows], next_cursor
+        return found.map(lambda row: AuditEvent(**row))

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 from orchestra.clock import Clock, SystemClock
 from orchestra.services.apply import ApplyService
+from orchestra.services.artifact_backends import store_of
+from orchestra.services.artifacts import ArtifactService
 from orchestra.services.audit import AuditService
 from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring, load_keyring
 from orchestra.services.members import MemberService
+from orchestra.services.notifications import NotificationService
 from orchestra.services.pipeline_runs import PipelineRunService
 from orchestra.services.pipelines import PipelineService
 from orchestra.services.projects import ProjectService
@@ -18,6 +21,7 @@ from orchestra.services.scheduler import Scheduler
 from orchestra.services.secrets import SecretService
 from orchestra.services.sso import SsoService
 from orchestra.services.users import UserService
+from orchestra.services.webhooks import WebhookService
 from orchestra.services.workers import WorkerService
 from orchestra.settings import Settings
 from orchestra.storage.engine import Database
@@ -41,6 +45,9 @@ class Services:
     members: MemberService
     pipelines: PipelineService
     pipeline_runs: PipelineRunService
+    notifications: NotificationService
+    artifacts: ArtifactService
+    webhooks: WebhookService
     sso: SsoService | None  # single sign-on, when configured
 
     @classmethod
@@ -53,6 +60,7 @@ class Services:
         events = Events()
         runs = RunService(db, clock, events, keyring, settings.pending_expiry)
         users = UserService(db, clock, events=events, local_login=settings.local_login)
+        pipeline_runs = PipelineRunService(db, clock, events, runs, keyring)
         sso = None
         if settings.oidc is not None:
             sso = SsoService(db, clock, settings.oidc, keyring, users, settings.public_url)
@@ -65,16 +73,26 @@ class Services:
             projects=ProjectService(db, clock, events, keyring),
             runs=runs,
             workers=WorkerService(db, events),
-            apply=ApplyService(db, clock, events, keyring),
+            apply=ApplyService(db, clock, events, keyring, settings.notify),
             scheduler=Scheduler(db, clock, events, runs),
             audit=AuditService(db, clock),
             keyring=keyring,
             secrets=SecretService(db, clock, keyring),
             members=MemberService(db, users.access_changed),
-            pipelines=PipelineService(db, clock, events),
-            pipeline_runs=PipelineRunService(db, clock, events, runs, keyring),
+            pipelines=PipelineService(db, clock, events, keyring),
+            pipeline_runs=pipeline_runs,
+            notifications=NotificationService(db, clock, keyring, settings.notify),
+            artifacts=ArtifactService(
+                db,
+                clock,
+                store_of(settings),
+                settings.artifact_max_file_bytes,
+                settings.artifact_max_run_bytes,
+            ),
+            webhooks=WebhookService(db, clock, events, keyring, runs, pipeline_runs),
             sso=sso,
         )
 
     async def close(self) -> None:
+        await self.artifacts.store.close()
         await self.db.dispose()

@@ -23,6 +23,9 @@ class Events:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._forward: Callable[[str], None] | None = None
+        # Set by every publish: the live event stream's one reader (web/event_hub.py) waits on
+        # it, whatever the topic.
+        self._any = asyncio.Event()
 
     def forward_to(self, sender: Callable[[str], None] | None) -> None:
         """Also hand every topic published here to `sender` (the bridge to other processes)."""
@@ -35,6 +38,7 @@ class Events:
             if len(self._events) > MAX_KEPT:
                 self._forget_unwatched()
         event.set()
+        self._any.set()
         if remote and self._forward is not None:
             self._forward(topic)
 
@@ -55,6 +59,17 @@ class Events:
         if self._events.get(topic) is event:
             del self._events[topic]  # consumed: the next wait waits for the next signal
         return True
+
+    async def wait_any(self, timeout: float) -> bool:
+        """Wait until any topic is published (or was, since the last call) or `timeout`
+        passes; True if one was. For one waiter only (the event stream's reader)."""
+        if not self._any.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._any.wait()
+        published = self._any.is_set()
+        self._any.clear()
+        return published
 
     def _forget_unwatched(self) -> None:
         """Drop the oldest half of the signals already given (nobody waits on a set event)."""

@@ -18,10 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestra.clock import utcnow
 from orchestra.services.key_check import CHECK_CONTEXT, CHECK_NAME, CHECK_TEXT
 from orchestra.services.keyring import Keyring, KeyringError
+from orchestra.services.notifications import secret_context as notification_context
 from orchestra.services.parameter_secrets import CONTEXT as PARAMETER_CONTEXT
 from orchestra.services.secrets import secret_context
+from orchestra.services.webhook_secrets import webhook_context
 from orchestra.storage.engine import Database, sync_url
-from orchestra.storage.schema import instance_setting, job, project_secret, run, schedule
+from orchestra.storage.schema import (
+    instance_setting,
+    job,
+    notification,
+    pipeline,
+    project_secret,
+    run,
+    schedule,
+)
 
 BATCH = 500
 
@@ -99,6 +109,30 @@ def _values_row(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | Non
 
 
 Rewrite = Callable[[_Sealer, Mapping[str, Any]], "dict[str, Any] | None"]
+
+
+def _webhook_row(kind: str) -> Rewrite:
+    """A job's or a pipeline's webhook secret (services/webhook_secrets.py)."""
+
+    def rewrite(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        hook = row["webhook"]
+        if not isinstance(hook, Mapping) or not isinstance(hook.get("secret"), str):
+            return None
+        context = webhook_context(row["project"], kind, row["identifier"])
+        secret = sealer.value(hook["secret"], context)
+        return None if secret == hook["secret"] else {"webhook": {**hook, "secret": secret}}
+
+    return rewrite
+
+
+def _notification_row(sealer: _Sealer, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A notification's secret (services/notifications.py)."""
+    if not isinstance(row["secret"], str):
+        return None
+    secret = sealer.value(row["secret"], notification_context(row["project"], row["identifier"]))
+    return None if secret == row["secret"] else {"secret": secret}
+
+
 _SCHEDULE_JOB_PARAMETERS = (
     sa.select(job.c.parameters)
     .where(job.c.project == schedule.c.project, job.c.identifier == schedule.c.job)
@@ -116,6 +150,9 @@ TABLES: list[tuple[sa.Table, tuple[str, ...], tuple[Any, ...], Rewrite]] = [
         _values_row,
     ),
     (run, ("identifier",), (run.c.parameters, run.c.secret_parameters), _values_row),
+    (job, ("project", "identifier"), (job.c.webhook,), _webhook_row("job")),
+    (pipeline, ("project", "identifier"), (pipeline.c.webhook,), _webhook_row("pipeline")),
+    (notification, ("project", "identifier"), (notification.c.secret,), _notification_row),
 ]
 
 

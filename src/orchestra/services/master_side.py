@@ -46,6 +46,8 @@ class MasterSide:
             reports=ReportApplier(db, clock, events, endings, run_secrets),
             leases=Leases(db, clock, events, endings),
             control=ControlQueries(db),
-            retention=RetentionService(db, clock, services.settings.run_retention_days),
+            retention=RetentionService(
+                db, clock, services.settings.run_retention_days, services.artifacts
+            ),
             run_secrets=run_secrets,
         )

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.domain.access import check_group_name, check_member_role
+from orchestra.domain.pages import Listing
 from orchestra.errors import InvalidInput, NotFound
 from orchestra.storage import records
 from orchestra.storage.engine import Database
@@ -46,15 +47,13 @@ class MemberService:
 
     async def list_members(
         self, project: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[Member], str | None]:
+    ) -> Listing[Member]:
         query = sa.select(project_member).where(project_member.c.project == project)
         order = [project_member.c.kind, project_member.c.name]
         async with self.db.read() as conn:
             await _project_exists(conn, project)
-            rows, next_cursor = await records.page(
-                conn, query, order, cursor, limit, types=(str, str)
-            )
-        return [Member(**dict(r)) for r in rows], next_cursor
+            found = await records.page(conn, query, order, cursor, limit, types=(str, str))
+        return found.map(lambda r: Member(**dict(r)))
 
     async def put_member(
         self, project: str, kind: str, name: object, role: object

@@ -22,6 +22,7 @@ from orchestra.clock import Clock
 from orchestra.domain import pipeline_progress as progress
 from orchestra.domain.identifiers import check_identifier
 from orchestra.domain.models import Row
+from orchestra.domain.pages import Listing
 from orchestra.domain.parameters import parse_parameters, resolve_parameters
 from orchestra.domain.pipeline_templates import MissingValue, render
 from orchestra.errors import Conflict, InvalidInput, NotFound, OrchestraError
@@ -39,6 +40,7 @@ from orchestra.storage.schema import project as project_table
 log = logging.getLogger(__name__)
 MAX_COMMENT = 10_000
 ADVANCE_BATCH = 20  # marked pipeline runs advanced in one transaction at most
+Prepared = tuple[dict[str, Any], list[dict[str, Any]]]  # a run's columns and its steps
 
 
 def topic(identifier: str) -> str:
@@ -114,13 +116,16 @@ class PipelineRunService:
         self._started(identifier, started)
         return started
 
-    async def advance_marked(self, min_age: float) -> int:
+    async def advance_marked(self, min_age: float, *, peek: bool = True) -> int:
         """Advance the pipeline runs marked at least `min_age` seconds ago (those another
-        master holds are skipped); how many were advanced."""
+        master holds are skipped); how many were advanced. `peek`: look in a read transaction
+        first (idle masters take no write lock, SQLite's); not when a mark is known to be
+        there (this process's signal after its commit)."""
         before = self.clock.now() - timedelta(seconds=min_age)
-        async with self.db.read() as conn:  # idle masters take no write lock (SQLite's)
-            if not await store.marked(conn, before, 1, lock=False):
-                return 0
+        if peek:
+            async with self.db.read() as conn:
+                if not await store.marked(conn, before, 1, lock=False):
+                    return 0
         async with self.db.transaction() as conn:
             identifiers = await store.marked(conn, before, ADVANCE_BATCH)
             started = {i: await self.advance_in(conn, i) for i in identifiers}
@@ -136,15 +141,15 @@ class PipelineRunService:
             return 0
         nodes = {n["node"]: dict(n) for n in (await store.nodes_of(conn, [identifier]))[identifier]}
         latest = await store.latest_runs(conn, identifier)
-        for name, run in latest.items():
-            node = nodes.get(name)
-            if node is not None and (node["status"], node["run"]) != (
-                run["status"],
-                run["identifier"],
-            ):
-                synced = {"status": run["status"], "run": run["identifier"]}
-                await store.set_node(conn, identifier, name, synced)
-                node.update(synced)
+        changed = {
+            name: (str(run["status"]), str(run["identifier"]))
+            for name, run in latest.items()
+            if name in nodes
+            and (nodes[name]["status"], nodes[name]["run"]) != (run["status"], run["identifier"])
+        }
+        await store.sync_nodes(conn, identifier, changed)
+        for name, (node_status, run_id) in changed.items():
+            nodes[name].update(status=node_status, run=run_id)
         started = 0
         status = None
         if row["status"] == progress.RUNNING:
@@ -154,7 +159,10 @@ class PipelineRunService:
         if status is not None:
             changes.update(status=status, completion_date=self.clock.now())
             log.info("pipeline run %s ended %s", identifier, status)
-        await store.update(conn, identifier, changes)
+        # A pipeline run neither marked nor changed (a trigger that starts nothing yet, a
+        # decision's advance with nothing to do) is left as it is: no statement.
+        if row["advance_date"] is not None or status is not None or started or changed:
+            await store.update(conn, identifier, changes)
         return started
 
     async def _decide_and_write(
@@ -202,29 +210,32 @@ class PipelineRunService:
                 ):
                     nodes[name]["status"] = progress.WAITING
             refused = False
+            prepared: dict[str, Prepared] = {}
+            same: dict[tuple[str, tuple[tuple[str, str], ...]], Prepared] = {}
             for name, values in decided.start.items():
                 try:
-                    started += await self._start(conn, row, definitions[name], values, nodes)
+                    prepared[name] = await self._prepare(conn, row, definitions[name], values, same)
                 except OrchestraError as error:
                     await self._end_node(
                         conn, identifier, nodes, name, progress.EXCEPTION, error.message
                     )
                     refused = True
+            started += await self._start(conn, identifier, prepared, nodes)
             if not refused:
                 return started, decided.status
         return started, None
 
-    async def _start(
+    async def _prepare(
         self,
         conn: AsyncConnection,
         row: Row,
         node: Mapping[str, Any],
         parameters: dict[str, str],
-        nodes: dict[str, dict[str, Any]],
-    ) -> int:
-        """Create a job node's run, if this transaction is the one that moves the node from
-        pending (raises OrchestraError when the job refuses the run: its node ends
-        `exception`)."""
+        same: dict[tuple[str, tuple[tuple[str, str], ...]], Prepared],
+    ) -> Prepared:
+        """The run a job node would start (raises OrchestraError when the job refuses it: the
+        node ends `exception`). Nodes of one job with the same parameters (a fan-out) share
+        what `same` keeps of the first one's, each with its own identifier and source."""
         name = str(node["identifier"])
         source = {
             "type": "pipeline",
@@ -232,24 +243,33 @@ class PipelineRunService:
             "node": name,
             "pipeline": row["pipeline"],
         }
-        values, steps = await self.runs.pending_run(
-            conn, row["project"], str(node["job"]), parameters, source
-        )
-        run_id = str(uuid.uuid4())
-        values.update(identifier=run_id, pipeline_run=row["identifier"], pipeline_node=name)
-        won = await store.set_node(
-            conn,
-            row["identifier"],
-            name,
-            {"status": progress.PENDING, "run": run_id},
-            only_from=[progress.PENDING],
-            unstarted=True,
-        )
-        if not won:
-            return 0
-        await run_storage.insert_run(conn, values, steps)
-        nodes[name].update(status=progress.PENDING, run=run_id)
-        return 1
+        key = (str(node["job"]), tuple(sorted(parameters.items())))
+        if key in same:
+            values, steps = same[key]
+            values = {**values, "identifier": str(uuid.uuid4()), "source": source}
+        else:
+            values, steps = await self.runs.pending_run(
+                conn, row["project"], key[0], parameters, source
+            )
+            same[key] = (values, steps)
+        return {**values, "pipeline_run": row["identifier"], "pipeline_node": name}, steps
+
+    async def _start(
+        self,
+        conn: AsyncConnection,
+        identifier: str,
+        prepared: Mapping[str, Prepared],
+        nodes: dict[str, dict[str, Any]],
+    ) -> int:
+        """Start these job nodes: each gets its run only if this transaction is the one that
+        moves it from pending with no run (one statement for all of them), and only the runs
+        of the nodes it moved are inserted (one statement, or two, for all). How many."""
+        runs = {name: str(values["identifier"]) for name, (values, _) in prepared.items()}
+        won = await store.start_nodes(conn, identifier, runs)
+        await run_storage.insert_runs(conn, [prepared[name] for name in runs if name in won])
+        for name in won:
+            nodes[name].update(status=progress.PENDING, run=runs[name])
+        return len(won)
 
     async def _end_node(
         self,
@@ -381,20 +401,20 @@ class PipelineRunService:
         status: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> Listing[dict[str, Any]]:
         if status is not None and status not in progress.PIPELINE_RUN_STATUSES:
             raise InvalidInput(f"unknown status {status!r}")
         if pipeline is not None:
             check_identifier(pipeline, "pipeline")
         async with self.db.read() as conn:
             filters = {"project": project, "pipeline": pipeline, "status": status}
-            rows, next_cursor = await store.page(conn, filters, cursor, limit)
+            found = await store.page(conn, filters, cursor, limit)
+            rows = found.items
             if not rows:
                 await pipeline_project(conn, project)
             nodes = await store.nodes_of(conn, [r["identifier"] for r in rows])
             latest = {r["identifier"]: await store.latest_runs(conn, r["identifier"]) for r in rows}
-        items = [shown(r, nodes[r["identifier"]], latest[r["identifier"]]) for r in rows]
-        return items, next_cursor
+        return found.map(lambda r: shown(r, nodes[r["identifier"]], latest[r["identifier"]]))
 
     async def _row(
         self, conn: AsyncConnection, project: str, identifier: str, *, lock: bool = False

@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestra.clock import utcnow
 from orchestra.domain.schedules import plan
 from orchestra.errors import Conflict, InvalidInput, NotFound
+from orchestra.services import change_log
 from orchestra.services.parameter_secrets import opened_schedule_values, secret_keys_of
 from orchestra.services.pipeline_runs import PipelineRunService
 from orchestra.services.runs import RunService
 from orchestra.services.schedule_rows import firing_row, state_of
+from orchestra.storage import notifications as notification_store
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import pipeline as pipeline_table
@@ -140,3 +142,5 @@ async def _record(
         await records.insert(conn, firing_table, values)
     except Conflict:
         raise AlreadyFired() from None
+    await change_log.fired(conn, [values])
+    await notification_store.log_skipped(conn, [values])

@@ -10,10 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import Clock
+from orchestra.domain.pages import Listing
 from orchestra.domain.parameters import parse_parameters, resolve_parameters
 from orchestra.domain.pipelines import Pipeline, check_pipeline, jobs_named
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
+from orchestra.services.keyring import Keyring
+from orchestra.services.webhook_secrets import seal_webhook, webhook_context
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -23,21 +26,20 @@ from orchestra.storage.schema import schedule as schedule_table
 
 
 class PipelineService:
-    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events, keyring: Keyring) -> None:
         self.db = db
         self.clock = clock
         self.events = events
+        self.keyring = keyring  # webhook secrets (services/webhook_secrets.py)
 
     async def list_pipelines(
         self, project: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[Pipeline], str | None]:
+    ) -> Listing[Pipeline]:
         async with self.db.read() as conn:
             await _project(conn, project)
             query = sa.select(pipeline_table).where(pipeline_table.c.project == project)
-            rows, next_cursor = await records.page(
-                conn, query, [pipeline_table.c.identifier], cursor, limit
-            )
-        return [Pipeline.from_row(r) for r in rows], next_cursor
+            found = await records.page(conn, query, [pipeline_table.c.identifier], cursor, limit)
+        return found.map(Pipeline.from_row)
 
     async def get_pipeline(self, project: str, identifier: str) -> Pipeline:
         async with self.db.read() as conn:
@@ -50,6 +52,7 @@ class PipelineService:
             keys = {"project": project, "identifier": values["identifier"]}
             if await records.fetch_one(conn, pipeline_table, keys) is not None:
                 raise Conflict(f"pipeline {values['identifier']!r} already exists")
+            values["webhook"] = seal_pipeline_webhook(self.keyring, project, values, None)
             await records.insert(conn, pipeline_table, {**values, "project": project})
             return await pipeline_of(conn, project, values["identifier"])
 
@@ -70,6 +73,9 @@ class PipelineService:
             )
             keys = {"project": project, "identifier": identifier}
             stored = await records.fetch_one(conn, pipeline_table, keys, for_update=True)
+            values["webhook"] = seal_pipeline_webhook(
+                self.keyring, project, values, stored and stored["webhook"]
+            )
             if stored is None:
                 await records.insert(conn, pipeline_table, {**values, "project": project})
             else:
@@ -86,6 +92,8 @@ class PipelineService:
         async with self.db.transaction() as conn:
             current = await pipeline_of(conn, project, identifier)
             values = check_pipeline({**current.fields(), **body}, await project_jobs(conn, project))
+            stored = current.webhook
+            values["webhook"] = seal_pipeline_webhook(self.keyring, project, values, stored)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, pipeline_table, keys, values)
             return await pipeline_of(conn, project, identifier)
@@ -105,6 +113,14 @@ class PipelineService:
             await records.delete(
                 conn, pipeline_table, {"project": project, "identifier": identifier}
             )
+
+
+def seal_pipeline_webhook(
+    keyring: Keyring, project: str, values: Mapping[str, Any], stored: object
+) -> dict[str, Any] | None:
+    """A checked pipeline's webhook with its secret encrypted (`stored`: its stored one)."""
+    context = webhook_context(project, "pipeline", values["identifier"])
+    return seal_webhook(keyring, values.get("webhook"), stored, context)
 
 
 async def pipeline_of(conn: AsyncConnection, project: str, identifier: str) -> Pipeline:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestra.clock import Clock
 from orchestra.domain.documents import parse_job, parse_project, parse_schedule
 from orchestra.domain.models import Job, Project, Schedule
+from orchestra.domain.pages import Listing
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
@@ -25,6 +26,7 @@ from orchestra.services.parameter_secrets import (
 )
 from orchestra.services.pipelines import check_schedule_pipeline, pipeline_naming_job
 from orchestra.services.scheduler import SCHEDULES, next_due_date
+from orchestra.services.webhook_secrets import seal_webhook, webhook_context
 from orchestra.storage import records
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
@@ -46,16 +48,14 @@ class ProjectService:
 
     async def list_projects(
         self, cursor: str | None, limit: int | None, among: Iterable[str] | None = None
-    ) -> tuple[list[Project], str | None]:
+    ) -> Listing[Project]:
         """A page of the projects; `among` (None: all) keeps only those named there."""
         query = sa.select(project_table)
         if among is not None:
             query = query.where(project_table.c.identifier.in_(sorted(among)))
         async with self.db.read() as conn:
-            rows, next_cursor = await records.page(
-                conn, query, [project_table.c.identifier], cursor, limit
-            )
-        return [Project.from_row(r) for r in rows], next_cursor
+            found = await records.page(conn, query, [project_table.c.identifier], cursor, limit)
+        return found.map(Project.from_row)
 
     async def get_project(self, identifier: str) -> Project:
         async with self.db.read() as conn:
@@ -112,16 +112,12 @@ class ProjectService:
 
     # Jobs.
 
-    async def list_jobs(
-        self, project: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[Job], str | None]:
+    async def list_jobs(self, project: str, cursor: str | None, limit: int | None) -> Listing[Job]:
         async with self.db.read() as conn:
             await self._project(conn, project)
             query = sa.select(job_table).where(job_table.c.project == project)
-            rows, next_cursor = await records.page(
-                conn, query, [job_table.c.identifier], cursor, limit
-            )
-        return [shown_job(Job.from_row(r)) for r in rows], next_cursor
+            found = await records.page(conn, query, [job_table.c.identifier], cursor, limit)
+        return found.map(lambda r: shown_job(Job.from_row(r)))
 
     async def get_job(self, project: str, identifier: str) -> Job:
         async with self.db.read() as conn:
@@ -130,6 +126,7 @@ class ProjectService:
     async def create_job(self, project: str, data: Mapping[str, Any]) -> Job:
         values = parse_job(data)
         values["parameters"] = seal_job_parameters(self.keyring, values["parameters"], None)
+        values["webhook"] = self._seal_webhook(project, values, None)
         keys = {"project": project, "identifier": values["identifier"]}
         async with self.db.transaction() as conn:
             await self._project(conn, project)
@@ -148,6 +145,7 @@ class ProjectService:
             values["parameters"] = seal_job_parameters(
                 self.keyring, values["parameters"], stored and stored["parameters"]
             )
+            values["webhook"] = self._seal_webhook(project, values, stored and stored["webhook"])
             created = await self._upsert(conn, job_table, keys, {**values, "project": project})
             job = await self._job(conn, project, identifier)
         self.events.publish("dispatch")
@@ -159,6 +157,7 @@ class ProjectService:
             values = parse_job(_merge(_job_fields(current), changes, identifier))
             stored = [p.to_dict() for p in current.parameters]
             values["parameters"] = seal_job_parameters(self.keyring, values["parameters"], stored)
+            values["webhook"] = self._seal_webhook(project, values, current.webhook)
             keys = {"project": project, "identifier": identifier}
             await records.update(conn, job_table, keys, values)
             job = await self._job(conn, project, identifier)
@@ -181,6 +180,12 @@ class ProjectService:
                 raise Conflict(f"job {identifier!r} is run by pipeline {named_by!r}")
             await records.delete(conn, job_table, {"project": project, "identifier": identifier})
 
+    def _seal_webhook(
+        self, project: str, values: Mapping[str, Any], stored: object
+    ) -> dict[str, Any] | None:
+        context = webhook_context(project, "job", values["identifier"])
+        return seal_webhook(self.keyring, values.get("webhook"), stored, context)
+
     async def _job(self, conn: AsyncConnection, project: str, identifier: str) -> Job:
         row = await records.fetch_one(
             conn, job_table, {"project": project, "identifier": identifier}
@@ -194,14 +199,12 @@ class ProjectService:
 
     async def list_schedules(
         self, project: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[Schedule], str | None]:
+    ) -> Listing[Schedule]:
         async with self.db.read() as conn:
             await self._project(conn, project)
             query = sa.select(schedule_table).where(schedule_table.c.project == project)
-            rows, next_cursor = await records.page(
-                conn, query, [schedule_table.c.identifier], cursor, limit
-            )
-        return [shown_schedule(Schedule.from_row(r)) for r in rows], next_cursor
+            found = await records.page(conn, query, [schedule_table.c.identifier], cursor, limit)
+        return found.map(lambda r: shown_schedule(Schedule.from_row(r)))
 
     async def get_schedule(self, project: str, identifier: str) -> Schedule:
         async with self.db.read() as conn:
@@ -358,6 +361,8 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "sandbox": job.sandbox,
         "limits": job.limits,
         "environment": job.environment,
+        "artifacts": job.artifacts,
+        "webhook": job.webhook,
     }
 
 

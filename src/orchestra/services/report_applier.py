@@ -36,12 +36,13 @@ from orchestra.services.report_plan import (
     ReportResult,
     ReportWrites,
     as_left,
+    last_step_covered,
     plan,
 )
 from orchestra.services.run_endings import RunEndings
 from orchestra.services.run_secrets import RunSecrets
+from orchestra.storage import event_log, running
 from orchestra.storage import reports as report_storage
-from orchestra.storage import running
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
 
@@ -136,8 +137,9 @@ class ReportApplier:
         masks = await self._masks_of(reports)  # read before the transaction, if at all
         async with self.db.transaction() as conn:
             rows = await run_storage.lock_runs(conn, [report.run for _, report in reports])
-            # A run's end is checked against its steps: theirs are read for the runs ending.
-            ending = [r.run for _, r in reports if any(isinstance(e, m.RunEnded) for e in r.events)]
+            # A run's end is checked against its steps: theirs are read for the runs ending,
+            # unless the report changes every one of them (a short run's whole life in one).
+            ending = [r.run for _, r in reports if _needs_steps(r, rows.get(r.run))]
             steps = await run_storage.steps_of(conn, ending) if ending else {}
             for worker, report in reports:
                 planned = ReportWrites()
@@ -153,6 +155,7 @@ class ReportApplier:
                     ended += _ending(rows[report.run], planned)
                 writes.merge(planned)
             await self._write(conn, writes)
+            await event_log.append(conn, _changes(reports, outcomes, rows, writes))
             # Only runs of pipelines mark anything: the others cost no statement.
             finished = [
                 report.run
@@ -190,27 +193,31 @@ class ReportApplier:
         at the event before their first), applied by one statement without reading the rows
         first (storage/reports.py); by position in `reports`. Reports with output, and those
         whose run is not as expected, are left to the transaction."""
-        planned: list[tuple[int, ReportResult, str, int, ReportWrites]] = []
+        planned: list[tuple[int, ReportResult, str, int, ReportWrites, int | None]] = []
         for position, (worker, report) in enumerate(reports):
-            # Reports with output, or ending their run (checked against its steps, which this
-            # statement does not read), go to the transaction.
-            if not report.events or any(
-                isinstance(e, m.StepOutput | m.RunEnded) for e in report.events
-            ):
+            # Reports with output go to the transaction, and so do those ending their run
+            # without carrying every step's change (the end is checked against the steps,
+            # which this statement does not read; it checks there is no step after them).
+            if not report.events or any(isinstance(e, m.StepOutput) for e in report.events):
                 continue
             expected = report.events[0].sequence - 1
+            last_step = None
+            if any(isinstance(e, m.RunEnded) for e in report.events):
+                last_step = last_step_covered(report, expected)
+                if last_step is None:
+                    continue
             writes = ReportWrites()
             try:
-                result = plan(as_left(worker, expected), worker, report, writes)
+                result = plan(as_left(worker, expected), worker, report, writes, {})
             except ProtocolError:
                 continue  # the transaction refuses it, with the run's actual state
-            planned.append((position, result, worker, expected, writes))
+            planned.append((position, result, worker, expected, writes, last_step))
         if not planned:
             return {}
         runs: list[report_storage.RunChange] = []
         steps: list[report_storage.StepChange] = []
         skipped: list[str] = []
-        for _, _, worker, expected, writes in planned:
+        for _, _, worker, expected, writes, last_step in planned:
             (changes,) = (c for group in writes.runs.values() for c in group)
             runs.append(
                 report_storage.RunChange(
@@ -223,6 +230,7 @@ class ReportApplier:
                     completion_date=changes.get("completion_date"),
                     reason=changes.get("reason"),
                     results=changes.get("results"),
+                    last_step=last_step,
                 )
             )
             for (guard, _), rows in writes.steps.items():
@@ -241,21 +249,26 @@ class ReportApplier:
             skipped += writes.skip_pending
         async with self.db.autocommit() as conn:
             applied = await report_storage.apply(conn, runs, steps, skipped, self.clock.now())
+        for change in runs:  # committed
+            if change.status is not None and change.identifier in applied:
+                run = applied[change.identifier]
+                start, end = change.started or run.start_date, change.completion_date
+                metrics.run_ended(run.project, run.job, change.status, start, end)
         return {
             position: result
-            for position, result, _, _, _ in planned
+            for position, result, _, _, _, _ in planned
             if reports[position][1].run in applied
         }
 
     async def _write(self, conn: AsyncConnection, writes: ReportWrites) -> None:
-        for run_id, step, offset, data in writes.output:
-            await run_storage.append_log(conn, run_id, step, offset, data)
+        now = self.clock.now()
+        for run_id, step, offset, data, date in writes.output:
+            await run_storage.append_log(conn, run_id, step, offset, data, date or now)
             await running.add_to_step_log(conn, run_id, step, len(data))
         for (guard, _columns), steps in writes.steps.items():
             await running.update_steps(conn, steps, guard)
         # After the steps' own ends: a step that started in these reports is no longer pending.
         await run_storage.skip_pending_steps_of(conn, writes.skip_pending, StepStatus.SKIPPED)
-        now = self.clock.now()
         for changes in writes.runs.values():
             for change in changes:
                 change["update_date"] = now
@@ -279,6 +292,41 @@ class ReportApplier:
         log.warning("run %s: %s", row["identifier"], note)
 
 
+def _changes(
+    reports: Sequence[tuple[str, m.Report]],
+    outcomes: Sequence[ReportResult | ProtocolError],
+    rows: dict[str, dict[str, Any]],
+    writes: ReportWrites,
+) -> list[event_log.Change]:
+    """The change log's rows for the reports applied that did more than add output (that is
+    not an event of the stream: the log is followed on its own)."""
+    status: dict[str, str] = {}
+    for changes in writes.runs.values():
+        for change in changes:
+            if change.get("status"):
+                status[change["identifier"]] = change["status"]
+    return [
+        event_log.Change(
+            event_log.RUN_UPDATED,
+            rows[report.run]["project"],
+            report.run,
+            status.get(report.run, rows[report.run]["status"]),
+        )
+        for (_, report), outcome in zip(reports, outcomes, strict=True)
+        if isinstance(outcome, ReportResult)
+        and any(not isinstance(e, m.StepOutput) for e in report.events)
+    ]
+
+
+def _needs_steps(report: m.Report, row: Row | None) -> bool:
+    """Whether a report ends its run and its end must be checked against steps' statuses
+    that the report itself does not carry (read from the database, then)."""
+    if row is None or not any(isinstance(e, m.RunEnded) for e in report.events):
+        return False
+    last = row["last_step"]
+    return last is None or last_step_covered(report, int(row["event_sequence"])) != last
+
+
 def _ending(row: Row, planned: ReportWrites) -> list[tuple[Row, dict[str, Any]]]:
     """The run's row and the change that ends it, among a report's planned changes."""
     changes = [c for group in planned.runs.values() for c in group if c.get("status")]
@@ -288,5 +336,6 @@ def _ending(row: Row, planned: ReportWrites) -> list[tuple[Row, dict[str, Any]]]
 def _mask_output(writes: ReportWrites, masks: tuple[bytes, ...]) -> None:
     """A run's output in `writes` with its secret values masked (the same length each)."""
     writes.output = [
-        (run_id, step, offset, mask(data, masks)) for run_id, step, offset, data in writes.output
+        (run_id, step, offset, mask(data, masks), date)
+        for run_id, step, offset, data, date in writes.output
     ]

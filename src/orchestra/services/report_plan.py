@@ -56,7 +56,8 @@ class ReportWrites:
     """What a group of reports changes, gathered before anything is written."""
 
     def __init__(self) -> None:
-        self.output: list[tuple[str, int, int, bytes]] = []  # run, step, offset, data
+        # run, step, offset, data, and when the worker read it (None from older workers)
+        self.output: list[tuple[str, int, int, bytes, datetime | None]] = []
         # Step rows to update, by guard (the statuses they may be in) and columns: a row of
         # parameters each.
         self.steps: dict[tuple[Guard, tuple[str, ...]], list[dict[str, Any]]] = {}
@@ -90,11 +91,11 @@ def as_left(worker: str, sequence: int) -> Row:
     }
 
 
-def end_conflict(status: str, steps: Mapping[int, str]) -> str | None:
+def end_conflict(status: str, steps: Mapping[int, str], reason: str | None = None) -> str | None:
     """Why a run cannot have ended `status` with its steps in these statuses (by index), or
-    None: `succeeded` needs every step succeeded or skipped, `failed` a failed step. (A run
-    may end `aborted` or `exception` whatever its steps: before its first, or when the worker
-    itself failed.)"""
+    None: `succeeded` needs every step succeeded or skipped, `failed` a failed step or a
+    `reason` (its artifacts were refused: worker/artifact_phase.py). (A run may end `aborted`
+    or `exception` whatever its steps: before its first, or when the worker itself failed.)"""
     if status == RunStatus.SUCCEEDED.value:
         for index in sorted(steps):
             if steps[index] not in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value):
@@ -102,10 +103,25 @@ def end_conflict(status: str, steps: Mapping[int, str]) -> str | None:
                     f"the worker reported the run succeeded while step {index} was "
                     f"{steps[index]}; recorded as exception"
                 )
-    elif status == RunStatus.FAILED.value:
+    elif status == RunStatus.FAILED.value and not reason:
         if StepStatus.FAILED.value not in steps.values():
             return "the worker reported the run failed with no failed step; recorded as exception"
     return None
+
+
+def last_step_covered(report: m.Report, after: int) -> int | None:
+    """The index of the last step when this report's events after sequence `after` change
+    every step from the first to it (so a run's end in it can be checked against them alone,
+    whatever the steps were before), else None. Whether that is the run's last step is for
+    the caller to know."""
+    indexes = {
+        e.step
+        for e in report.events
+        if isinstance(e, m.StepStarted | m.StepEnded) and e.sequence > after
+    }
+    if not indexes or len(indexes) != max(indexes) + 1:
+        return None
+    return max(indexes)
 
 
 def plan(
@@ -152,7 +168,7 @@ def plan(
                 raise ProtocolError(
                     f"run {report.run}: output at {event.offset}, expected {log_size}"
                 )
-            writes.output.append((report.run, event.step, event.offset, data))
+            writes.output.append((report.run, event.step, event.offset, data, event.date))
             log_size += len(data)
         elif isinstance(event, m.StepStarted):
             steps[event.step] = {"status": StepStatus.RUNNING.value, "start_date": event.date}
@@ -211,7 +227,7 @@ def _check_end(
     pending steps skipped, and a step still running ends `exception` with it."""
     after = dict(before)
     after.update((index, columns["status"]) for index, columns in steps.items())
-    conflict = end_conflict(changes["status"], after)
+    conflict = end_conflict(changes["status"], after, changes.get("reason"))
     if conflict is not None:
         changes.update(status=RunStatus.EXCEPTION.value, reason=conflict)
     if changes["status"] == RunStatus.SUCCEEDED.value:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from orchestra.clock import Clock
 from orchestra.domain.controls import retention_from_row
 from orchestra.domain.statuses import FINAL_RUN_STATUSES
+from orchestra.services.artifacts import ArtifactService
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import job as job_table
 from orchestra.storage.schema import run as run_table
@@ -32,10 +33,19 @@ _FINAL = sorted(s.value for s in FINAL_RUN_STATUSES)
 
 
 class RetentionService:
-    def __init__(self, db: Database, clock: Clock, default_days: float | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        default_days: float | None = None,
+        artifacts: ArtifactService | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.default_days = default_days
+        # The deleted runs' stored files go right after them; what a crash between the two
+        # left (or a run deleted some other way) goes at the end of each sweep.
+        self.artifacts = artifacts
 
     async def sweep(self) -> int:
         """One pass over every job (and the runs of jobs since deleted); the number of runs
@@ -75,6 +85,8 @@ class RetentionService:
             )
         if deleted:
             log.info("retention: deleted %d runs", deleted)
+        if self.artifacts is not None:
+            await self.artifacts.sweep_orphans()
         return deleted
 
     async def _delete_all(self, query: Any) -> int:
@@ -92,6 +104,8 @@ class RetentionService:
                     )
                 )
             total += int(result.rowcount)
+            if self.artifacts is not None:
+                await self.artifacts.runs_deleted(list(found))
             if len(found) < BATCH:
                 return total
             await asyncio.sleep(0)  # let the other writers in between batches

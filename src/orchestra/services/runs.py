@@ -19,6 +19,7 @@ from orchestra.domain.controls import Retry
 from orchestra.domain.identifiers import check_identifier
 from orchestra.domain.matching import SANDBOX_PROPERTY, required_properties, worker_matches
 from orchestra.domain.models import Job, Row, Run
+from orchestra.domain.pages import Listing
 from orchestra.domain.parameters import resolve_parameters
 from orchestra.domain.statuses import RunStatus, StepStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound
@@ -27,9 +28,11 @@ from orchestra.services.events import Events
 from orchestra.services.keyring import Keyring
 from orchestra.services.parameter_secrets import seal_run_values
 from orchestra.services.triggers import TriggerQueue
-from orchestra.storage import records
+from orchestra.storage import event_log, records
 from orchestra.storage import runs as run_storage
+from orchestra.storage.artifacts import with_artifacts
 from orchestra.storage.engine import Database
+from orchestra.storage.event_log import RUN_UPDATED
 from orchestra.storage.schema import job as job_table
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
@@ -252,6 +255,7 @@ class RunService:
                 "sandbox": definition.sandbox,
                 "limits": definition.limits,
                 "environment": definition.environment,
+                "artifact_rules": definition.artifacts,
             },
             [s.to_dict() for s in definition.steps],
         )
@@ -282,6 +286,7 @@ class RunService:
                 "sandbox": original.sandbox,
                 "limits": original.limits,
                 "environment": original.environment,
+                "artifact_rules": original.artifact_rules,
                 "pipeline_run": original.pipeline_run,
                 "pipeline_node": original.pipeline_node,
             },
@@ -317,7 +322,7 @@ class RunService:
         worker: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> tuple[list[Run], str | None]:
+    ) -> Listing[Run]:
         if status is not None and status not in RunStatus.__members__.values():
             raise InvalidInput(f"unknown status {status!r}")
         for value, what in ((job, "job"), (worker, "worker")):
@@ -328,14 +333,15 @@ class RunService:
             # A run's project exists (its runs go with it): only an empty page, or a bad
             # cursor (which a missing project outranks), needs to look the project up.
             try:
-                runs, next_cursor = await run_storage.page_runs(conn, filters, cursor, limit)
+                found = await run_storage.page_runs(conn, filters, cursor, limit)
             except InvalidInput:
                 if project is not None:
                     await _project_exists(conn, project)
                 raise
-            if project is not None and not runs:
+            if project is not None and not found.items:
                 await _project_exists(conn, project)
-            return runs, next_cursor
+            runs = await with_artifacts(conn, found.items)
+            return Listing(runs, found.next_cursor, found.previous_cursor)
 
     async def latest_per_job(
         self, project: str, jobs: list[str], count: int
@@ -354,7 +360,7 @@ class RunService:
             run = await self._run(conn, project, identifier)
             if run.status is RunStatus.PENDING:
                 run = replace(run, waiting_reason=await waiting_reason(conn, run))
-            return run
+            return (await with_artifacts(conn, [run]))[0]
 
     async def _run(self, conn: AsyncConnection, project: str, identifier: str) -> Run:
         run = await run_storage.get_run(conn, identifier, project)
@@ -402,6 +408,9 @@ class RunService:
                 {"identifier": identifier},
                 {"should_abort": True},
                 where=run_table.c.status == RunStatus.RUNNING.value,
+            )
+            await event_log.append(
+                conn, [event_log.Change(RUN_UPDATED, project, identifier, "running")]
             )
             run = await self._run(conn, project, identifier)
         self.events.publish("control")

@@ -27,7 +27,7 @@ from orchestra.domain import cron
 from orchestra.domain.schedules import Plan, ScheduleState, plan, seed
 from orchestra.domain.statuses import ACTIVE_RUN_STATUSES
 from orchestra.errors import Conflict, InvalidInput, NotFound
-from orchestra.services import pipeline_schedules
+from orchestra.services import change_log, pipeline_schedules
 from orchestra.services.events import Events
 from orchestra.services.parameter_secrets import (
     job_secret_keys,
@@ -36,6 +36,7 @@ from orchestra.services.parameter_secrets import (
 )
 from orchestra.services.runs import RunService
 from orchestra.services.schedule_rows import firing_key, firing_row, keys_in, state_of
+from orchestra.storage import notifications as notification_store
 from orchestra.storage import records
 from orchestra.storage import runs as run_storage
 from orchestra.storage.engine import Database
@@ -266,6 +267,8 @@ class Scheduler:
             await run_storage.insert_runs(conn, runs)
             if firings:
                 await conn.execute(firing_table.insert(), firings)
+                await change_log.fired(conn, firings)
+                await notification_store.log_skipped(conn, firings)
             await conn.execute(
                 schedule_table.update()
                 .where(
@@ -449,3 +452,6 @@ class Scheduler:
         except Conflict:
             if strict:
                 raise
+            return
+        await change_log.fired(conn, [values])
+        await notification_store.log_skipped(conn, [values])

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestra.clock import Clock
+from orchestra.domain.pages import Listing
 from orchestra.errors import InvalidInput, NotFound
 from orchestra.services.keyring import Keyring
 from orchestra.storage import records
@@ -80,18 +81,18 @@ class SecretService:
 
     async def list_secrets(
         self, project: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[SecretInfo], str | None]:
+    ) -> Listing[SecretInfo]:
         columns = [c for c in project_secret.c if c.key != "value"]
         async with self.db.read() as conn:
             await self._project(conn, project)
-            rows, next_cursor = await records.page(
+            found = await records.page(
                 conn,
                 sa.select(*columns).where(project_secret.c.project == project),
                 [project_secret.c.name],
                 cursor,
                 limit,
             )
-        return [_info(r) for r in rows], next_cursor
+        return found.map(_info)
 
     async def put_secret(self, project: str, name: str, value: object) -> tuple[SecretInfo, bool]:
         """Set a secret; returns what may be shown of it and whether it was created."""

@@ -26,6 +26,7 @@ from orchestra.domain.access import (
 from orchestra.domain.access import check_group_name as check_group_name
 from orchestra.domain.identifiers import check_identifier, check_text
 from orchestra.domain.models import Token, User
+from orchestra.domain.pages import Listing
 from orchestra.domain.permissions import check_roles
 from orchestra.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from orchestra.services import credentials
@@ -117,14 +118,12 @@ class UserService:
                 await self._store_password(conn, identifier, hashed)
             return await self._user(conn, identifier)
 
-    async def list_users(
-        self, cursor: str | None, limit: int | None
-    ) -> tuple[list[User], str | None]:
+    async def list_users(self, cursor: str | None, limit: int | None) -> Listing[User]:
         async with self.db.read() as conn:
-            rows, next_cursor = await records.page(
+            found = await records.page(
                 conn, sa.select(user_table), [user_table.c.identifier], cursor, limit
             )
-        return [User.from_row(r) for r in rows], next_cursor
+        return found.map(User.from_row)
 
     async def get_user(self, identifier: str) -> User:
         async with self.db.read() as conn:
@@ -344,7 +343,7 @@ class UserService:
 
     async def list_tokens(
         self, identifier: str, cursor: str | None, limit: int | None
-    ) -> tuple[list[Token], str | None]:
+    ) -> Listing[Token]:
         async with self.db.read() as conn:
             await self._user(conn, identifier)
             query = sa.select(auth_table).where(  # API tokens: login sessions are not listed
@@ -352,10 +351,8 @@ class UserService:
                 auth_table.c.type == TOKEN,
                 auth_table.c.is_session.is_(False),
             )
-            rows, next_cursor = await records.page(
-                conn, query, [auth_table.c.identifier], cursor, limit
-            )
-        return [Token.from_row(r) for r in rows], next_cursor
+            found = await records.page(conn, query, [auth_table.c.identifier], cursor, limit)
+        return found.map(Token.from_row)
 
     async def revoke_token(self, identifier: str, token_id: str) -> None:
         async with self.db.transaction() as conn:

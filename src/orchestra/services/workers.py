@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.domain.identifiers import check_text
 from orchestra.domain.models import Worker
+from orchestra.domain.pages import Listing
 from orchestra.errors import Conflict, InvalidInput, NotFound
 from orchestra.services.events import Events
 from orchestra.storage import records
+from orchestra.storage import workers as worker_storage
 from orchestra.storage.engine import Database
 from orchestra.storage.schema import worker as worker_table
 
@@ -25,14 +27,12 @@ class WorkerService:
         self.db = db
         self.events = events
 
-    async def list_workers(
-        self, cursor: str | None, limit: int | None
-    ) -> tuple[list[Worker], str | None]:
+    async def list_workers(self, cursor: str | None, limit: int | None) -> Listing[Worker]:
         async with self.db.read() as conn:
-            rows, next_cursor = await records.page(
+            found = await records.page(
                 conn, sa.select(worker_table), [worker_table.c.identifier], cursor, limit
             )
-        return [Worker.from_row(r) for r in rows], next_cursor
+        return found.map(Worker.from_row)
 
     async def get_worker(self, identifier: str) -> Worker:
         async with self.db.read() as conn:
@@ -59,6 +59,7 @@ class WorkerService:
         async with self.db.transaction() as conn:
             await self._worker(conn, identifier)
             await records.update(conn, worker_table, {"identifier": identifier}, values)
+            await worker_storage.changed(conn, [identifier])
             worker = await self._worker(conn, identifier)
         self.events.publish("control")
         self.events.publish("dispatch")
@@ -71,6 +72,7 @@ class WorkerService:
             await records.update(
                 conn, worker_table, {"identifier": identifier}, {"should_disconnect": True}
             )
+            await worker_storage.changed(conn, [identifier])
             worker = await self._worker(conn, identifier)
         self.events.publish("control")
         return worker
@@ -81,3 +83,4 @@ class WorkerService:
             if worker.is_active:
                 raise Conflict(f"worker {identifier!r} is connected; disconnect it first")
             await records.delete(conn, worker_table, {"identifier": identifier})
+            await worker_storage.changed(conn, [identifier])

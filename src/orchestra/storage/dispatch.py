@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestra.clock import utcnow
 from orchestra.domain.dispatch import Caps, Level
 from orchestra.domain.models import Run
-from orchestra.storage import direct
+from orchestra.storage import direct, event_log
 from orchestra.storage import dispatch_statements as sql
 from orchestra.storage import runs as run_storage
 
@@ -116,6 +116,11 @@ async def claim(
         return sql.runs_with_steps(result.mappings().all())
     claimed = await direct.rows(conn, sql.claim_of(len(pairs), uncapped), parameters)
     rows = {r["identifier"]: r for r in claimed}
+    logged = (
+        event_log.Change(event_log.RUN_UPDATED, r["project"], i, r["status"])
+        for i, r in rows.items()
+    )
+    await event_log.append(conn, logged, parameters["v_update_date"])
     steps = await run_storage.steps_of(conn, rows) if rows else {}
     return {r: Run.from_row(rows[r], s) for r, s in steps.items()}
 

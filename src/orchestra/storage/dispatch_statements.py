@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from orchestra.domain.models import Row, Run, RunStep
 from orchestra.domain.statuses import RunStatus, run_sources_for
+from orchestra.storage.event_log import RUN_UPDATED, log_runs_sql
+from orchestra.storage.schema import event_log as event_log_table
 from orchestra.storage.schema import job as job_table
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
@@ -225,9 +227,26 @@ def claim_with_steps_of(count: int, uncapped: bool = False) -> Any:
     statement = _CLAIMS_WITH_STEPS.get((count, uncapped))
     if statement is None:
         claimed = claim_of(count, uncapped).cte("claimed")
-        statement = _CLAIMS_WITH_STEPS[(count, uncapped)] = sa.select(
-            claimed, *(step_table.c[name].label(f"step_{name}") for name in _STEP_FIELDS)
-        ).select_from(claimed.outerjoin(step_table, step_table.c.run == claimed.c.identifier))
+        # The change log's rows for the runs claimed (storage/event_log.py), in the statement.
+        logged = (
+            event_log_table.insert()
+            .from_select(
+                ["type", "project", "subject", "status", "date"],
+                sa.select(
+                    sa.literal(RUN_UPDATED),
+                    claimed.c.project,
+                    claimed.c.identifier,
+                    claimed.c.status,
+                    sa.bindparam("v_update_date"),
+                ),
+            )
+            .cte("logged")
+        )
+        statement = _CLAIMS_WITH_STEPS[(count, uncapped)] = (
+            sa.select(claimed, *(step_table.c[name].label(f"step_{name}") for name in _STEP_FIELDS))
+            .select_from(claimed.outerjoin(step_table, step_table.c.run == claimed.c.identifier))
+            .add_cte(logged)
+        )
     return statement
 
 
@@ -282,7 +301,9 @@ claimed AS (
             WHERE worker.identifier = (CAST(:workers AS VARCHAR[]))[head.rank]
                 AND worker.is_enabled AND worker.is_approved AND NOT worker.should_disconnect)
     RETURNING {returning}, head.rank AS claim_rank
-)
+),
+-- The change log's rows for the runs claimed (storage/event_log.py).
+logged AS ({logged})
 SELECT info.blocked, info.found, claimed.*, {steps}
 FROM (SELECT (SELECT count(*) FROM head WHERE NOT head.plain) AS blocked,
         (SELECT count(*) FROM ranked) AS found) AS info
@@ -311,7 +332,13 @@ def plain_claim() -> Any:
         steps = ", ".join(f'run_step."{name}" AS step_{name}' for name in _STEP_FIELDS)
         returning = ", ".join(f'run."{column.name}"' for column in run_table.c)
         _PLAIN_CLAIM = (
-            sa.text(_PLAIN_CLAIM_SQL.format(steps=steps, returning=returning))
+            sa.text(
+                _PLAIN_CLAIM_SQL.format(
+                    steps=steps,
+                    returning=returning,
+                    logged=log_runs_sql("claimed", RUN_UPDATED, "updated"),
+                )
+            )
             .bindparams(pending=_CLAIMABLE.value, running=RunStatus.RUNNING.value)
             .columns(
                 sa.column("blocked", sa.Integer),

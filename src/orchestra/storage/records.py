@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
-from orchestra.domain.pages import DEFAULT_LIMIT, MAX_LIMIT
+from orchestra.domain.pages import BEFORE, DEFAULT_LIMIT, MAX_LIMIT, Listing
 from orchestra.errors import Conflict, InvalidInput
 from orchestra.storage import direct
 
@@ -212,24 +212,39 @@ async def page(
     *,
     descending: bool = False,
     types: Sequence[type] = (str,),
-) -> tuple[list[sa.RowMapping], str | None]:
-    """A keyset page: rows strictly after the cursor in `order`, never an OFFSET scan."""
+) -> Listing[sa.RowMapping]:
+    """A keyset page: rows strictly after the cursor in `order`, never an OFFSET scan; with a
+    backward cursor (BEFORE and a position), the rows just before that position, in the same
+    order. It unpacks as `(rows, next_cursor)`; its `previous_cursor` leads back."""
     size = check_limit(limit)
+    backward = cursor is not None and cursor.startswith(BEFORE)
+    # Backwards, the rows just before the position are read in the opposite order.
+    reverse = descending != backward
+    ordered = query
     if cursor:
-        after = decode_cursor(cursor, types)
+        position = decode_cursor(cursor[len(BEFORE) :] if backward else cursor, types)
         bound = sa.tuple_(*order)
         values = sa.tuple_(
-            *(sa.literal(v, type_=c.type) for v, c in zip(after, order, strict=True))
+            *(sa.literal(v, type_=c.type) for v, c in zip(position, order, strict=True))
         )
-        query = query.where(bound < values if descending else bound > values)
-    query = query.order_by(*(c.desc() if descending else c.asc() for c in order)).limit(size + 1)
-    rows = list((await conn.execute(query)).mappings())
-    next_cursor = None
-    if len(rows) > size:
-        rows = rows[:size]
-        last = rows[-1]
-        next_cursor = encode_cursor([last[c.key] for c in order])
-    return rows, next_cursor
+        ordered = query.where(bound < values if reverse else bound > values)
+    ordered = ordered.order_by(*(c.desc() if reverse else c.asc() for c in order))
+    rows = list((await conn.execute(ordered.limit(size + 1))).mappings())
+    more = len(rows) > size
+    rows = rows[:size]
+    if backward and not more:
+        # Back at the start of the list: the first page itself, full, as a reader expects.
+        return await page(conn, query, order, None, limit, descending=descending, types=types)
+    if backward:
+        rows.reverse()
+    keys = [[row[c.key] for c in order] for row in (rows[0], rows[-1])] if rows else []
+    if backward:
+        return Listing(rows, encode_cursor(keys[1]), BEFORE + encode_cursor(keys[0]))
+    next_cursor = encode_cursor(keys[1]) if more else None
+    previous = None
+    if cursor:  # rows before this page: at least the one its cursor names, unless deleted since
+        previous = BEFORE + (encode_cursor(keys[0]) if keys else cursor)
+    return Listing(rows, next_cursor, previous)
 
 
 async def page_newest(
@@ -238,7 +253,7 @@ async def page_newest(
     filters: Mapping[str, Any],
     cursor: str | None,
     limit: int | None,
-) -> tuple[Sequence[sa.RowMapping], str | None]:
+) -> Listing[sa.RowMapping]:
     """A page of `table`'s rows newest first (by creation_date, then identifier), filtered by
     equality on the columns `filters` names (a None value: no filter)."""
     query = sa.select(table)

@@ -8,6 +8,7 @@ reports: each run's row is updated only under that guard, and its steps only if 
 five (BEGIN, the rows read and locked, the steps, the runs, COMMIT), and atomic on its own. A run
 whose guard fails is not in what the statement returns, and nothing of its report was written:
 the caller applies it the general way (a resent event, a run given up on, a retry policy).
+The runs changed are logged in the change log (storage/event_log.py) by the same statement.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.domain.results import MAX_RESULTS_BYTES
 from orchestra.domain.statuses import RunStatus, StepStatus, step_sources_for
+from orchestra.storage import event_log
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class RunChange:
     status: str | None  # the run's end, if the report ends it
     completion_date: datetime | None
     reason: str | None
+    # A report that ends its run carries every step's change up to this index: the run is
+    # updated only if that is its last step (the end was checked against them alone).
+    last_step: int | None = None
     # The report's steps' results, merged into the run's (theirs replacing its keys), or None.
     results: Mapping[str, str] | None = None
 
@@ -61,11 +66,11 @@ async def apply(
     steps: Sequence[StepChange],
     skip_pending: Sequence[str],
     now: datetime,
-) -> set[str]:
+) -> dict[str, Applied]:
     """Apply the changes in one statement; the runs whose guard held (all of their changes
-    were made; of the others, none)."""
+    were made; of the others, none), with their project, job and start."""
     if not runs:
-        return set()
+        return {}
     parameters: dict[str, Any] = {"now": now, "skipped": list(skip_pending)}
     for name, _ in _RUN_COLUMNS:
         parameters[f"r_{name}"] = [getattr(run, name) for run in runs]
@@ -75,7 +80,16 @@ async def apply(
     for name, _ in _STEP_COLUMNS:
         parameters[f"s_{name}"] = [getattr(step, name) for step in steps]
     result = await conn.execute(_APPLY, parameters)
-    return {row[0] for row in result}
+    return {row[0]: Applied(row[1], row[2], row[3]) for row in result}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the statement returns of a run it changed (the labels of a run's end's metrics)."""
+
+    project: str
+    job: str
+    start_date: datetime | None
 
 
 _RUN_COLUMNS = (
@@ -87,6 +101,7 @@ _RUN_COLUMNS = (
     ("status", "VARCHAR"),
     ("completion_date", "TIMESTAMP WITH TIME ZONE"),
     ("reason", "VARCHAR"),
+    ("last_step", "INTEGER"),
 )
 # Given as JSON text (run.results merged with it: _MERGED_RESULTS).
 _RESULT_COLUMNS = (("results", "VARCHAR"),)
@@ -148,8 +163,21 @@ applied AS (
         -- none at all, is no policy).
         AND (reported.status IS NULL OR COALESCE(json_typeof(run.retry), 'null') = 'null')
         AND (reported.results IS NULL OR {_RESULTS_SIZE} <= {MAX_RESULTS_BYTES})
-    RETURNING run.identifier, reported.status AS ended
+        -- A run's end applies here only if the report carried every one of its steps' changes
+        -- (it was checked against them), and only for a run of no pipeline (its end marks the
+        -- pipeline run, in the transaction).
+        AND (reported.status IS NULL OR (
+            run.pipeline_run IS NULL
+            AND reported.last_step IS NOT NULL
+            AND NOT EXISTS (
+                SELECT 1 FROM run_step AS later
+                WHERE later.run = run.identifier AND later.index > reported.last_step
+            )))
+    RETURNING run.identifier, reported.status AS ended, run.project, run.status, run.job,
+        run.start_date
 ),
+-- The change log's rows (storage/event_log.py), in the same statement.
+logged AS ({event_log.log_runs_sql("applied", event_log.RUN_UPDATED, "now")}),
 stepped AS ({_rows_of("s_", _STEP_COLUMNS)}),
 steps AS (
     UPDATE run_step SET
@@ -176,5 +204,5 @@ skipped AS (
             WHERE stepped.run = run_step.run AND stepped.index = run_step.index
         )
 )
-SELECT identifier FROM applied"""
+SELECT identifier, project, job, start_date FROM applied"""
 )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestra.clock import utcnow
 from orchestra.domain.models import Run, RunStep
+from orchestra.domain.pages import Listing
 from orchestra.domain.statuses import (
     RunStatus,
     StepStatus,
@@ -20,7 +21,7 @@ from orchestra.domain.statuses import (
     run_sources_within,
 )
 from orchestra.errors import Conflict, NotFound
-from orchestra.storage import direct, records
+from orchestra.storage import direct, event_log, records
 from orchestra.storage.schema import project as project_table
 from orchestra.storage.schema import run as run_table
 from orchestra.storage.schema import run_log as log_table
@@ -56,7 +57,14 @@ async def insert_run(
         raise Conflict("run already exists or refers to something missing") from exc
     if step_rows:
         await conn.execute(_INSERT_STEPS, step_rows)
+    await event_log.append(conn, [_created(written)], now)
     return _as_stored(written, step_rows)
+
+
+def _created(written: Mapping[str, Any]) -> event_log.Change:
+    status = written.get("status", RunStatus.PENDING.value)
+    identifier = written["identifier"]
+    return event_log.Change(event_log.RUN_CREATED, written["project"], identifier, status)
 
 
 async def missing_job(conn: AsyncConnection, project: str, job: str) -> NotFound:
@@ -119,6 +127,7 @@ async def insert_runs(
         else:
             await direct.execute(conn, _INSERT_RUN, written)
             await direct.execute(conn, _INSERT_STEPS, step_rows)
+            await event_log.append(conn, [_created(w) for w in written], now)
     except IntegrityError as exc:
         raise Conflict("a run already exists or refers to something missing") from exc
     if not stored:
@@ -132,16 +141,22 @@ async def _insert_in_one_statement(
     """PostgreSQL: the runs and their steps inserted by one statement, each table's rows given
     as one JSON array (json_populate_recordset reads it as the table's rows). Atomic on its
     own, so a caller needs no transaction around it; the text depends only on the columns,
-    and is built once for each set of them."""
+    and is built once for each set of them. The runs' creation is logged by it too
+    (storage/event_log.py)."""
     run_columns = tuple(runs[0])
     step_columns = tuple(steps[0]) if steps else ()
     statement = _INSERTS_IN_ONE.get((run_columns, step_columns))
     if statement is None:
         sql = _insert_from_json("run", ":runs", run_columns)
+        sql += "\nRETURNING identifier, project, status"
+        logged = event_log.log_runs_sql("runs", event_log.RUN_CREATED, "logged_date")
+        sql = f"WITH runs AS ({sql}),\nlogged AS ({logged})\n"
         if steps:
-            sql = f"WITH runs AS ({sql})\n" + _insert_from_json("run_step", ":steps", step_columns)
+            sql += _insert_from_json("run_step", ":steps", step_columns)
+        else:
+            sql += "SELECT 1"
         statement = _INSERTS_IN_ONE[(run_columns, step_columns)] = sa.text(sql)
-    parameters = {"runs": _json_rows(runs)}
+    parameters = {"runs": _json_rows(runs), "logged_date": runs[0]["creation_date"]}
     if steps:
         parameters["steps"] = _json_rows(steps)
     await conn.execute(statement, parameters)
@@ -202,19 +217,29 @@ _REPORTED_COLUMNS = (
     "job",
     "pipeline_run",  # a run of a pipeline marks it when it ends (services/pipeline_marks.py)
 )
+# The run's last step's index, read with its row: a report that ends the run and carries every
+# one of its steps' changes is checked against them alone, with no second statement for the
+# steps (services/report_applier.py).
+_LAST_STEP = (
+    sa.select(sa.func.max(step_table.c.index))
+    .where(step_table.c.run == run_table.c.identifier)
+    .scalar_subquery()
+    .label("last_step")
+)
 _LOCK_RUNS = (
-    sa.select(*(run_table.c[name] for name in _REPORTED_COLUMNS))
+    sa.select(*(run_table.c[name] for name in _REPORTED_COLUMNS), _LAST_STEP)
     .where(run_table.c.identifier.in_(sa.bindparam("runs", expanding=True)))
     .order_by(run_table.c.identifier)  # locks taken in one order by everyone: no deadlock
 )
 
 
-_LOCK_RUNS_FOR_UPDATE = _LOCK_RUNS.with_for_update()
+_LOCK_RUNS_FOR_UPDATE = _LOCK_RUNS.with_for_update(of=run_table)
 
 
 async def lock_runs(conn: AsyncConnection, runs: Iterable[str]) -> dict[str, dict[str, Any]]:
     """These runs' rows by identifier (the columns a report is checked against: identifier,
-    worker, status, event_sequence, log_size, start_date, retry), locked until the
+    worker, status, event_sequence, log_size, start_date, retry... and `last_step`, the index
+    of its last step), locked until the
     transaction ends on PostgreSQL (on SQLite the write transaction holds the database)."""
     identifiers = list(runs)
     if not identifiers:
@@ -258,11 +283,11 @@ async def page_runs(
     filters: Mapping[str, Any],
     cursor: str | None,
     limit: int | None,
-) -> tuple[list[Run], str | None]:
+) -> Listing[Run]:
     """Runs newest first, filtered by equality on project, job, status or worker."""
-    rows, next_cursor = await records.page_newest(conn, run_table, filters, cursor, limit)
-    steps = await steps_of(conn, [r["identifier"] for r in rows])
-    return [Run.from_row(r, steps[r["identifier"]]) for r in rows], next_cursor
+    found = await records.page_newest(conn, run_table, filters, cursor, limit)
+    steps = await steps_of(conn, [r["identifier"] for r in found.items])
+    return found.map(lambda r: Run.from_row(r, steps[r["identifier"]]))
 
 
 async def set_run_status(
@@ -278,7 +303,11 @@ async def set_run_status(
     sources = run_sources_within(target, None if only_from is None else frozenset(only_from))
     row = {"status": target.value, "update_date": utcnow(), **(values or {})}
     guard = ("status", sorted(s.value for s in sources))
-    return await records.update_where(conn, run_table, {"identifier": identifier}, row, guard) == 1
+    keys = {"identifier": identifier}
+    if await records.update_where(conn, run_table, keys, row, guard) != 1:
+        return False
+    await event_log.append_for_runs(conn, event_log.RUN_UPDATED, [identifier])
+    return True
 
 
 async def end_running_steps(
@@ -296,10 +325,19 @@ async def skip_pending_steps(conn: AsyncConnection, run: str, status: StepStatus
 
 
 async def append_log(
-    conn: AsyncConnection, run: str, step_index: int, offset: int, data: bytes
+    conn: AsyncConnection,
+    run: str,
+    step_index: int,
+    offset: int,
+    data: bytes,
+    date: datetime | None = None,
 ) -> None:
+    """Store a chunk of a run's output; `date`: when it was read from its step (its lines'
+    timestamps, storage/log_times.py)."""
     await conn.execute(
-        log_table.insert().values(run=run, offset=offset, step_index=step_index, data=data)
+        log_table.insert().values(
+            run=run, offset=offset, step_index=step_index, data=data, date=date
+        )
     )
 
 

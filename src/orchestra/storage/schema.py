@@ -1,37 +1,36 @@
 """The database schema: SQLAlchemy Core tables, the one source of schema truth.
 
 Names follow the seed. Columns beyond the seed carry what the master, the scheduler and the
-website need (leases, log sizes, attempt chains); each is documented where it is used.
+website need (leases, log sizes, attempt chains); each is documented where it is used. The
+tables of events are in storage/schema_events.py, re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from orchestra.storage.column_types import UTCDateTime
-
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
+from orchestra.storage.schema_base import IDENTIFIER, JSON, UUID, metadata
+from orchestra.storage.schema_base import dates as _dates
+from orchestra.storage.schema_events import (
+    event_log,
+    notification,
+    notification_delivery,
+    notification_relay,
+    webhook_delivery,
 )
 
-
-IDENTIFIER = sa.String(100)
-UUID = sa.String(36)
-JSON = sa.JSON()
-
-
-def _dates() -> list[sa.Column[Any]]:
-    return [
-        sa.Column("creation_date", UTCDateTime(), nullable=False),
-        sa.Column("update_date", UTCDateTime(), nullable=False),
-    ]
+__all__ = [
+    "IDENTIFIER",
+    "JSON",
+    "UUID",
+    "event_log",
+    "metadata",
+    "notification",
+    "notification_delivery",
+    "notification_relay",
+    "webhook_delivery",
+]
 
 
 project = sa.Table(
@@ -80,6 +79,10 @@ job = sa.Table(
     sa.Column("limits", JSON, nullable=True),
     # Variables of its steps' processes, {NAME: format string}; {secrets[NAME]} allowed (0009).
     sa.Column("environment", JSON, nullable=True),
+    # The files to keep after the steps, [{"path": GLOB, "when", "report"?}] (0012).
+    sa.Column("artifacts", JSON, nullable=True),
+    # Its webhook, {secret (encrypted), signature, parameters, filter} or None (0013).
+    sa.Column("webhook", JSON, nullable=True),
     *_dates(),
 )
 
@@ -144,6 +147,10 @@ run = sa.Table(
     # The pipeline run and node that started this run, if one did (0010).
     sa.Column("pipeline_run", UUID, nullable=True),
     sa.Column("pipeline_node", IDENTIFIER, nullable=True),
+    # The job's artifacts entries, copied at trigger (the worker gets them), and the JUnit
+    # counts of its reports, {"passed", "failed", "skipped", "failures": [names]} (0012).
+    sa.Column("artifact_rules", JSON, nullable=True),
+    sa.Column("tests", JSON, nullable=True),
     *_dates(),
     sa.Index("ix_run_creation", "creation_date", "identifier"),
     sa.Index("ix_run_project_creation", "project", "creation_date", "identifier"),
@@ -180,6 +187,38 @@ run_log = sa.Table(
     sa.Column("offset", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("step_index", sa.Integer(), nullable=False),
     sa.Column("data", sa.LargeBinary(), nullable=False),
+    # When the worker read the chunk from its step: the time of the lines that start in it
+    # (0015; null for chunks stored before).
+    sa.Column("date", UTCDateTime(), nullable=True),
+)
+
+# A run's stored files (docs/artifacts.md): where their bytes are is the artifact store's
+# business (services/artifact_store.py), under the run's identifier and the path (0012).
+artifact = sa.Table(
+    "artifact",
+    metadata,
+    sa.Column("run", UUID, sa.ForeignKey("run.identifier", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("creation_date", UTCDateTime(), nullable=False),
+)
+
+# An artifact's upload in progress: the bytes held so far (`offset`), and for an S3 store its
+# multipart upload and parts ([[number, etag], ...]) (0012).
+artifact_upload = sa.Table(
+    "artifact_upload",
+    metadata,
+    sa.Column("run", UUID, sa.ForeignKey("run.identifier", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("offset", sa.BigInteger(), nullable=False),
+    sa.Column("key", sa.String(100), nullable=False),
+    sa.Column("store_upload", sa.Text(), nullable=True),
+    sa.Column("parts", JSON, nullable=False),
+    sa.Column("junit", JSON, nullable=True),
+    *_dates(),
 )
 
 schedule = sa.Table(
@@ -234,6 +273,8 @@ pipeline = sa.Table(
     sa.Column("parameters", JSON, nullable=False),
     sa.Column("nodes", JSON, nullable=False),
     sa.Column("is_enabled", sa.Boolean(), nullable=False),
+    # Its webhook, as a job's (0013).
+    sa.Column("webhook", JSON, nullable=True),
     *_dates(),
 )
 
@@ -448,30 +489,4 @@ instance_setting = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text(), nullable=False),
     sa.Column("update_date", UTCDateTime(), nullable=False),
-)
-
-# The change log (services/change_log.py): one row per change to a run, pipeline run, worker or
-# schedule, written in the transaction that made the change. It is the outbox that the live
-# event stream (GET /events) and the notifications read after a cursor; `identifier` is that
-# cursor. Rows carry no copy of the object: readers show it as it is when they read.
-event_log = sa.Table(
-    "event_log",
-    metadata,
-    sa.Column(
-        "identifier",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    # run.created, run.updated, pipeline_run.created, pipeline_run.updated, worker.updated,
-    # schedule.fired
-    sa.Column("type", sa.String(40), nullable=False),
-    # None for workers, which belong to no project.
-    sa.Column("project", IDENTIFIER, nullable=True),
-    # The run's or pipeline run's identifier, the worker's, or the schedule's.
-    sa.Column("subject", sa.String(100), nullable=False),
-    # The subject's status after the change, where it has one (notifications filter on it).
-    sa.Column("status", sa.String(20), nullable=True),
-    sa.Column("date", UTCDateTime(), nullable=False),
-    sa.Index("ix_event_log_date", "date"),
 )

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestra.storage import records
+from orchestra.storage import event_log, records
 from orchestra.storage.schema import worker as worker_table
 
 _INSERT = worker_table.insert()
@@ -38,6 +38,14 @@ async def lock(conn: AsyncConnection, identifier: str) -> Mapping[str, Any] | No
 async def insert(conn: AsyncConnection, identifier: str, values: Mapping[str, Any]) -> None:
     """A new worker's row; a concurrent insert of the same identifier fails on the key."""
     await conn.execute(_INSERT, {**values, "identifier": identifier})
+    await changed(conn, [identifier])
+
+
+async def changed(conn: AsyncConnection, identifiers: Iterable[str]) -> None:
+    """Log a change of these workers (storage/event_log.py)."""
+    await event_log.append(
+        conn, [event_log.Change(event_log.WORKER_UPDATED, None, i) for i in identifiers]
+    )
 
 
 async def update(
@@ -47,6 +55,7 @@ async def update(
     where: sa.ColumnElement[bool] | None = None,
 ) -> None:
     await records.update(conn, worker_table, {"identifier": identifier}, values, where=where)
+    await changed(conn, [identifier])
 
 
 async def disconnected(conn: AsyncConnection, identifier: str, master: str, now: datetime) -> None:
@@ -84,9 +93,11 @@ async def mark_away(conn: AsyncConnection, seen_before: datetime, present: Itera
     """Workers no master has vouched for since `seen_before` are connected nowhere (their
     master died), except those `present`."""
     here = list(present)
-    await conn.execute(
+    away = await conn.execute(
         worker_table.update()
         .where(worker_table.c.is_active.is_(True), worker_table.c.last_seen_date < seen_before)
         .where(worker_table.c.identifier.not_in(here) if here else sa.true())
         .values(is_active=False, master=None)
+        .returning(worker_table.c.identifier)
     )
+    await changed(conn, away.scalars())

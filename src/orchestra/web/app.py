@@ -12,10 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orchestra import __version__
 from orchestra.services import metrics_gauges
 from orchestra.services.container import Services
+from orchestra.web.api import artifacts as artifact_routes
 from orchestra.web.api import audit, docs_page, me, members, projects, runs, system, users, workers
+from orchestra.web.api import events as event_stream
+from orchestra.web.api import notifications as notification_routes
+from orchestra.web.api import openapi as openapi_document
 from orchestra.web.api import pipeline_runs as pipeline_run_routes
 from orchestra.web.api import pipelines as pipeline_definitions
 from orchestra.web.api import secrets as project_secrets
+from orchestra.web.api import webhooks as webhook_routes
 from orchestra.web.api.schemas import ErrorOut
 from orchestra.web.audit import AuditTrail
 from orchestra.web.deps import authorize
@@ -60,6 +65,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    openapi_document.install(app)  # descriptions, security schemes, enums (web/api/openapi.py)
     install_error_handlers(app)
     # Routes are matched in order, one at a time (FastAPI's own bookkeeping for each): the runs
     # routes, which take the triggers, the logs followed and the runs listed, come first. No
@@ -68,11 +74,17 @@ def create_app(
     api_routers = [m.router for m in (runs, system, me, users, projects, workers, audit)]
     api_routers.append(project_secrets.router)
     api_routers.append(members.router)
+    api_routers.append(notification_routes.router)
     api_routers.append(pipeline_definitions.router)
     api_routers.append(pipeline_run_routes.router)
     api_routers.append(docs_page.router)
+    api_routers.append(artifact_routes.router)
+    api_routers.append(event_stream.router)
     api_routers += [*(routers or []), _metrics_router()]
-    check_table([*api_routers, *([site[0]] if site else [])])
+    # Webhook deliveries authenticate by their signature alone (web/api/webhooks.py): no
+    # caller, so no `authorize` and no line of the AuditTrail (the service writes its own).
+    check_table([*api_routers, webhook_routes.router, *([site[0]] if site else [])])
+    app.include_router(webhook_routes.router, responses=ERROR_RESPONSES)
     app.state.api_routers = api_routers
     for router in api_routers:
         app.include_router(router, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)

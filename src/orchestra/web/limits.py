@@ -6,6 +6,10 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# The artifact upload routes take chunks of up to 16 MiB (domain/artifacts.py MAX_CHUNK).
+UPLOADS = "/api/v1/artifact-uploads/"
+MAX_UPLOAD_CHUNK = 16 << 20
+
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -15,6 +19,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(UPLOADS) and self.max_bytes < MAX_UPLOAD_CHUNK:
+            # An artifact's chunk (web/api/artifacts.py) may be larger than other bodies.
+            await BodyLimit(self.app, MAX_UPLOAD_CHUNK)(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length":

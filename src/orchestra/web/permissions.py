@@ -18,7 +18,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", f"{API}/health"): P.PUBLIC,
     ("GET", f"{API}/openapi.json"): P.PUBLIC,
     ("GET", f"{API}/docs"): P.PUBLIC,
+    ("GET", f"{API}/docs/assets/{{name}}"): P.PUBLIC,  # Swagger UI's files (docs_page.py)
     ("POST", f"{API}/me/login"): P.PUBLIC,
+    # Webhook deliveries: authenticated by their signature alone (web/api/webhooks.py).
+    ("POST", f"{API}/webhooks/{{project}}/jobs/{{job}}"): P.PUBLIC,
+    ("POST", f"{API}/webhooks/{{project}}/pipelines/{{pipeline}}"): P.PUBLIC,
+    # The live event stream authenticates itself (a token, or the website's session cookie)
+    # and sends each caller only what they may read (web/api/events.py).
+    ("GET", f"{API}/events"): P.PUBLIC,
     ("GET", "/metrics"): P.PROJECT_READ,
     # The caller's own profile.
     ("GET", f"{API}/me"): P.SELF,
@@ -74,6 +81,16 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", f"{API}/projects/{{project}}/secrets"): P.PROJECT_READ,
     ("PUT", f"{API}/projects/{{project}}/secrets/{{name}}"): P.SECRET_WRITE,
     ("DELETE", f"{API}/projects/{{project}}/secrets/{{name}}"): P.SECRET_WRITE,
+    # Notifications (docs/events.md): operators only, reading too (a URL may hold a credential).
+    ("GET", f"{API}/projects/{{project}}/notifications"): P.PROJECT_WRITE,
+    ("POST", f"{API}/projects/{{project}}/notifications"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/notifications/{{notification}}"): P.PROJECT_WRITE,
+    ("PUT", f"{API}/projects/{{project}}/notifications/{{notification}}"): P.PROJECT_WRITE,
+    ("PATCH", f"{API}/projects/{{project}}/notifications/{{notification}}"): P.PROJECT_WRITE,
+    ("DELETE", f"{API}/projects/{{project}}/notifications/{{notification}}"): P.PROJECT_WRITE,
+    ("GET", f"{API}/projects/{{project}}/notifications/{{notification}}/deliveries"): (
+        P.PROJECT_WRITE
+    ),
     # Runs and their logs.
     ("GET", f"{API}/projects/{{project}}/runs"): P.RUN_READ,
     ("GET", f"{API}/projects/{{project}}/runs/{{run}}"): P.RUN_READ,
@@ -82,6 +99,12 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/cancel"): P.RUN_CONTROL,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/abort"): P.RUN_CONTROL,
     ("POST", f"{API}/projects/{{project}}/runs/{{run}}/force"): P.RUN_CONTROL,
+    # Artifacts (docs/artifacts.md): read by whoever reads the run, uploaded by its worker (the
+    # service checks it is the run's own worker, while it runs).
+    ("GET", f"{API}/projects/{{project}}/runs/{{run}}/artifacts"): P.RUN_READ,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run}}/artifacts/{{path:path}}"): P.RUN_READ,
+    ("POST", f"{API}/artifact-uploads/{{run}}"): P.WORKER_CONNECT,
+    ("PUT", f"{API}/artifact-uploads/{{run}}"): P.WORKER_CONNECT,
     # Pipeline runs (docs/pipelines.md).
     ("POST", f"{API}/projects/{{project}}/pipelines/{{pipeline}}/trigger"): P.RUN_TRIGGER,
     ("GET", f"{API}/projects/{{project}}/pipeline-runs"): P.RUN_READ,
@@ -119,6 +142,11 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("POST", "/projects/{project}/state"): P.PROJECT_WRITE,
     ("POST", "/projects/{project}/secrets"): P.SECRET_WRITE,
     ("POST", "/projects/{project}/secrets/{name}/delete"): P.SECRET_WRITE,
+    ("GET", "/projects/{project}/notifications"): P.PROJECT_WRITE,
+    ("POST", "/projects/{project}/notifications"): P.PROJECT_WRITE,
+    ("GET", "/projects/{project}/notifications/{notification}"): P.PROJECT_WRITE,
+    ("POST", "/projects/{project}/notifications/{notification}/state"): P.PROJECT_WRITE,
+    ("POST", "/projects/{project}/notifications/{notification}/delete"): P.PROJECT_WRITE,
     ("GET", "/projects/{project}/jobs/{job}"): P.PROJECT_READ,
     ("POST", "/projects/{project}/jobs/{job}/state"): P.PROJECT_WRITE,
     ("POST", "/projects/{project}/jobs/{job}/trigger"): P.RUN_TRIGGER,
@@ -128,7 +156,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Action] = {
     ("GET", "/projects/{project}/runs"): P.RUN_READ,
     ("GET", "/projects/{project}/runs/{run}"): P.RUN_READ,
     ("GET", "/projects/{project}/runs/{run}/log"): P.RUN_READ,
+    ("GET", "/projects/{project}/runs/{run}/log/lines"): P.RUN_READ,  # web/site/logview.py
     ("GET", "/projects/{project}/runs/{run}/state"): P.RUN_READ,
+    ("GET", "/projects/{project}/runs/{run}/artifacts/{path:path}"): P.RUN_READ,
     ("POST", "/projects/{project}/runs/{run}/cancel"): P.RUN_CONTROL,
     ("POST", "/projects/{project}/runs/{run}/abort"): P.RUN_CONTROL,
     ("POST", "/projects/{project}/runs/{run}/rerun"): P.RUN_TRIGGER,

@@ -35,6 +35,7 @@ from orchestra.worker.run_as import RunAs
 from orchestra.worker.sandbox import Sandbox, start_sandbox
 from orchestra.worker.spares import Spares
 from orchestra.worker.spawner_client import Spawner
+from orchestra.worker.uploads import ServerLink, websocket_url
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE = 0.5
@@ -101,6 +102,10 @@ class Agent:
     sandbox: Sandbox = field(default_factory=Sandbox)
     groups: ProcessGroups | None = None
 
+    @cached_property
+    def link(self) -> ServerLink:  # artifacts' transfers, over HTTP with the worker's token
+        return ServerLink(list(self.options.urls), self.options.token)
+
     @property
     def runs_dir(self) -> Path:
         return self.options.data_dir / "runs"
@@ -160,7 +165,8 @@ class Agent:
         log.info("worker %s stopping", self.options.identifier)
         self._stopping = True
         for held in self.held.values():
-            held.execution.abort("the worker was stopped")
+            # An upload of artifacts is left to the next start (worker/artifact_phase.py).
+            held.execution.abort("the worker was stopped", transfers=False)
         self._wake.set()
         asyncio.get_running_loop().call_later(STOP_FLUSH_SECONDS + 10, self._force_close)
 
@@ -188,6 +194,7 @@ class Agent:
             self._on_event,
             self.sandbox,
             self.groups,
+            self.link,
         )
         held = Held(journal, execution)
         self.held[journal.run] = held
@@ -217,7 +224,7 @@ class Agent:
         attempt = 0
         index = 0
         while not (self._stopping and self._all_flushed()):
-            url = _websocket_url(self.options.urls[index % len(self.options.urls)])
+            url = websocket_url(self.options.urls[index % len(self.options.urls)])
             index += 1
             try:
                 async with connect(
@@ -232,6 +239,7 @@ class Agent:
                     ping_timeout=20,
                 ) as connection:
                     self._connection = connection
+                    self.link.preferred = (index - 1) % len(self.options.urls)
                     attempt = 0
                     await self._session(connection)
             except ConnectionClosed as exc:
@@ -475,17 +483,6 @@ WORKER_ONLY_PREFIX = "ORCHESTRA_"
 def step_base_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The worker's environment as its steps see it: without Orchestra's own variables."""
     return {k: v for k, v in environ.items() if not k.upper().startswith(WORKER_ONLY_PREFIX)}
-
-
-def _websocket_url(url: str) -> str:
-    base = url.rstrip("/")
-    if base.startswith("http://"):
-        base = "ws://" + base[len("http://") :]
-    elif base.startswith("https://"):
-        base = "wss://" + base[len("https://") :]
-    if not base.endswith("/workers/connect"):
-        base += "/api/v1/workers/connect"
-    return base
 
 
 def _ended_status(journal: Journal) -> str:

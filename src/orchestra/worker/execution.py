@@ -27,8 +27,10 @@ from orchestra.worker import limits as step_limits
 from orchestra.worker import results as step_results
 from orchestra.worker.journal import WITHHELD_REASON, Journal
 from orchestra.worker.limits import ProcessGroups
+from orchestra.worker.run_transfers import RunTransfers
 from orchestra.worker.sandbox import Sandbox
 from orchestra.worker.spawner_client import Spawner
+from orchestra.worker.uploads import ServerLink
 
 log = logging.getLogger(__name__)
 TAIL_INTERVAL = 0.05
@@ -49,8 +51,11 @@ class RunExecution:
         on_event: Callable[[Journal], None],
         sandbox: Sandbox | None = None,
         groups: ProcessGroups | None = None,
+        link: ServerLink | None = None,
     ) -> None:
         self.journal = journal
+        # Artifacts moving to or from the server (abort stops them).
+        self.transfers = RunTransfers(journal, link, spawner, self._append_text)
         self.spawner = spawner
         self.worker_identifier = worker_identifier
         self.environment = environment
@@ -65,9 +70,16 @@ class RunExecution:
 
     # Abort.
 
-    def abort(self, reason: str = "aborted") -> None:
-        """Stop the run: SIGTERM to the current step's process group, SIGKILL after grace."""
+    def abort(self, reason: str = "aborted", *, transfers: bool = True) -> None:
+        """Stop the run: SIGTERM to the current step's process group, SIGKILL after grace;
+        its artifacts' transfer stopped, unless `transfers` is False (a stopping worker leaves
+        an upload to its next start: worker/artifact_phase.py)."""
         if self.abort_reason is not None:
+            return
+        if self.transfers.active is not None:
+            if transfers or not self.transfers.uploading:
+                self.abort_reason = reason
+                self.transfers.active.cancel()
             return
         self.abort_reason = reason
         if self._pid is not None:
@@ -134,7 +146,7 @@ class RunExecution:
                     status, reason = "aborted", self._reason()
                     break
                 if started is None:
-                    step_status = await self._run_step(index)
+                    step_status = await self._start_step(index)
                 else:
                     step_status = await self._resume_step(index, started)
             else:
@@ -153,7 +165,29 @@ class RunExecution:
         for group in self._step_groups:
             _signal_group(group, signal.SIGKILL)
         self._step_groups.clear()
+        if self.journal.assignment.artifacts:
+            status, reason = await self._artifacts(status, reason)
         self._emit("run_ended", status=status, reason=reason, date=_now())
+
+    # Artifacts (docs/artifacts.md): the needs' fetched before the first step, the run's own
+    # collected and uploaded before its end is journaled.
+
+    async def _start_step(self, index: int) -> str:
+        if index == 0 and self.journal.assignment.inputs:
+            problem = await self.transfers.fetch_inputs(self.journal.assignment.inputs)
+            if self.abort_reason is not None:
+                return "aborted"
+            if problem is not None:
+                self._emit("step_started", step=index, date=_now())
+                return await self._fail_to_start(index, problem)
+        return await self._run_step(index)
+
+    async def _artifacts(self, status: str, reason: str | None) -> tuple[str, str | None]:
+        outcome = await self.transfers.artifacts(status, reason)
+        if outcome is None:  # aborted
+            self.transfers.note([f"artifacts: their upload was stopped ({self.abort_reason})"])
+            return "aborted", self._reason()
+        return outcome
 
     def _reason(self) -> str | None:
         return None if self.abort_reason == "aborted" else self.abort_reason
@@ -296,6 +330,7 @@ class RunExecution:
                 offset=self._offset,
                 file_offset=position,
                 length=len(data),
+                date=_now(),
             )
             self._offset += len(data)
             position += len(data)

@@ -44,6 +44,8 @@ _NAMING_FIELDS = frozenset(
         "timeout",
         "sandbox",
         "limits",
+        "artifacts",  # globs, and the needs' files' paths and hashes (worker/artifacts.py)
+        "inputs",
     }
 )
 WITHHELD = "withheld"
@@ -166,6 +168,8 @@ class Journal:
                         "step": event["step"],
                         "offset": event["offset"],
                         "size": len(data),
+                        # Journals written before output had dates have none.
+                        **({"date": event["date"]} if "date" in event else {}),
                     }
                 )
                 payloads.append(data)

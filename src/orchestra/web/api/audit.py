@@ -20,5 +20,5 @@ async def list_audit_events(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[AuditEventOut]:
-    events, next_cursor = await services.audit.list_events(actor=actor, cursor=cursor, limit=limit)
-    return Page(items=[AuditEventOut.model_validate(e) for e in events], next_cursor=next_cursor)
+    events, _ = found = await services.audit.list_events(actor=actor, cursor=cursor, limit=limit)
+    return Page(items=[AuditEventOut.model_validate(e) for e in events], **found.cursors())

@@ -1,42 +1,46 @@
-"""`/api/v1/docs`: the API browsable with Swagger UI, its script pinned and checked.
+"""`/api/v1/docs`: the API browsable with Swagger UI, from files installed with Orchestra.
 
-The page runs on the website's origin, where the session cookie lives: a script that changed
-on the CDN could act as whoever opens the page. So the page loads one exact version of
-swagger-ui-dist with Subresource Integrity (a browser refuses a file whose SHA-384 differs from
-the one written here, computed from that version's package in the npm registry), and sends a
-Content-Security-Policy that allows those two files, its own inline start-up script (by its
-hash) and requests to this origin only: no other script, frame, form target or base URL.
-docs/security.md says why the page is kept this way rather than dropped.
+Swagger UI's script and style come from the PyPI package `swagger-ui-bundle-v2` (a dependency:
+Swagger UI 5, which reads OpenAPI 3.1), and are served by this app under `/api/v1/docs/assets/`:
+the page works with no network, and runs no script but those files and its own start-up file,
+which the Content-Security-Policy allows (`'self'`, no inline script, no other origin). The page
+runs on the website's origin, where the session cookie lives, but the API never reads that
+cookie (web/auth.py): to try operations, a reader uses Swagger UI's Authorize button with a
+token (bearer, or HTTP Basic with the user and a token), as the OpenAPI document's security
+schemes say (web/api/openapi.py).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import functools
+import importlib.resources
 import json
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
+from orchestra.errors import NotFound
 from orchestra.web.permissions import API
 
 router = APIRouter()
 
-# Changing the version means new hashes: `npm pack swagger-ui-dist@VERSION`, then
-# `openssl dgst -sha384 -binary FILE | base64` of package/swagger-ui-bundle.js and swagger-ui.css.
-SWAGGER_UI_VERSION = "5.36.0"
-CDN = "https://cdn.jsdelivr.net"
-SWAGGER_UI = f"{CDN}/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
-SCRIPT_INTEGRITY = "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+"
-STYLE_INTEGRITY = "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc"
+ASSETS = f"{API}/docs/assets"
+# The only files served, by name: what the page loads, and nothing else of the package.
+FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "start.js": "text/javascript; charset=utf-8",
+}
 
+# Swagger UI's own start: the document's URL, and the Authorize dialog's token kept across
+# reloads of the page (in the browser's storage of this origin, as Swagger UI does it).
 START = (
     "window.ui = SwaggerUIBundle({"
     f"url: {json.dumps(f'{API}/openapi.json')}, dom_id: '#swagger-ui', deepLinking: true, "
+    "persistAuthorization: true, "
     "presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset], "
-    "layout: 'BaseLayout'});"
+    "layout: 'BaseLayout'});\n"
 )
-START_HASH = base64.b64encode(hashlib.sha256(START.encode()).digest()).decode()
 
 PAGE = f"""<!DOCTYPE html>
 <html lang="en">
@@ -45,22 +49,22 @@ PAGE = f"""<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <meta name="referrer" content="no-referrer">
 <title>Orchestra API</title>
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css" integrity="{STYLE_INTEGRITY}" crossorigin="anonymous">
+<link rel="stylesheet" href="{ASSETS}/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js" integrity="{SCRIPT_INTEGRITY}" crossorigin="anonymous"></script>
-<script>{START}</script>
+<script src="{ASSETS}/swagger-ui-bundle.js"></script>
+<script src="{ASSETS}/start.js"></script>
 </body>
 </html>
-"""  # noqa: E501
+"""
 
 POLICY = "; ".join(
     [
         "default-src 'none'",
-        f"script-src {SWAGGER_UI}/swagger-ui-bundle.js 'sha256-{START_HASH}'",
+        "script-src 'self'",
         # Swagger UI sets style attributes; a style cannot run a script.
-        f"style-src {SWAGGER_UI}/swagger-ui.css 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "connect-src 'self'",
         "base-uri 'none'",
@@ -79,3 +83,25 @@ HEADERS = {
 @router.get(f"{API}/docs", include_in_schema=False)
 async def docs_page() -> HTMLResponse:
     return HTMLResponse(PAGE, headers=HEADERS)
+
+
+@router.get(f"{ASSETS}/{{name}}", include_in_schema=False)
+async def docs_asset(name: str) -> Response:
+    if name not in FILES:
+        raise NotFound(f"no file {name!r} for the API's docs page")
+    return Response(
+        _content(name),
+        media_type=FILES[name],
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
+    )
+
+
+@functools.cache
+def _content(name: str) -> bytes:
+    """A file of the page, read once from the installed package (or the start-up script)."""
+    if name == "start.js":
+        return START.encode()
+    # The package's files are in vendor/swagger-ui-VERSION/ (found by name: read, not imported).
+    vendor = importlib.resources.files("swagger_ui_bundle").joinpath("vendor")
+    (folder,) = (f for f in vendor.iterdir() if f.name.startswith("swagger-ui-"))
+    return folder.joinpath(name).read_bytes()

@@ -58,8 +58,8 @@ async def change_password(
 async def list_tokens(
     caller: CallerDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[TokenOut]:
-    tokens, next_cursor = await services.users.list_tokens(caller.user.identifier, cursor, limit)
-    return Page(items=[TokenOut.model_validate(t) for t in tokens], next_cursor=next_cursor)
+    tokens, _ = found = await services.users.list_tokens(caller.user.identifier, cursor, limit)
+    return Page(items=[TokenOut.model_validate(t) for t in tokens], **found.cursors())
 
 
 @router.post("/me/tokens", response_model=TokenCreated, status_code=201)

@@ -57,8 +57,8 @@ class MemberOut(BaseModel):
 async def list_members(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[MemberOut]:
-    members, next_cursor = await services.members.list_members(project, cursor, limit)
-    return Page(items=[MemberOut.of(m) for m in members], next_cursor=next_cursor)
+    members, _ = found = await services.members.list_members(project, cursor, limit)
+    return Page(items=[MemberOut.of(m) for m in members], **found.cursors())
 
 
 @router.post("/projects/{project}/members", response_model=MemberOut, status_code=201)

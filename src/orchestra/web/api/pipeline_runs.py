@@ -90,10 +90,10 @@ async def list_pipeline_runs(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
-    items, next_cursor = await services.pipeline_runs.list_runs(
+    items, _ = found = await services.pipeline_runs.list_runs(
         project, pipeline=pipeline, status=status, cursor=cursor, limit=limit
     )
-    return _json({"items": items, "next_cursor": next_cursor})
+    return _json({"items": items, **found.cursors()})
 
 
 @router.get("/projects/{project}/pipeline-runs/{run}", response_model=PipelineRunOut)

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from orchestra.web.api.schemas import Body, Out, ParameterDef, ParameterOut, Scalar
+from orchestra.web.api.webhook_schemas import WebhookDef, WebhookOut
 
 
 class ApprovalDef(Body):
@@ -49,6 +50,7 @@ class PipelineOut(Out):
     parameters: list[ParameterOut]
     nodes: list[NodeOut]
     is_enabled: bool
+    webhook: WebhookOut | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -60,6 +62,7 @@ class PipelineIn(Body):
     parameters: list[ParameterDef] | None = None
     nodes: list[NodeDef]
     is_enabled: bool | None = None
+    webhook: WebhookDef | None = None
 
 
 class PipelinePut(PipelineIn):
@@ -73,3 +76,4 @@ class PipelinePatch(Body):
     parameters: list[ParameterDef] | None = None
     nodes: list[NodeDef] | None = None
     is_enabled: bool | None = None
+    webhook: WebhookDef | None = None

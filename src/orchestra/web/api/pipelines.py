@@ -21,8 +21,8 @@ router = APIRouter(prefix=API, tags=["pipelines"])
 async def list_pipelines(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[PipelineOut]:
-    items, next_cursor = await services.pipelines.list_pipelines(project, cursor, limit)
-    return Page(items=[PipelineOut.model_validate(p) for p in items], next_cursor=next_cursor)
+    items, _ = found = await services.pipelines.list_pipelines(project, cursor, limit)
+    return Page(items=[PipelineOut.model_validate(p) for p in items], **found.cursors())
 
 
 @router.post("/projects/{project}/pipelines", response_model=PipelineOut, status_code=201)

@@ -50,8 +50,8 @@ async def list_projects(
 ) -> Page[ProjectOut]:
     """The projects the caller may read (all of them for a global reader)."""
     readable = caller.access.readable_projects()
-    items, next_cursor = await services.projects.list_projects(cursor, limit, readable)
-    return Page(items=[ProjectOut.model_validate(p) for p in items], next_cursor=next_cursor)
+    items, _ = found = await services.projects.list_projects(cursor, limit, readable)
+    return Page(items=[ProjectOut.model_validate(p) for p in items], **found.cursors())
 
 
 @router.post("/projects", response_model=ProjectOut, status_code=201)
@@ -61,7 +61,9 @@ async def create_project(body: ProjectIn, services: ServicesDep) -> ProjectOut:
 
 @router.get("/projects/{project}", response_model=ProjectOut)
 async def get_project(project: str, services: ServicesDep) -> ProjectOut:
-    return ProjectOut.model_validate(await services.projects.get_project(project))
+    shown = ProjectOut.model_validate(await services.projects.get_project(project))
+    sizes = await services.artifacts.project_sizes([project])
+    return shown.model_copy(update={"artifacts_size": sizes[project]})
 
 
 @router.put("/projects/{project}", response_model=ProjectOut)
@@ -88,8 +90,8 @@ async def delete_project(project: str, services: ServicesDep) -> Response:
 async def list_jobs(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[JobOut]:
-    items, next_cursor = await services.projects.list_jobs(project, cursor, limit)
-    return Page(items=[JobOut.model_validate(j) for j in items], next_cursor=next_cursor)
+    items, _ = found = await services.projects.list_jobs(project, cursor, limit)
+    return Page(items=[JobOut.model_validate(j) for j in items], **found.cursors())
 
 
 @router.post("/projects/{project}/jobs", response_model=JobOut, status_code=201)
@@ -126,8 +128,8 @@ async def delete_job(project: str, job: str, services: ServicesDep) -> Response:
 async def list_schedules(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[ScheduleOut]:
-    items, next_cursor = await services.projects.list_schedules(project, cursor, limit)
-    return Page(items=[schedule_out(s) for s in items], next_cursor=next_cursor)
+    items, _ = found = await services.projects.list_schedules(project, cursor, limit)
+    return Page(items=[schedule_out(s) for s in items], **found.cursors())
 
 
 @router.post("/projects/{project}/schedules", response_model=ScheduleOut, status_code=201)

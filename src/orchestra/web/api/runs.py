@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from orchestra import metrics
 from orchestra.domain.models import Run, RunStep
 from orchestra.services import reruns
+from orchestra.services.run_logs import RunLogs
 from orchestra.web.api.schemas import ForceIn, Page, RunOut, TriggerIn
 from orchestra.web.deps import CallerDep, Cursor, Limit, ServicesDep
 from orchestra.web.follow import while_allowed
@@ -19,6 +20,24 @@ from orchestra.web.permissions import API
 router = APIRouter(prefix=API, tags=["runs"])
 Offset = Annotated[int, Query(ge=0, le=2**62, description="start from this byte")]
 Follow = Annotated[bool, Query(description="stream until the run completes")]
+Timestamps = Annotated[
+    bool,
+    Query(
+        description="put each line's time (ISO 8601, UTC, to the millisecond: when the worker "
+        "read it from the step) and a space before it; without it the log is the bytes as "
+        "written"
+    ),
+]
+Search = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="only the lines holding this text (ignoring case and terminal escape "
+        "sequences), as NUMBER:TEXT lines like `grep -n`; `offset`, `follow` and "
+        "`timestamps` do not apply",
+    ),
+]
 LOG_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the log"}
 }
@@ -60,6 +79,8 @@ def run_fields(run: Run) -> dict[str, Any]:
         "results": run.results if isinstance(run.results, dict) else {},
         "pipeline_run": run.pipeline_run,
         "pipeline_node": run.pipeline_node,
+        "artifacts": run.artifacts,
+        "tests": run.tests,
         "creation_date": run.creation_date,
         "update_date": run.update_date,
     }
@@ -104,10 +125,10 @@ async def list_runs(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
-    runs, next_cursor = await services.runs.list_runs(
+    runs, _ = found = await services.runs.list_runs(
         project, job=job, status=status, worker=worker, cursor=cursor, limit=limit
     )
-    return _json({"items": [run_fields(r) for r in runs], "next_cursor": next_cursor})
+    return _json({"items": [run_fields(r) for r in runs], **found.cursors()})
 
 
 @router.get("/projects/{project}/runs/{run}", response_model=RunOut)
@@ -155,7 +176,12 @@ async def run_log(
     services: ServicesDep,
     offset: Offset = 0,
     follow: Follow = False,
+    timestamps: Timestamps = False,
+    search: Search = None,
 ) -> StreamingResponse:
+    """The run's log as `text/plain`: its steps' output, one after the other, as written."""
+    if search is not None or timestamps:
+        return await _log_view(request, services, project, run, None, offset, follow, search)
     if follow:
         return _text(while_allowed(request, await services.runs.follow_log(project, run, offset)))
     return _text(await services.runs.read_log(project, run, offset))
@@ -174,11 +200,33 @@ async def step_log(
     services: ServicesDep,
     offset: Offset = 0,
     follow: Follow = False,
+    timestamps: Timestamps = False,
+    search: Search = None,
 ) -> StreamingResponse:
+    """One step's output as `text/plain` (`offset` counts from the step's first byte)."""
+    if search is not None or timestamps:
+        return await _log_view(request, services, project, run, index, offset, follow, search)
     if follow:
         chunks = await services.runs.follow_log(project, run, offset, index)
         return _text(while_allowed(request, chunks))
     return _text(await services.runs.read_log(project, run, offset, index))
+
+
+async def _log_view(
+    request: Request,
+    services: ServicesDep,
+    project: str,
+    run: str,
+    step: int | None,
+    offset: int,
+    follow: bool,
+    search: str | None,
+) -> StreamingResponse:
+    logs = RunLogs(services.runs)
+    if search is not None:
+        return _text(await logs.search(project, run, search, step))
+    chunks = await logs.timestamped(project, run, offset, step, follow=follow)
+    return _text(while_allowed(request, chunks) if follow else chunks)
 
 
 def _text(chunks: object) -> StreamingResponse:

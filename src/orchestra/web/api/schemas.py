@@ -8,6 +8,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from orchestra.web.api.webhook_schemas import WebhookDef, WebhookOut
+
 T = TypeVar("T")
 Scalar = str | int | float | bool
 PropertyValue = Scalar | list[Scalar]
@@ -27,6 +29,11 @@ class Out(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+    previous_cursor: str | None = Field(
+        default=None,
+        description="the cursor of the page before this one (newer items, in a newest-first "
+        "list), given as `cursor`; null on the first page",
+    )
 
 
 # Errors.
@@ -117,6 +124,9 @@ class ProjectOut(Out):
     services: dict[str, Any]
     is_enabled: bool
     concurrency: int | None = None
+    artifacts_size: int | None = Field(
+        default=None, description="bytes its runs' artifacts take (shown on one project)"
+    )
     creation_date: datetime
     update_date: datetime
 
@@ -135,6 +145,29 @@ class ProjectPatch(Body):
     services: dict[str, Any] | None = None
     is_enabled: bool | None = None
     concurrency: int | None = None
+
+
+class ArtifactOut(BaseModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class TestsOut(BaseModel):
+    passed: int
+    failed: int
+    skipped: int
+    failures: list[str] = Field(description="the failed tests' names")
+
+
+class ArtifactDef(Body):
+    path: str = Field(description="a glob relative to the workspace (`**` spans folders)")
+    when: Literal["success", "failure", "always"] | None = Field(
+        default=None, description="collect after a run that ended so (default: success)"
+    )
+    report: Literal["junit"] | None = Field(
+        default=None, description="junit: a JUnit XML report whose counts go on the run"
+    )
 
 
 class StepDef(Body):
@@ -213,6 +246,8 @@ class JobOut(Out):
     sandbox: dict[str, Any] | None = None
     limits: dict[str, int] | None = None
     environment: dict[str, str] | None = None
+    artifacts: list[ArtifactDef] | None = None
+    webhook: WebhookOut | None = None
     creation_date: datetime
     update_date: datetime
 
@@ -235,6 +270,14 @@ class JobControls(Body):
         default=None,
         description="variables of the steps' processes, {NAME: template}: the command "
         "template fields and {secrets[NAME]} (ORCHESTRA_* names are reserved)",
+    )
+    artifacts: list[ArtifactDef] | None = Field(
+        default=None,
+        description="files to keep after the steps: globs relative to the workspace "
+        "(docs/artifacts.md)",
+    )
+    webhook: WebhookDef | None = Field(
+        default=None, description="runs started by signed deliveries (docs/events.md)"
     )
 
 
@@ -381,6 +424,12 @@ class RunOut(Out):
     )
     pipeline_run: str | None = Field(default=None, description="the pipeline run that started it")
     pipeline_node: str | None = Field(default=None, description="its node in that pipeline run")
+    artifacts: list[ArtifactOut] = Field(
+        default_factory=list, description="its stored files (docs/artifacts.md)"
+    )
+    tests: TestsOut | None = Field(
+        default=None, description="the counts of its JUnit reports, if it has any"
+    )
     creation_date: datetime
     update_date: datetime
 

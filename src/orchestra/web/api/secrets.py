@@ -29,8 +29,8 @@ class SecretOut(BaseModel):
 async def list_secrets(
     project: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[SecretOut]:
-    items, next_cursor = await services.secrets.list_secrets(project, cursor, limit)
-    return Page(items=[SecretOut(**s.to_dict()) for s in items], next_cursor=next_cursor)
+    items, _ = found = await services.secrets.list_secrets(project, cursor, limit)
+    return Page(items=[SecretOut(**s.to_dict()) for s in items], **found.cursors())
 
 
 @router.put("/projects/{project}/secrets/{name}", response_model=SecretOut)

@@ -23,8 +23,8 @@ router = APIRouter(prefix=API, tags=["users"])
 async def list_users(
     services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[UserOut]:
-    users, next_cursor = await services.users.list_users(cursor, limit)
-    return Page(items=[UserOut.model_validate(u) for u in users], next_cursor=next_cursor)
+    users, _ = found = await services.users.list_users(cursor, limit)
+    return Page(items=[UserOut.model_validate(u) for u in users], **found.cursors())
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
@@ -66,8 +66,8 @@ async def delete_user(user: str, services: ServicesDep) -> Response:
 async def list_user_tokens(
     user: str, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[TokenOut]:
-    tokens, next_cursor = await services.users.list_tokens(user, cursor, limit)
-    return Page(items=[TokenOut.model_validate(t) for t in tokens], next_cursor=next_cursor)
+    tokens, _ = found = await services.users.list_tokens(user, cursor, limit)
+    return Page(items=[TokenOut.model_validate(t) for t in tokens], **found.cursors())
 
 
 @router.post("/users/{user}/tokens", response_model=TokenCreated, status_code=201)

@@ -17,8 +17,8 @@ router = APIRouter(prefix=API, tags=["workers"])
 async def list_workers(
     services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[WorkerOut]:
-    workers, next_cursor = await services.workers.list_workers(cursor, limit)
-    return Page(items=[WorkerOut.model_validate(w) for w in workers], next_cursor=next_cursor)
+    workers, _ = found = await services.workers.list_workers(cursor, limit)
+    return Page(items=[WorkerOut.model_validate(w) for w in workers], **found.cursors())
 
 
 @router.get("/workers/{worker}", response_model=WorkerOut)

@@ -6,12 +6,21 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from orchestra.errors import OrchestraError
 from orchestra.web.errors import error_response
-from orchestra.web.site import pages_admin, pages_members, pages_runs, pages_secrets
+from orchestra.web.site import (
+    logview,
+    pages_admin,
+    pages_artifacts,
+    pages_members,
+    pages_notifications,
+    pages_runs,
+    pages_secrets,
+)
 from orchestra.web.site import pages_pipeline_runs as pipeline_run_pages
 from orchestra.web.site import pages_pipelines as pipeline_pages
 from orchestra.web.site import sso as sso_pages
@@ -24,10 +33,13 @@ STATIC = Path(__file__).parent / "static"
 def site_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(site_authorize)], include_in_schema=False)
     router.include_router(pages_runs.router)
+    router.include_router(pages_artifacts.router)
+    router.include_router(logview.router)
     router.include_router(pages_admin.router)
     router.include_router(sso_pages.router)
     router.include_router(pages_secrets.router)
     router.include_router(pages_members.router)
+    router.include_router(pages_notifications.router)
     router.include_router(pipeline_pages.router)
     router.include_router(pipeline_run_pages.router)
     return router
@@ -44,6 +56,28 @@ def install_site(app: FastAPI) -> None:
         if isinstance(exc, LoginRequired):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
-        return render(request, "error.html", status_code=exc.status_code, error=exc.message)
+        return render(
+            request,
+            "error.html",
+            status_code=exc.status_code,
+            error=exc.message,
+            status=exc.status_code,
+        )
+
+    async def handle_http(request: Request, exc: Exception) -> Response:
+        # An address no route answers (404) or a method none takes (405): a page for a browser,
+        # with its title and language like every page, and JSON under the API as before.
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith("/api/") or request.url.path == "/metrics":
+            return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers=exc.headers)
+        message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+        return render(
+            request,
+            "error.html",
+            status_code=exc.status_code,
+            error=message,
+            status=exc.status_code,
+        )
 
     app.add_exception_handler(OrchestraError, handle)
+    app.add_exception_handler(HTTPException, handle_http)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from orchestra.domain.models import Run
+from orchestra.domain.pages import Listing
 from orchestra.domain.permissions import Action, Role, allowed
 from orchestra.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
 from orchestra.web.site.forms import back, form_of, text
@@ -160,21 +161,18 @@ async def _create_token(request: Request, user: str, template: str, path: str) -
 
 @router.get("/workers")
 async def workers(request: Request, cursor: Cursor = None) -> Response:
-    items, next_cursor = await services_of(request).workers.list_workers(cursor, 100)
-    return render(request, "workers.html", workers=items, next_cursor=next_cursor)
+    items, _ = pages = await services_of(request).workers.list_workers(cursor, 100)
+    return render(request, "workers.html", workers=items, pages=pages)
 
 
 @router.get("/workers/{worker}")
 async def worker_page(request: Request, worker: str, cursor: Cursor = None) -> Response:
     services = services_of(request)
     found = await services.workers.get_worker(worker)
-    runs: list[Run] = []
-    next_cursor = None
+    pages: Listing[Run] = Listing([], None)
     if allowed(request.state.caller.user.roles, Action.RUN_READ):
-        runs, next_cursor = await services.runs.list_runs(
-            None, worker=worker, cursor=cursor, limit=25
-        )
-    return render(request, "worker.html", worker=found, runs=runs, next_cursor=next_cursor)
+        pages = await services.runs.list_runs(None, worker=worker, cursor=cursor, limit=25)
+    return render(request, "worker.html", worker=found, runs=pages.items, pages=pages)
 
 
 @router.post("/workers/{worker}/state")
@@ -211,12 +209,12 @@ async def audit(
     actor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     try:
-        events, next_cursor = await services_of(request).audit.list_events(
+        events, _ = pages = await services_of(request).audit.list_events(
             actor=actor or None, cursor=cursor, limit=100
         )
     except InvalidInput as exc:
         return back("/audit", error=str(exc))
-    return render(request, "audit.html", events=events, next_cursor=next_cursor, actor=actor)
+    return render(request, "audit.html", events=events, pages=pages, actor=actor)
 
 
 # Users (administrators; auditors read).
@@ -224,8 +222,8 @@ async def audit(
 
 @router.get("/users")
 async def users(request: Request, cursor: Cursor = None) -> Response:
-    items, next_cursor = await services_of(request).users.list_users(cursor, 100)
-    return render(request, "users.html", users=items, next_cursor=next_cursor, roles=ROLES)
+    items, _ = pages = await services_of(request).users.list_users(cursor, 100)
+    return render(request, "users.html", users=items, pages=pages, roles=ROLES)
 
 
 @router.post("/users")

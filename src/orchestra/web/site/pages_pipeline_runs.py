@@ -6,6 +6,7 @@ for those who may."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -33,7 +34,14 @@ def _context(shown: dict[str, Any]) -> dict[str, Any]:
     final = shown["status"] != "running" and all(
         s not in ("pending", "running", "waiting") for s in statuses.values()
     )
-    return {"pipeline_run": shown, "graph": pipeline_svg(shown["nodes"], statuses), "final": final}
+    project = quote(shown["project"], safe="")
+    links = {
+        n["identifier"]: f"/projects/{project}/runs/{quote(n['run'], safe='')}"
+        for n in shown["nodes"]
+        if n.get("run")
+    }
+    graph = pipeline_svg(shown["nodes"], statuses, links=links)
+    return {"pipeline_run": shown, "graph": graph, "final": final}
 
 
 @router.post("/projects/{project}/pipelines/{pipeline}/trigger")
@@ -66,7 +74,7 @@ async def pipeline_runs_page(
 ) -> Response:
     services = _services(request)
     found = await services.projects.get_project(project)
-    items, next_cursor = await services.pipeline_runs.list_runs(
+    items, _ = pages = await services.pipeline_runs.list_runs(
         project, pipeline=pipeline or None, status=status or None, cursor=cursor, limit=50
     )
     return render(
@@ -74,7 +82,7 @@ async def pipeline_runs_page(
         "pipeline_runs.html",
         project=found,
         pipeline_runs=items,
-        next_cursor=next_cursor,
+        pages=pages,
         filters={"pipeline": pipeline or "", "status": status or ""},
         statuses=PIPELINE_RUN_STATUSES,
     )

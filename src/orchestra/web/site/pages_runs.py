@@ -15,15 +15,16 @@ from orchestra.domain.permissions import Action, allowed
 from orchestra.domain.schedules import preview
 from orchestra.domain.statuses import RunStatus
 from orchestra.errors import Conflict, InvalidInput, NotFound, OrchestraError
-from orchestra.services import reruns
+from orchestra.services import reruns, run_trends
 from orchestra.services.container import Services
 from orchestra.web.follow import while_allowed
+from orchestra.web.site import logview, pages_artifacts
+from orchestra.web.site.charts import job_chart, project_chart
 from orchestra.web.site.forms import back, form_of
 from orchestra.web.site.render import duration, render
 from orchestra.web.site.render import format_date as _date
 
 router = APIRouter()
-LOG_PREVIEW_BYTES = 1 << 20
 STATUSES = [s.value for s in RunStatus]
 Cursor = Annotated[str | None, Query(max_length=1000)]
 Filter = Annotated[str | None, Query(max_length=100)]
@@ -68,8 +69,8 @@ async def _runs_in(services: Services, projects: frozenset[str], status: str | N
 @router.get("/projects")
 async def projects(request: Request, cursor: Cursor = None) -> Response:
     readable = request.state.caller.access.readable_projects()
-    items, next_cursor = await services_of(request).projects.list_projects(cursor, 50, readable)
-    return render(request, "projects.html", projects=items, next_cursor=next_cursor)
+    items, _ = pages = await services_of(request).projects.list_projects(cursor, 50, readable)
+    return render(request, "projects.html", projects=items, pages=pages)
 
 
 @router.get("/projects/{project}")
@@ -82,6 +83,7 @@ async def project_page(request: Request, project: str) -> Response:
     grid = await services.runs.latest_per_job(project, [j.identifier for j in jobs], 12)
     secrets, _ = await services.secrets.list_secrets(project, None, 500)
     members, _ = await services.members.list_members(project, None, 500)
+    trend = project_chart(await run_trends.project_days(services.db, project, datetime.now(UTC)))
     return render(
         request,
         "project.html",
@@ -93,6 +95,10 @@ async def project_page(request: Request, project: str) -> Response:
         secrets=secrets,
         members=members,
         member_roles=["viewer", "operator"],
+        trend=trend,
+        artifacts_size=pages_artifacts.file_size(
+            (await services.artifacts.project_sizes([project]))[project]
+        ),
     )
 
 
@@ -110,15 +116,17 @@ async def job_page(
 ) -> Response:
     services = services_of(request)
     found = await services.projects.get_job(project, job)
-    runs, next_cursor = await services.runs.list_runs(
+    runs, _ = pages = await services.runs.list_runs(
         project, job=job, status=status or None, cursor=cursor, limit=25
     )
+    bars = await run_trends.job_bars(services.db, project, job, datetime.now(UTC))
     return render(
         request,
         "job.html",
         job=found,
         runs=runs,
-        next_cursor=next_cursor,
+        pages=pages,
+        trend=job_chart(project, bars, run_trends.JOB_RUNS),
         status=status,
         statuses=STATUSES,
     )
@@ -164,7 +172,7 @@ async def runs_page(
 ) -> Response:
     services = services_of(request)
     found = await services.projects.get_project(project)
-    runs, next_cursor = await services.runs.list_runs(
+    runs, _ = pages = await services.runs.list_runs(
         project,
         job=job or None,
         status=status or None,
@@ -179,28 +187,34 @@ async def runs_page(
         project=found,
         runs=runs,
         jobs=jobs,
-        next_cursor=next_cursor,
+        pages=pages,
         filters={"status": status or "", "job": job or "", "worker": worker or ""},
         statuses=STATUSES,
     )
 
 
 @router.get("/projects/{project}/runs/{run}")
-async def run_page(request: Request, project: str, run: str) -> Response:
+async def run_page(
+    request: Request,
+    project: str,
+    run: str,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    times: bool = False,
+) -> Response:
     services = services_of(request)
     found = await services.runs.get_run(project, run)
-    logs: list[tuple[str, int]] = []
-    budget = LOG_PREVIEW_BYTES
-    for step in found.steps:
-        data = b""
-        async for chunk in await services.runs.read_log(project, run, 0, step.index):
-            data += chunk
-            if len(data) >= budget:
-                break
-        data = data[:budget]
-        budget -= len(data)
-        logs.append((data.decode(errors="replace"), len(data)))
-    return render(request, "run.html", run=found, logs=logs, truncated=budget <= 0)
+    # The log drawn by web/site/logview.py: lines numbered and linked, colours, times, search.
+    log = await logview.page_log(services, found, search or None)
+    artifacts = await pages_artifacts.shown_artifacts(services, found)
+    return render(
+        request,
+        "run.html",
+        run=found,
+        log=log,
+        search=search or "",
+        times=times,
+        artifacts=artifacts,
+    )
 
 
 @router.get("/projects/{project}/runs/{run}/log")
@@ -237,6 +251,9 @@ async def run_state(request: Request, project: str, run: str) -> Response:
             "waiting_reason": found.waiting_reason,
             "worker": found.worker,
             "started": _date(found.start_date),
+            "started_utc": found.start_date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if found.start_date
+            else None,
             "duration": duration(found.start_date, found.completion_date),
             "steps": [
                 {

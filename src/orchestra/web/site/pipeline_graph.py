@@ -30,9 +30,11 @@ def pipeline_svg(
     nodes: Sequence[Mapping[str, Any]],
     statuses: Mapping[str, str] | None = None,
     link: str | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> Markup:
     """The drawing of these nodes (a pipeline's or a pipeline run's copy); `statuses` colours
-    each node by its status; `link`, with `{node}` in it, makes each box a link."""
+    each node by its status; `link`, with `{node}` in it, makes each box a link; `links` makes
+    the boxes it names links to the paths it gives (a pipeline run's nodes to their runs)."""
     by_identifier = {n["identifier"]: n for n in nodes}
     depth = levels(nodes)
     columns: dict[int, list[str]] = {}
@@ -48,7 +50,7 @@ def pipeline_svg(
     rows = max((len(m) for m in columns.values()), default=0)
     height = 2 * MARGIN + rows * BOX_HEIGHT + max(rows - 1, 0) * ROW_GAP
     parts = [
-        f'<svg class="pipeline-graph" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'<svg class="pipeline-graph" xmlns="http://www.w3.org/2000/svg" role="group" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'aria-label="The pipeline\'s nodes and their needs">',
         '<defs><marker id="pipeline-arrow" viewBox="0 0 10 10" refX="10" refY="5" '
@@ -60,7 +62,10 @@ def pipeline_svg(
             parts.append(_edge(need, identifier, position[need], position[identifier]))
     for identifier in topological_order(nodes):
         status = (statuses or {}).get(identifier)
-        parts.append(_box(by_identifier[identifier], position[identifier], status, link))
+        href = (links or {}).get(identifier)
+        if href is None and link is not None:
+            href = link.replace("{node}", identifier)
+        parts.append(_box(by_identifier[identifier], position[identifier], status, href))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -76,7 +81,7 @@ def _edge(source: str, target: str, start: tuple[int, int], end: tuple[int, int]
     )
 
 
-def _box(node: Mapping[str, Any], at: tuple[int, int], status: str | None, link: str | None) -> str:
+def _box(node: Mapping[str, Any], at: tuple[int, int], status: str | None, href: str | None) -> str:
     identifier = str(node["identifier"])
     kind = "approval" if node.get("approval") is not None else "job"
     detail = "approval" if kind == "approval" else f"job {node.get('job')}"
@@ -99,9 +104,8 @@ def _box(node: Mapping[str, Any], at: tuple[int, int], status: str | None, link:
         f'<text x="{x + 10}" y="{y + 37}" class="pipeline-node-detail">'
         f"{escape(_short(detail, MAX_DETAIL))}</text></g>"
     )
-    if link is None:
+    if href is None:
         return box
-    href = link.replace("{node}", identifier)
     return f'<a href="{escape(href)}">{box}</a>'
 
 

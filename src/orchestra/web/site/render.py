@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from orchestra import __version__
 from orchestra.domain.permissions import Action, allowed
+from orchestra.web.site.paging import page_link
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -27,6 +30,23 @@ def format_date(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def shell_words(command: list[str]) -> str:
+    """A command's arguments as a POSIX shell would read them back (`shlex.join`): an argument
+    with a space or a quote is quoted, so none is mistaken for two. Escaped as any text."""
+    return shlex.join(str(argument) for argument in command)
+
+
+def time_tag(value: datetime | None) -> Markup:
+    """A date as `<time>`: its text and title in UTC (what a browser without scripts shows),
+    turned into the viewer's time zone by static/times.js, the title keeping UTC."""
+    if value is None:
+        return Markup("—")
+    utc = value.astimezone(UTC)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"), format_date(utc), format_date(utc)
+    )
 
 
 def _ago(value: datetime | None) -> str:
@@ -48,7 +68,11 @@ def _span(seconds: int) -> str:
 def duration(start: datetime | None, end: datetime | None) -> str:
     if start is None:
         return "—"
-    seconds = ((end or datetime.now(UTC)) - start).total_seconds()
+    return duration_text(((end or datetime.now(UTC)) - start).total_seconds())
+
+
+def duration_text(seconds: float) -> str:
+    """A number of seconds as people read it: "4.2 s", "3 min 05 s", "2 h 10 min"."""
     if seconds < 10:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
@@ -60,7 +84,10 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 
 environment.filters["date"] = format_date
 environment.filters["ago"] = _ago
+environment.filters["time"] = time_tag
+environment.filters["shell"] = shell_words
 environment.globals["duration"] = duration
+environment.globals["page_link"] = page_link
 environment.globals["version"] = __version__
 
 

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=True),
         sa.Column("date", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("identifier", name="pk_event_log"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_event_log_date", "event_log", ["date"])
 

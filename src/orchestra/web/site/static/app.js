@@ -73,7 +73,15 @@ document.addEventListener("DOMContentLoaded", () => {
     const waiting = document.getElementById("waiting");
     if (waiting && data.status !== "pending") waiting.remove();
     document.getElementById("run-duration").textContent = data.duration;
-    document.getElementById("run-started").textContent = data.started;
+    const started = document.getElementById("run-started");
+    if (data.started_utc && started.dataset.utc !== data.started_utc) {
+      // A <time> in UTC, as the server writes it: static/times.js shows it in local time.
+      const time = document.createElement("time");
+      time.setAttribute("datetime", data.started_utc);
+      time.title = time.textContent = data.started;
+      started.dataset.utc = data.started_utc;
+      started.replaceChildren(time);
+    }
     for (const step of data.steps) {
       const item = document.getElementById(`step-${step.index}`);
       if (!item) continue;
@@ -97,10 +105,31 @@ document.addEventListener("DOMContentLoaded", () => {
     if (atBottom) entry.pre.scrollTop = entry.pre.scrollHeight;
   }
 
+  // The live event stream (static/live.js) says when the run changed: its state is read
+  // again then, not every half second; while the stream is down, it is polled.
+  let changed = true;
+  let timer = null;
+  function schedule(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(tick, delay);
+  }
+  const live = window.orchestraLive
+    ? window.orchestraLive({ project: run.dataset.project }, (type, data) => {
+        if (type === "open" || type === "reset" || (data && data.identifier === run.dataset.run)) {
+          changed = true;
+          if (!final) schedule(0);
+        }
+      })
+    : null;
+  const streaming = () => live !== null && live.healthy();
+
   async function tick() {
     try {
       const wasFinal = final;
-      await pollState();
+      if (changed || !streaming()) {
+        changed = false;
+        await pollState();
+      }
       for (const entry of state) {
         if (entry.active || final) await pollLog(entry);
       }
@@ -108,7 +137,7 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (error) {
       // A failed poll (server restarting) is retried at the next tick.
     }
-    setTimeout(tick, 500);
+    schedule(streaming() && !state.some((entry) => entry.active) ? 10000 : 500);
   }
   tick();
 });
@@ -121,23 +150,48 @@ document.addEventListener("DOMContentLoaded", () => {
   if (!live) return;
   const url = `/projects/${encodeURIComponent(live.dataset.project)}/pipeline-runs/${encodeURIComponent(live.dataset.run)}/live`;
   let final = live.dataset.final === "true";
+  // Drawn again when the live event stream (static/live.js) says the pipeline run or one of
+  // its runs changed; polled every second and a half only while the stream is down.
+  let changed = false;
+  let timer = null;
+  function schedule(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(tick, delay);
+  }
+  const stream = window.orchestraLive
+    ? window.orchestraLive({ project: live.dataset.project }, (type, data) => {
+        const ours =
+          data && (data.identifier === live.dataset.run || data.pipeline_run === live.dataset.run);
+        if (type === "open" || type === "reset" || ours) {
+          changed = true;
+          schedule(100); // a burst of events draws the page once
+        }
+      })
+    : null;
+  const streaming = () => stream !== null && stream.healthy();
   async function tick() {
     if (final) return;
     try {
       const active = document.activeElement;
       if (!(active && live.contains(active) && active.tagName === "INPUT")) {
-        const response = await fetch(url, { headers: { Accept: "text/html" } });
-        if (response.ok) {
-          const html = await response.text();
-          const parsed = new DOMParser().parseFromString(html, "text/html");
-          live.replaceChildren(...parsed.body.childNodes);
-          final = !live.querySelector(".s-running, .s-pending, .s-waiting");
+        if (changed || !streaming()) {
+          changed = false;
+          const response = await fetch(url, { headers: { Accept: "text/html" } });
+          if (response.ok) {
+            const html = await response.text();
+            const parsed = new DOMParser().parseFromString(html, "text/html");
+            live.replaceChildren(...parsed.body.childNodes);
+            final = !live.querySelector(".s-running, .s-pending, .s-waiting");
+          }
         }
+      } else if (changed) {
+        schedule(1500); // after the form: drawn again then
+        return;
       }
     } catch (error) {
       // A failed poll (server restarting) is retried at the next tick.
     }
-    setTimeout(tick, 1500);
+    schedule(streaming() ? 15000 : 1500);
   }
-  setTimeout(tick, 1500);
+  schedule(1500);
 });
