@@ -7,8 +7,10 @@ The job nodes wait for files the test creates, so the test decides when each run
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ from tests.support.jobs import WAIT_FOR_FILE, py
 from tests.support.waiting import wait_until
 
 PROJECT = "example"
-GATES = Path(__file__).resolve().parents[2] / "var" / "browser-gates"
+# Outside /tmp and outside the checkout (which may itself lie under /tmp, as a fresh clone's
+# does): the local workers' sandboxed steps see a /tmp of their own, the rest read-only.
+GATES = Path.home() / ".cache" / "orchestra-test-gates"
 # build -> (test-a, test-b) -> approve -> publish: five boxes, five arrows.
 EDGES = {
     ("build", "test-a"),
@@ -36,9 +40,8 @@ LIVE_TIMEOUT = 20_000  # ms: the page polls every 1.5 s; a run ends within a few
 
 @pytest.fixture(scope="module")
 def gates(site: Site) -> Iterator[Path]:
-    """The directory of the files the job nodes wait for (outside /tmp: the local worker's
-    sandboxed steps see a /tmp of their own, and the rest of the system read-only); the jobs and
-    pipelines, and an operator, created once."""
+    """The directory of the files the job nodes wait for (GATES: seen by sandboxed steps too);
+    the jobs and pipelines, and an operator, created once."""
     directory = GATES / uuid.uuid4().hex
     directory.mkdir(parents=True)
     try:
@@ -49,9 +52,12 @@ def gates(site: Site) -> Iterator[Path]:
 
 
 def create(site: Site, directory: Path) -> None:
+    wait_command = py(WAIT_FOR_FILE, "{parameters[file]}")[1:]
     hold = {
         "parameters": [{"key": "file"}],
-        "steps": [{"name": "wait", "command": py(WAIT_FOR_FILE, "{parameters[file]}")}],
+        # The interpreter by its real path: a checkout's virtual environment may lie under
+        # /tmp, which a sandboxed step does not see.
+        "steps": [{"name": "wait", "command": [os.path.realpath(sys.executable), *wait_command]}],
     }
     for job, body in (("hold", hold), ("quick", {"steps": [{"name": "go", "command": ["true"]}]})):
         response = site.api("PUT", f"/projects/{PROJECT}/jobs/{job}", json=body)
