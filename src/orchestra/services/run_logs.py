@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from orchestra.domain.log_lines import LineSplitter, TimedChunk, Timestamper, grep_line, matches
-from orchestra.errors import InvalidInput, NotFound
+from orchestra.errors import InvalidInput
 from orchestra.services.runs import FOLLOW_POLL_SECONDS, RunService
 from orchestra.storage import log_times
 from orchestra.storage import runs as run_storage
@@ -35,7 +35,7 @@ class RunLogs:
     ) -> AsyncIterator[TimedChunk]:
         """The log (or one step's) from byte `offset` as chunks with their times, each cut to
         start at or after `offset`; with `follow`, until the run ends."""
-        start = await self._start(project, identifier, offset, step)
+        start = await self.runs.log_start(project, identifier, offset, step)
         return self._chunks(identifier, start, step, follow=follow)
 
     async def timestamped(
@@ -60,20 +60,6 @@ class RunLogs:
             raise InvalidInput(f"search must be 1 to {MAX_SEARCH_LENGTH} characters")
         chunks = await self.timed_chunks(project, identifier, 0, step)
         return _searched(chunks, needle)
-
-    async def _start(self, project: str, identifier: str, offset: int, step: int | None) -> int:
-        if offset < 0:
-            raise InvalidInput("offset must not be negative")
-        async with self.runs.db.read() as conn:
-            run = await run_storage.get_run(conn, identifier, project)
-            if run is None:
-                raise NotFound(f"no run {identifier!r} in project {project!r}")
-            if step is None:
-                return offset
-            if not 0 <= step < len(run.steps):
-                raise NotFound(f"no step {step} in run {identifier!r}")
-            first = await run_storage.step_log_start(conn, identifier, step)
-        return (first or 0) + offset
 
     async def _chunks(
         self, identifier: str, offset: int, step: int | None, *, follow: bool
